@@ -1,0 +1,33 @@
+"""Health and the task catalogue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel
+from sqlmodel import Session
+
+from app import __version__
+from app.deps import get_session
+from app.services.meta import database_dialect, task_list
+
+router = APIRouter(tags=["meta"])
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    database: str
+
+
+@router.get("/health", response_model=Health, summary="Liveness and database check")
+def health(session: Session = Depends(get_session)) -> Health:
+    """Answers 200 when the web process runs and the database answers a query."""
+    return Health(status="ok", version=__version__, database=database_dialect(session=session))
+
+
+@router.get("/tasks", summary="Task types, with what each supports in this build")
+def tasks() -> dict[str, Any]:
+    """The seven task types; `features` lists the workflow stages available for each."""
+    return task_list()

@@ -1,0 +1,54 @@
+"""All tables, imported here so SQLModel.metadata (and Alembic) sees every one."""
+
+from app.models.common import Page
+from app.models.dataset_import import DatasetImport
+from app.models.evaluation import Evaluation, EvaluationResult
+from app.models.experiment import Experiment, MetricPoint
+from app.models.export import Export
+from app.models.image import ANNOTATION_KINDS, Annotation, Image
+from app.models.job import (
+    TERMINAL_STATUSES,
+    Job,
+    JobEvent,
+    JobEventRead,
+    JobQueue,
+    JobRead,
+    JobStatus,
+)
+from app.models.project import (
+    LabelClass,
+    Project,
+    ProjectCounts,
+    ProjectCreate,
+    ProjectRead,
+    ProjectUpdate,
+)
+from app.models.split import Split, SplitMember
+
+__all__ = [
+    "ANNOTATION_KINDS",
+    "TERMINAL_STATUSES",
+    "Annotation",
+    "DatasetImport",
+    "Evaluation",
+    "EvaluationResult",
+    "Experiment",
+    "Export",
+    "Image",
+    "Job",
+    "JobEvent",
+    "JobEventRead",
+    "JobQueue",
+    "JobRead",
+    "JobStatus",
+    "LabelClass",
+    "MetricPoint",
+    "Page",
+    "Project",
+    "ProjectCounts",
+    "ProjectCreate",
+    "ProjectRead",
+    "ProjectUpdate",
+    "Split",
+    "SplitMember",
+]

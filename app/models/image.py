@@ -1,0 +1,64 @@
+"""Image and Annotation: the dataset rows; annotations are normalized per kind."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Index
+from sqlmodel import Field, SQLModel
+
+from app.models.common import created_at_field, json_field
+
+# Annotation kinds and their geometry JSON (pixel coordinates of the stored image):
+#   label    {}                                       (image-level class)
+#   bbox     {"x": .., "y": .., "w": .., "h": ..}
+#   polygon  {"points": [[x, y], ...]}  (several rings: {"rings": [[[x, y], ...], ...]})
+#   mask     {"path": "<workspace-relative PNG>"}  (index mask of the class, 255 = ignore)
+#   obb      {"cx": .., "cy": .., "w": .., "h": .., "angle": degrees}
+#   value    {"values": [float, ...]}               (regression targets)
+ANNOTATION_KINDS = ("label", "bbox", "polygon", "mask", "obb", "value")
+
+
+class Image(SQLModel, table=True):
+    """One stored image; the original name is display metadata, the stored path is generated."""
+
+    __tablename__ = "image"
+    __table_args__ = (
+        Index("ix_image_project_id_id", "project_id", "id"),
+        Index("ix_image_project_sha256", "project_id", "sha256"),
+        Index("ix_image_project_original_name", "project_id", "original_name"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", ondelete="CASCADE")
+    import_id: int | None = Field(
+        default=None, foreign_key="dataset_import.id", ondelete="SET NULL", index=True
+    )
+    stored_path: str = Field(max_length=500)
+    thumb_path: str | None = Field(default=None, max_length=500)
+    original_name: str = Field(max_length=1000)
+    width: int
+    height: int
+    channels: int
+    format: str = Field(max_length=16)
+    bytes: int
+    sha256: str = Field(max_length=64)
+    phash: str = Field(default="", max_length=32)
+    attributes: dict[str, Any] = json_field()
+    created_at: datetime = created_at_field()
+
+
+class Annotation(SQLModel, table=True):
+    """One label, box, polygon, mask, oriented box or regression value on an image."""
+
+    __tablename__ = "annotation"
+    __table_args__ = (Index("ix_annotation_project_class", "project_id", "class_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", ondelete="CASCADE")
+    image_id: int = Field(foreign_key="image.id", ondelete="CASCADE", index=True)
+    class_id: int | None = Field(default=None, foreign_key="label_class.id", ondelete="CASCADE")
+    kind: str = Field(max_length=16)
+    geometry: dict[str, Any] = json_field()
+    attributes: dict[str, Any] = json_field()

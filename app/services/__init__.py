@@ -1,0 +1,1 @@
+"""Behaviour, one module per resource. Never imports fastapi/starlette; raises StudioError."""

@@ -1,0 +1,34 @@
+"""The task catalogue as the API and the GUI show it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import text
+from sqlmodel import Session
+
+from app.tasks import FEATURES, list_tasks
+
+
+def database_dialect(*, session: Session) -> str:
+    """Run a trivial query (so health fails when the database does) and name the backend."""
+    session.execute(text("SELECT 1"))
+    return session.get_bind().dialect.name
+
+
+def task_list() -> dict[str, Any]:
+    items = []
+    for spec in list_tasks():
+        items.append(
+            {
+                "key": spec.key,
+                "title": spec.title,
+                "description": spec.description,
+                "annotation_kinds": list(spec.annotation_kinds),
+                "primary_metric": spec.primary_metric,
+                "default_model": spec.default_model,
+                "features": {name: spec.supports(name) for name in FEATURES},
+                "available": sorted(spec.features, key=FEATURES.index),
+            }
+        )
+    return {"items": items, "total": len(items), "page": 1, "page_size": len(items)}

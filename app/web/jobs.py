@@ -1,0 +1,100 @@
+"""Job pages: the list, one job's page, and the live job card (SSE with a polling fallback)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from sqlmodel import Session
+
+from app.config import Settings
+from app.deps import SessionFactory, get_session, get_session_factory, get_settings
+from app.models import TERMINAL_STATUSES
+from app.services import jobs as service
+from app.services import projects as project_service
+from app.services.events import list_events
+from app.sse import SSE_HEADERS, format_event, poll_stream
+from app.templating import render, templates
+from app.web.common import nav_context
+
+router = APIRouter()
+
+
+@router.get("/jobs")
+def jobs_page(request: Request, session: Session = Depends(get_session)) -> Response:
+    jobs, total = service.list_jobs(session, page_size=100)
+    return render(
+        request, "pages/jobs/list.html", jobs=jobs, total=total, **nav_context(None, "jobs")
+    )
+
+
+@router.get("/jobs/{job_id}")
+def job_page(request: Request, job_id: int, session: Session = Depends(get_session)) -> Response:
+    job = service.get_job(session, job_id=job_id)
+    project = None
+    if job.project_id is not None:
+        project = project_service.read_project(
+            session=session,
+            project=project_service.get_project(session=session, project_id=job.project_id),
+        )
+    events = list_events(session, job_id=job_id, after=0, limit=1000)
+    return render(
+        request, "pages/jobs/detail.html", job=job, events=events, **nav_context(project, "jobs")
+    )
+
+
+@router.get("/jobs/{job_id}/card")
+def job_card(request: Request, job_id: int, session: Session = Depends(get_session)) -> Response:
+    job = service.get_job(session, job_id=job_id)
+    return render(request, "partials/_job_card.html", job=job)
+
+
+@router.post("/jobs/{job_id}/cancel")
+def cancel_job(request: Request, job_id: int, session: Session = Depends(get_session)) -> Response:
+    job = service.cancel_job(session, job_id=job_id)
+    return render(request, "partials/_job_card.html", job=job)
+
+
+@router.get("/jobs/{job_id}/card-stream")
+async def job_card_stream(
+    request: Request,
+    job_id: int,
+    session: Session = Depends(get_session),
+    factory: SessionFactory = Depends(get_session_factory),
+    settings: Settings = Depends(get_settings),
+) -> StreamingResponse:
+    """The job card re-rendered whenever the job row changes; `done` closes the stream."""
+    await run_in_threadpool(service.get_job, session, job_id=job_id)
+    last: tuple[object, ...] | None = None
+    template = templates.get_template("partials/_job_card.html")
+
+    async def fetch() -> tuple[list[str], bool]:
+        nonlocal last
+
+        def work() -> tuple[list[str], bool]:
+            nonlocal last
+            with factory() as poll_session:
+                job = service.get_job(poll_session, job_id=job_id)
+                state = (
+                    job.status,
+                    job.progress,
+                    job.message,
+                    job.cancel_requested,
+                    repr(job.progress_detail),
+                )
+                if state == last:
+                    return [], False
+                last = state
+                html = template.render(request=request, job=job)
+                done = job.status in TERMINAL_STATUSES
+                messages = [format_event(html, event="card")]
+                if done:
+                    messages.append(format_event(job.status, event="done"))
+                return messages, done
+
+        return await run_in_threadpool(work)
+
+    stream = poll_stream(
+        fetch, is_disconnected=request.is_disconnected, interval=settings.poll_seconds
+    )
+    return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)

@@ -1,0 +1,61 @@
+// AI Studio front-end glue: htmx configuration, SSE bookkeeping and small shared helpers.
+// Loaded (deferred) after htmx and its SSE extension, before Alpine.
+(function () {
+  "use strict";
+
+  // Error fragments (4xx) say what is valid: swap them (the server retargets them to the
+  // region named by the request's X-Error-Target header). 5xx never swaps; we flash instead.
+  htmx.config.responseHandling = [
+    { code: "204", swap: false },
+    { code: "[23]..", swap: true },
+    { code: "4..", swap: true, error: false },
+    { code: "...", swap: false, error: true },
+  ];
+  htmx.config.defaultSwapStyle = "innerHTML";
+  htmx.config.historyCacheSize = 0;
+
+  function flash(message) {
+    var region = document.getElementById("flash");
+    if (!region) return;
+    var div = document.createElement("div");
+    div.className = "alert alert-error";
+    div.setAttribute("role", "alert");
+    div.textContent = message;
+    region.replaceChildren(div);
+  }
+  window.studioFlash = flash;
+
+  document.addEventListener("htmx:responseError", function (evt) {
+    var status = evt.detail.xhr ? evt.detail.xhr.status : 0;
+    flash("The studio answered " + status + ". Try again; if it persists, check the server log.");
+  });
+  document.addEventListener("htmx:sendError", function () {
+    flash("The studio did not answer. Is it still running?");
+  });
+
+  // Live regions: mark an SSE-connected element while its stream is open, so job cards poll
+  // only when SSE is not working (see partials/_job_card.html).
+  document.addEventListener("htmx:sseOpen", function (evt) {
+    evt.detail.elt.setAttribute("data-sse-open", "1");
+  });
+  document.addEventListener("htmx:sseError", function (evt) {
+    evt.detail.elt.removeAttribute("data-sse-open");
+  });
+  document.addEventListener("htmx:sseClose", function (evt) {
+    evt.detail.elt.removeAttribute("data-sse-open");
+  });
+
+  // A JSON SSE subscription for charts and dashboards, with resume after reconnects
+  // (EventSource sends Last-Event-ID itself) and a callback per event type.
+  window.studioStream = function (url, handlers) {
+    var source = new EventSource(url);
+    Object.keys(handlers).forEach(function (type) {
+      source.addEventListener(type, function (e) {
+        var data;
+        try { data = JSON.parse(e.data); } catch (_err) { data = e.data; }
+        handlers[type](data, e);
+      });
+    });
+    return source;
+  };
+})();

@@ -1,0 +1,1 @@
+"""Test infrastructure: real database servers, a live studio, a browser."""

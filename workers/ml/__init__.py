@@ -1,0 +1,1 @@
+"""Learning code: the only place that imports torch, torchvision, lightning and onnx."""

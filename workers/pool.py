@@ -1,0 +1,257 @@
+"""`python -m workers.pool`: the supervisor that drains the job queue into worker processes.
+
+Each tick it reaps finished workers, forwards cancel requests as signals, claims queued jobs
+while a lane has free slots, and (every few seconds) sweeps running jobs whose worker is
+gone. Workers run in their own process group, so a worker and everything it started can be
+signalled together; a worker that outlives a pool restart is adopted by the next pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from app.config import Settings, get_settings
+from app.db import engine_for
+from app.models import Job, JobQueue, JobStatus
+from app.services import jobs as job_service
+
+log = logging.getLogger("workers.pool")
+
+SWEEP_SECONDS = 5.0
+
+
+@dataclass
+class Child:
+    job_id: int
+    queue: str
+    process: subprocess.Popen[bytes]
+    term_sent_at: float | None = None
+    killed: bool = False
+
+
+def worker_alive(pid: int, job_id: int) -> bool:
+    """Is `pid` still the worker of this job? (Guards against a recycled pid.)"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if not cmdline.exists():
+        return True  # not Linux: trust the heartbeat instead
+    try:
+        args = cmdline.read_bytes().split(b"\0")
+    except OSError:
+        return False
+    if b"workers.run" not in args:
+        return False
+    return str(job_id).encode() in args
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or engine_for(settings.resolved_database_url)
+        self.children: dict[int, Child] = {}
+        self.adopted_term: dict[int, float] = {}
+        self.slots = {
+            JobQueue.compute.value: settings.workers,
+            JobQueue.light.value: settings.light_workers,
+        }
+        self.stopping = False
+        self._last_sweep = 0.0
+        cores = os.cpu_count() or 1
+        self.threads_per_worker = max(1, cores // max(1, settings.workers))
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def run_forever(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        log.info("worker pool up: %s", self.slots)
+        self.sweep()
+        while not self.stopping:
+            try:
+                self.tick()
+            except Exception:  # the pool must survive a database hiccup
+                log.exception("pool tick failed")
+            time.sleep(self.settings.poll_seconds)
+        self.shutdown()
+
+    def _on_stop(self, _signum: int, _frame: object) -> None:
+        self.stopping = True
+
+    def tick(self) -> None:
+        self.reap()
+        self.forward_cancels()
+        if time.monotonic() - self._last_sweep >= SWEEP_SECONDS:
+            self.sweep()
+        self.fill()
+
+    # --- steps ----------------------------------------------------------------------------
+
+    def fill(self) -> None:
+        for queue, slots in self.slots.items():
+            while sum(1 for c in self.children.values() if c.queue == queue) < slots:
+                with Session(self.engine, expire_on_commit=False) as session:
+                    job = job_service.claim_next_job(session, queue=queue)
+                if job is None:
+                    break
+                self.spawn(job)
+
+    def spawn(self, job: Job) -> None:
+        assert job.id is not None
+        log_dir = self.settings.workspace_dir / "jobs" / str(job.id)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.settings.child_env()}
+        threads = str(self.threads_per_worker)
+        env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, STUDIO_WORKER_THREADS=threads)
+        with open(log_dir / f"worker-{job.attempt}.log", "ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "workers.run", str(job.id)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        self.children[job.id] = Child(job_id=job.id, queue=job.queue, process=process)
+        with Session(self.engine) as session:
+            job_service.set_pid(session, job_id=job.id, pid=process.pid)
+        log.info("job %s (%s) started as pid %s", job.id, job.kind, process.pid)
+
+    def reap(self) -> None:
+        for job_id, child in list(self.children.items()):
+            code = child.process.poll()
+            if code is None:
+                continue
+            del self.children[job_id]
+            self.reconcile(job_id, code)
+
+    def reconcile(self, job_id: int, code: int) -> None:
+        """Give a job whose worker exited without writing a final status the right one."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            job = session.get(Job, job_id)
+            if job is None or job.status != JobStatus.running.value:
+                return
+            if job.cancel_requested:
+                status, message = JobStatus.cancelled, "Cancelled (worker stopped)"
+            elif code < 0:
+                status = JobStatus.interrupted
+                message = f"Worker was killed by signal {-code}"
+            else:
+                status = JobStatus.failed
+                message = f"Worker exited with code {code} without reporting a result"
+            error = None if status != JobStatus.failed else message + self._log_tail(job)
+            job_service.finish_job(
+                session, job_id=job_id, status=status, message=message, error=error, exit_code=code
+            )
+        log.info("job %s ended as %s (exit %s)", job_id, status.value, code)
+
+    def _log_tail(self, job: Job) -> str:
+        path = self.settings.workspace_dir / "jobs" / str(job.id) / f"worker-{job.attempt}.log"
+        try:
+            tail = path.read_text(errors="replace")[-2000:]
+        except OSError:
+            return ""
+        return f"\n--- last lines of the worker log ---\n{tail}" if tail.strip() else ""
+
+    def forward_cancels(self) -> None:
+        now = time.monotonic()
+        grace = self.settings.cancel_grace_seconds
+        with Session(self.engine) as session:
+            wanted = {j.id: j for j in job_service.running_jobs(session) if j.cancel_requested}
+        for job_id, job in wanted.items():
+            assert job_id is not None
+            child = self.children.get(job_id)
+            if child is not None:
+                pid = child.process.pid
+                if child.term_sent_at is None:
+                    _signal_group(pid, signal.SIGTERM)
+                    child.term_sent_at = now
+                elif not child.killed and now - child.term_sent_at > grace:
+                    log.warning("job %s ignored SIGTERM for %.0f s; killing it", job_id, grace)
+                    _signal_group(pid, signal.SIGKILL)
+                    child.killed = True
+            elif job.pid is not None and worker_alive(job.pid, job_id):
+                sent = self.adopted_term.get(job_id)
+                if sent is None:
+                    _signal_group(job.pid, signal.SIGTERM)
+                    self.adopted_term[job_id] = now
+                elif now - sent > grace:
+                    _signal_group(job.pid, signal.SIGKILL)
+
+    def sweep(self) -> None:
+        """Running jobs that no live worker owns become interrupted (start-up and periodic)."""
+        self._last_sweep = time.monotonic()
+        with Session(self.engine, expire_on_commit=False) as session:
+            running = job_service.running_jobs(session)
+            stale = {
+                j.id
+                for j in job_service.stale_running_jobs(
+                    session, stale_after=self.settings.stale_after_seconds
+                )
+            }
+        for job in running:
+            assert job.id is not None
+            if job.id in self.children:
+                continue
+            if job.pid is None:
+                # Claimed but never started (a pool died between claim and spawn).
+                if job.id in stale:
+                    self._interrupt(job.id, "Worker never started")
+                continue
+            if not worker_alive(job.pid, job.id):
+                self._interrupt(job.id, "Worker process is gone")
+            elif job.id in stale:
+                self._interrupt(job.id, "Worker stopped sending heartbeats")
+                _signal_group(job.pid, signal.SIGKILL)
+
+    def _interrupt(self, job_id: int, message: str) -> None:
+        with Session(self.engine) as session:
+            if job_service.finish_job(
+                session, job_id=job_id, status=JobStatus.interrupted, message=message
+            ):
+                log.warning("job %s interrupted: %s", job_id, message)
+
+    def shutdown(self) -> None:
+        """Ask every worker to stop at a safe point (they record `interrupted`), then kill."""
+        for child in self.children.values():
+            _signal_group(child.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.settings.cancel_grace_seconds
+        while self.children and time.monotonic() < deadline:
+            self.reap()
+            time.sleep(0.1)
+        for child in self.children.values():
+            _signal_group(child.process.pid, signal.SIGKILL)
+            child.process.wait()
+        self.reap()
+        log.info("worker pool stopped")
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s pool %(levelname)s %(name)s: %(message)s"
+    )
+    Supervisor(get_settings()).run_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
