@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import itertools
+from collections.abc import Sequence
 from typing import Any
 
-from sqlmodel import Session
+import numpy as np
+from PIL import Image as PILImage
+from sqlmodel import Session, select
 
-from app.models import Job, JobQueue, Project, ProjectCreate
+from app.models import Annotation, Image, Job, JobQueue, LabelClass, Project, ProjectCreate
 from app.services import jobs as job_service
 from app.services import projects as project_service
+from app.storage import Storage
 
 _counter = itertools.count(1)
 
@@ -23,3 +29,87 @@ def make_project(session: Session, **overrides: Any) -> Project:
 def make_job(session: Session, kind: str = "test.count", **overrides: Any) -> Job:
     overrides.setdefault("queue", JobQueue.compute)
     return job_service.submit_job(session, kind=kind, **overrides)
+
+
+def make_class(session: Session, project_id: int, name: str, **overrides: Any) -> LabelClass:
+    """Get or create a class by name, appended at the next index."""
+    existing = session.exec(
+        select(LabelClass).where(LabelClass.project_id == project_id, LabelClass.name == name)
+    ).first()
+    if existing is not None:
+        return existing
+    index = len(session.exec(select(LabelClass).where(LabelClass.project_id == project_id)).all())
+    label_class = LabelClass(project_id=project_id, name=name, index=index, **overrides)
+    session.add(label_class)
+    session.commit()
+    session.refresh(label_class)
+    return label_class
+
+
+def make_image(
+    session: Session,
+    storage: Storage,
+    project_id: int,
+    pixels: np.ndarray | None = None,
+    labels: Sequence[str] = (),
+    attributes: dict[str, Any] | None = None,
+    original_name: str | None = None,
+) -> Image:
+    """A real PNG on disk plus its row and label annotations (tests without the importer).
+
+    `pixels` is HxW (grey) or HxWx3 uint8; by default a random 32x32 RGB image.
+    """
+    if pixels is None:
+        pixels = np.random.default_rng(next(_counter)).integers(0, 256, (32, 32, 3), np.uint8)
+    picture = PILImage.fromarray(pixels)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    data = buffer.getvalue()
+    images_dir = storage.images_dir(project_id)
+    images_dir.mkdir(parents=True, exist_ok=True)
+    path = images_dir / storage.new_name(".png")
+    path.write_bytes(data)
+    image = Image(
+        project_id=project_id,
+        stored_path=storage.relative(path),
+        original_name=original_name or f"img_{next(_counter)}.png",
+        width=picture.width,
+        height=picture.height,
+        channels=len(picture.getbands()),
+        format="PNG",
+        bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        attributes=attributes or {},
+    )
+    session.add(image)
+    session.commit()
+    session.refresh(image)
+    assert image.id is not None
+    for name in labels:
+        label_class = make_class(session, project_id, name)
+        session.add(
+            Annotation(
+                project_id=project_id, image_id=image.id, class_id=label_class.id, kind="label"
+            )
+        )
+    session.commit()
+    return image
+
+
+def make_digits(
+    session: Session, storage: Storage, project_id: int, per_class: int = 10, size: int = 32
+) -> list[Image]:
+    """Real scikit-learn digits (upscaled to `size`), `per_class` of each of the ten classes."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images: list[Image] = []
+    taken = dict.fromkeys(range(10), 0)
+    for pixels, target in zip(digits.images, digits.target, strict=True):
+        if taken[int(target)] >= per_class:
+            continue
+        taken[int(target)] += 1
+        grey = (pixels * (255 / 16)).astype(np.uint8)
+        big = np.asarray(PILImage.fromarray(grey).resize((size, size), PILImage.NEAREST))
+        images.append(make_image(session, storage, project_id, big, labels=[str(int(target))]))
+    return images
