@@ -12,9 +12,20 @@ import numpy as np
 from PIL import Image as PILImage
 from sqlmodel import Session, select
 
-from app.models import Annotation, Image, Job, JobQueue, LabelClass, Project, ProjectCreate
+from app.models import (
+    Annotation,
+    Image,
+    Job,
+    JobQueue,
+    LabelClass,
+    Project,
+    ProjectCreate,
+    Split,
+    SplitMember,
+)
 from app.services import jobs as job_service
 from app.services import projects as project_service
+from app.services import splits as split_service
 from app.storage import Storage
 
 _counter = itertools.count(1)
@@ -113,3 +124,42 @@ def make_digits(
         big = np.asarray(PILImage.fromarray(grey).resize((size, size), PILImage.NEAREST))
         images.append(make_image(session, storage, project_id, big, labels=[str(int(target))]))
     return images
+
+
+def make_split(
+    session: Session,
+    project_id: int,
+    images: Sequence[Image],
+    ratios: Sequence[float] = (0.6, 0.2, 0.2),
+    seed: int = 0,
+    name: str | None = None,
+) -> Split:
+    """A saved, locked split by a seeded shuffle (no stratification; the splits service does that)."""
+    order = np.random.default_rng(seed).permutation(len(images))
+    n_train = round(ratios[0] * len(images))
+    n_val = round(ratios[1] * len(images))
+    split = Split(
+        project_id=project_id,
+        name=name or f"split {next(_counter)}",
+        strategy="random",
+        params={"ratios": list(ratios)},
+        seed=seed,
+    )
+    session.add(split)
+    session.commit()
+    session.refresh(split)
+    assert split.id is not None
+    counts: dict[str, int] = {}
+    for position, index in enumerate(order):
+        subset = "train" if position < n_train else "val" if position < n_train + n_val else "test"
+        counts[subset] = counts.get(subset, 0) + 1
+        image_id = images[int(index)].id
+        assert image_id is not None
+        session.add(SplitMember(split_id=split.id, image_id=image_id, subset=subset))
+    session.commit()
+    split.counts = counts
+    split.fingerprint = split_service.compute_fingerprint(session, split.id)
+    session.add(split)
+    session.commit()
+    session.refresh(split)
+    return split
