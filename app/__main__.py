@@ -82,7 +82,9 @@ def main() -> int:
 
     pool = None
     if settings.start_pool and (settings.workers or settings.light_workers):
-        pool = PoolProcess({**os.environ, **settings.child_env()})
+        pool = PoolProcess(
+            {**os.environ, **settings.child_env(), "STUDIO_POOL_PARENT_PID": str(os.getpid())}
+        )
         pool.start()
     log.info(
         "AI Studio ready in %.2f s on http://%s:%d (workspace %s, %s)",

@@ -77,6 +77,10 @@ class Supervisor:
         }
         self.stopping = False
         self._last_sweep = 0.0
+        # Set by `python -m app`: when the web process dies (even by SIGKILL) the pool is
+        # re-parented, notices, and stops its workers instead of running on unsupervised.
+        parent = os.environ.get("STUDIO_POOL_PARENT_PID", "")
+        self.parent_pid = int(parent) if parent.isdigit() else None
         cores = os.cpu_count() or 1
         self.threads_per_worker = max(1, cores // max(1, settings.workers))
 
@@ -99,6 +103,10 @@ class Supervisor:
         self.stopping = True
 
     def tick(self) -> None:
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            log.warning("the studio process %s is gone; stopping the pool", self.parent_pid)
+            self.stopping = True
+            return
         self.reap()
         self.forward_cancels()
         if time.monotonic() - self._last_sweep >= SWEEP_SECONDS:

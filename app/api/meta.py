@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 from sqlmodel import Session
 
 from app import __version__
 from app.deps import get_session
 from app.services.meta import database_dialect, task_list
+from app.templating import static_url
 
 router = APIRouter(tags=["meta"])
 
@@ -31,3 +34,15 @@ def health(session: Session = Depends(get_session)) -> Health:
 def tasks() -> dict[str, Any]:
     """The seven task types; `features` lists the workflow stages available for each."""
     return task_list()
+
+
+@router.get("/docs", include_in_schema=False)
+def api_docs() -> HTMLResponse:
+    """Swagger UI from static/vendor: FastAPI's default page would load it from a CDN."""
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="AI Studio API",
+        swagger_js_url=static_url("vendor/swagger-ui-5.35.0-bundle.js"),
+        swagger_css_url=static_url("vendor/swagger-ui-5.35.0.css"),
+        swagger_favicon_url=static_url("favicon.svg"),
+    )

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 from sqlmodel import Session
 
+from app.config import Settings
 from app.models import Job, JobQueue
 from app.services.events import list_events
 from tests.factories import make_job
 from tests.helpers import wait_for
-from tests.jobs.conftest import PoolRunner, worker_pid_alive
+from tests.jobs.conftest import ROOT, PoolRunner, worker_pid_alive
 
 pytestmark = [pytest.mark.slow, pytest.mark.both_databases]
 
@@ -151,3 +154,33 @@ def test_light_lane_runs_beside_a_busy_compute_lane(session: Session, pool: Pool
     assert status_of(session, busy.id).status == "running"
     queued = make_job(session, params={"steps": 1})
     assert status_of(session, queued.id).status == "queued"  # the one compute slot is taken
+
+
+def test_pool_stops_its_workers_when_the_studio_process_is_killed(
+    session: Session, settings: Settings
+) -> None:
+    """A SIGKILLed web process cannot stop its pool; the pool must notice and stop itself."""
+    launcher = (
+        "import os, subprocess, sys, time\n"
+        "env = {**os.environ, 'STUDIO_POOL_PARENT_PID': str(os.getpid())}\n"
+        "pool = subprocess.Popen([sys.executable, '-m', 'workers.pool'], env=env,\n"
+        "                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+        "print(pool.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    env = {**os.environ, **settings.child_env(), "PYTHONPATH": str(ROOT)}
+    parent = subprocess.Popen(
+        [sys.executable, "-c", launcher], cwd=ROOT, env=env, stdout=subprocess.PIPE
+    )
+    try:
+        assert parent.stdout is not None
+        pool_pid = int(parent.stdout.readline())
+        job = make_job(session, params={"steps": 10_000, "delay": 0.05})
+        wait_status(session, job.id, "running")
+        parent.kill()
+        parent.wait()
+        wait_for(lambda: not worker_pid_alive(pool_pid), timeout=30, what="the pool to exit")
+        interrupted = wait_status(session, job.id, "interrupted", timeout=5)
+        assert interrupted.pid is not None and not worker_pid_alive(interrupted.pid)
+    finally:
+        parent.kill()
