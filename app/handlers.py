@@ -68,7 +68,7 @@ def install_handlers(app: FastAPI) -> None:
         code = codes.get(exc.status_code, "http_error")
         message = str(exc.detail)
         if exc.status_code == 404:
-            message = f"Nothing at {request.url.path}; see /api/docs for the endpoints."
+            message = f"Nothing at {request.url.path}; see /docs for the endpoints."
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}."
         response = _error_response(request, exc.status_code, code, message, {})

@@ -10,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from app import __version__
-from app.api import OPENAPI_TAGS, api_router
+from app.api import OPENAPI_TAGS, api_router, api_router_docs
 from app.config import Settings, get_settings
 from app.db import engine_for
 from app.handlers import install_handlers
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine_for(settings.resolved_database_url)
 
     app.include_router(api_router)
+    app.include_router(api_router_docs)
     app.include_router(web_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_handlers(app)

@@ -19,3 +19,4 @@ OPENAPI_TAGS = [
 api_router = APIRouter(prefix="/api")
 for module in (meta, projects, jobs):
     api_router.include_router(module.router)
+api_router_docs = meta.docs_router

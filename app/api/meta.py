@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel
 from sqlmodel import Session
 
@@ -36,7 +36,11 @@ def tasks() -> dict[str, Any]:
     return task_list()
 
 
-@router.get("/docs", include_in_schema=False)
+# The docs page lives at /docs (outside /api), so it gets a router without the /api prefix.
+docs_router = APIRouter(include_in_schema=False)
+
+
+@docs_router.get("/docs")
 def api_docs() -> HTMLResponse:
     """Swagger UI from static/vendor: FastAPI's default page would load it from a CDN."""
     return get_swagger_ui_html(
@@ -46,3 +50,8 @@ def api_docs() -> HTMLResponse:
         swagger_css_url=static_url("vendor/swagger-ui-5.35.0.css"),
         swagger_favicon_url=static_url("favicon.svg"),
     )
+
+
+@docs_router.get("/api/docs")
+def api_docs_alias() -> RedirectResponse:
+    return RedirectResponse("/docs", status_code=307)
