@@ -45,8 +45,8 @@ def read(root: Path, task_type: str) -> ReadResult:
         folder = path.parent.name if path.parent != root else ""
         key = folder.lower()
         mask = masks.get((folder, path.stem))
-        anomalous = key in ANOMALOUS or mask is not None or (
-            key not in NORMAL and folder in masked_folders
+        anomalous = (
+            key in ANOMALOUS or mask is not None or (key not in NORMAL and folder in masked_folders)
         )
         if not anomalous and key not in NORMAL and not masked_folders:
             result.warn(

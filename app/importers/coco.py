@@ -120,19 +120,22 @@ def _read_dataset(
     for ann in data.get("annotations") or []:
         if not isinstance(ann, dict):
             continue
-        sample = samples.get(ann.get("image_id"))
-        if sample is None:
+        target = samples.get(ann.get("image_id"))
+        if target is None:
             continue
         cat = categories.get(ann.get("category_id"))
         if cat is None:
-            result.warn(name, f"annotation {ann.get('id')}: unknown category_id "
-                        f"{ann.get('category_id')!r}; skipped")
+            result.warn(
+                name,
+                f"annotation {ann.get('id')}: unknown category_id "
+                f"{ann.get('category_id')!r}; skipped",
+            )
             continue
         attrs: dict[str, Any] = {"iscrowd": int(ann.get("iscrowd") or 0)}
         if isinstance(ann.get("attributes"), dict):
             attrs.update({k: v for k, v in ann["attributes"].items() if _plain(v)})
         try:
-            sample.annotations.extend(_shapes(ann, cat, attrs, sizes[ann.get("image_id")]))
+            target.annotations.extend(_shapes(ann, cat, attrs, sizes[ann.get("image_id")]))
         except (TypeError, ValueError) as exc:
             result.warn(name, f"annotation {ann.get('id')}: {exc}; skipped")
     result.samples.extend(samples.values())
@@ -185,7 +188,12 @@ register_importer(
         title="COCO JSON (boxes, polygons, RLE)",
         detect=detect,
         read=read,
-        tasks=("detection", "segmentation", "instance_segmentation", "oriented_detection",
-               "classification"),
+        tasks=(
+            "detection",
+            "segmentation",
+            "instance_segmentation",
+            "oriented_detection",
+            "classification",
+        ),
     )
 )

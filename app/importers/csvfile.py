@@ -110,12 +110,14 @@ def _rows(path: Path) -> tuple[list[str], list[list[str]]]:
     try:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
-        dialect = csv.excel  # type: ignore[assignment]
+        dialect = csv.excel
     reader = csv.reader(io.StringIO(text), dialect, skipinitialspace=True)
     try:
         table = [[cell.strip() for cell in row] for row in reader if row]
     except csv.Error as exc:
-        raise ImportProblem(f"{path.name} is not valid CSV: {exc}.", code="malformed_file") from None
+        raise ImportProblem(
+            f"{path.name} is not valid CSV: {exc}.", code="malformed_file"
+        ) from None
     if not table:
         raise ImportProblem(f"{path.name} is empty; it needs a header row.", code="malformed_file")
     return table[0], table[1:]
@@ -216,8 +218,9 @@ def _read_table(
             sample.attributes = {header[i]: _cell(row, i) for i in attr_cols if i < len(row)}
             by_image[path] = sample
         try:
-            _row_annotations(row, header, label_col, box_cols, bbox_col, target_cols,
-                             onehot_cols, sample, result)
+            _row_annotations(
+                row, header, label_col, box_cols, bbox_col, target_cols, onehot_cols, sample, result
+            )
         except (ValueError, IndexError) as exc:
             result.warn(where, f"bad value ({exc}); row skipped")
 

@@ -28,8 +28,16 @@ from app.importers.base import (
 )
 from app.importers.pairing import subset_from_path
 
-MASK_DIRS = {"masks", "mask", "segmentationclass", "gt", "groundtruth", "ground_truth",
-             "annotations", "labels"}
+MASK_DIRS = {
+    "masks",
+    "mask",
+    "segmentationclass",
+    "gt",
+    "groundtruth",
+    "ground_truth",
+    "annotations",
+    "labels",
+}
 
 
 def _is_mask_dir(name: str) -> bool:
@@ -46,13 +54,13 @@ def _pairs(root: Path) -> list[tuple[Path, Path]]:
     images = [p for p in files if not any(_is_mask_dir(x) for x in p.relative_to(root).parts[:-1])]
     images = [p for p in images if p.parent.name.lower() != "segmentationobject"]
     by_key: dict[tuple[Path, str], Path] = {}
-    for mask in masks:
-        by_key[(mask.parent.parent, mask.stem)] = mask
-        by_key.setdefault((mask.parent.parent, _key(mask.stem)), mask)
+    for candidate in masks:
+        by_key[(candidate.parent.parent, candidate.stem)] = candidate
+        by_key.setdefault((candidate.parent.parent, _key(candidate.stem)), candidate)
     found = []
     for image in images:
         base = image.parent.parent
-        mask = by_key.get((base, image.stem)) or by_key.get((base, _key(image.stem)))
+        mask: Path | None = by_key.get((base, image.stem)) or by_key.get((base, _key(image.stem)))
         if mask is None:  # CamVid: train/x.png ↔ trainannot/x.png
             sibling = image.parent.parent / f"{image.parent.name}annot" / image.name
             mask = sibling if sibling.is_file() and not sibling.is_symlink() else None

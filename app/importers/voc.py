@@ -63,7 +63,7 @@ def _parse(path: Path) -> Element:
             "entities are refused.",
             code="unsafe_xml",
         ) from None
-    except ElementTree.ParseError as exc:  # type: ignore[attr-defined]
+    except ElementTree.ParseError as exc:
         raise ValueError(f"not valid XML ({exc})") from None
 
 
