@@ -267,14 +267,14 @@ def _commit(
         }
         for name in book.new:
             index = book.index[name]
-            row = LabelClass(
+            new_class = LabelClass(
                 project_id=project.id,
                 name=name[:200],
                 index=index,
                 color=PALETTE[index % len(PALETTE)],
             )
-            session.add(row)
-            classes[name] = row
+            session.add(new_class)
+            classes[name] = new_class
         session.flush()
         image_rows: list[Image] = []
         for sample, meta, _ in records:
@@ -317,7 +317,7 @@ def _commit(
             split_id = _predefined_split(session, project.id, import_id, records, image_rows)
         row = session.get(DatasetImport, import_id)
         assert row is not None
-        counts = {
+        counts: dict[str, int] = {
             "images": len(image_rows),
             "annotations": annotations,
             "classes": len(book.new),
@@ -361,7 +361,8 @@ def _annotation_rows(
     storage: Storage,
     moves: list[tuple[Path, Path]],
 ) -> list[Annotation]:
-    assert image.id is not None
+    image_id = image.id
+    assert image_id is not None
 
     def row(
         label: str | None, kind: str, geometry: dict[str, Any], attrs: dict[str, Any]
@@ -369,7 +370,7 @@ def _annotation_rows(
         class_id = classes[label].id if label is not None else None
         return Annotation(
             project_id=image.project_id,
-            image_id=image.id,
+            image_id=image_id,
             class_id=class_id,
             kind=kind,
             geometry=geometry,

@@ -16,7 +16,7 @@ from app.config import Settings
 from app.errors import BadRequest, Invalid, NotFound, TooLarge, not_found
 from app.importers import list_importers, read_source
 from app.importers.archive import extract_zip, single_root
-from app.models import DatasetImport, Job, JobQueue, JobRead, Project
+from app.models import DatasetImport, Job, JobQueue, Project
 from app.services import jobs as job_service
 from app.services.projects import get_project
 from app.storage import Storage
@@ -48,6 +48,19 @@ SAMPLES = {"digits": "scikit-learn digits: 1,797 handwritten digits, 10 classes,
 CHUNK = 1024 * 1024
 
 
+def _enable_import() -> None:
+    """Every task type some importer supports offers the import stage."""
+    from app.tasks.registry import enable_features, list_tasks
+
+    supported = {task for importer in list_importers() for task in importer.tasks}
+    for spec in list_tasks():
+        if spec.key in supported:
+            enable_features(spec.key, "import")
+
+
+_enable_import()
+
+
 class ImportRead(BaseModel):
     id: int
     project_id: int
@@ -60,17 +73,6 @@ class ImportRead(BaseModel):
     errors: list[Any]
     created_at: Any
     finished_at: Any | None
-
-
-class ImportStarted(BaseModel):
-    job: JobRead
-    import_: ImportRead
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "job": self.job.model_dump(mode="json"),
-            "import": self.import_.model_dump(mode="json"),
-        }
 
 
 class FolderImport(BaseModel):
