@@ -97,7 +97,7 @@ def _import(
     summary, error = None, None
     try:
         summary = run_now(engine, storage, row.id)
-    except Exception as exc:  # noqa: BLE001 - the test inspects it
+    except Exception as exc:
         error = exc
     session.expire_all()
     refreshed = session.get(DatasetImport, row.id)
@@ -138,7 +138,7 @@ def test_an_import_where_nothing_is_usable_fails_and_leaves_nothing(
     root = tmp_path / "src"
     (root / "cat").mkdir(parents=True)
     (root / "cat" / "a.png").write_bytes(b"nope")
-    row, summary, error = _import(session, storage, engine, root, "classification")
+    row, _summary, error = _import(session, storage, engine, root, "classification")
     assert isinstance(error, ImportProblem) and error.code == "nothing_imported"
     assert row.status == "failed" and "not a readable image" in str(row.errors)
     _nothing_written(session, storage, row.project_id)
@@ -172,7 +172,7 @@ def test_malformed_and_oversized_annotation_files_are_rejected_clearly(
 ) -> None:
     broken = coco(tmp_path / "broken")
     (broken / "annotations" / "instances.json").write_text('{"images": [1, 2')
-    with pytest.raises(ImportProblem, match="instances.json is not valid JSON"):
+    with pytest.raises(ImportProblem, match=r"instances\.json is not valid JSON"):
         read_source(broken, "detection", "coco")
     nan = coco(tmp_path / "nan")
     (nan / "annotations" / "instances.json").write_text('{"images": [], "x": NaN}')
