@@ -180,9 +180,10 @@ def list_imports(
     page: int = Query(1, ge=1),
     page_size: int = Query(50, ge=1, le=500),
     session: Session = Depends(get_session),
+    storage: Storage = Depends(get_storage),
 ) -> Page[service.ImportRead]:
     rows, total = service.list_imports(
-        session, project_id=project_id, page=page, page_size=page_size
+        session, project_id=project_id, page=page, page_size=page_size, storage=storage
     )
     return Page(
         items=[service.read_import(r) for r in rows], total=total, page=page, page_size=page_size
@@ -195,10 +196,13 @@ def list_imports(
     summary="An import with its counts, warnings and errors",
 )
 def get_import(
-    project_id: int, import_id: int, session: Session = Depends(get_session)
+    project_id: int,
+    import_id: int,
+    session: Session = Depends(get_session),
+    storage: Storage = Depends(get_storage),
 ) -> service.ImportRead:
     return service.read_import(
-        service.get_import(session, project_id=project_id, import_id=import_id)
+        service.get_import(session, project_id=project_id, import_id=import_id, storage=storage)
     )
 
 

@@ -16,7 +16,7 @@ from app.config import Settings
 from app.errors import BadRequest, Invalid, NotFound, TooLarge, not_found
 from app.importers import list_importers, read_source
 from app.importers.archive import extract_zip, single_root
-from app.models import DatasetImport, Job, JobQueue, Project
+from app.models import TERMINAL_STATUSES, DatasetImport, Job, JobQueue, Project
 from app.services import jobs as job_service
 from app.services.projects import get_project
 from app.storage import Storage
@@ -262,8 +262,34 @@ def start_sample_import(
     )
 
 
+def reconcile(
+    session: Session, row: DatasetImport, storage: Storage | None = None
+) -> DatasetImport:
+    """An import whose job ended without it (cancelled while queued, worker killed) takes the
+    job's final status, and its staging folder (an uploaded zip) is removed."""
+    if row.status not in {"queued", "running"} or row.job_id is None:
+        return row
+    job = session.get(Job, row.job_id)
+    if job is None or job.status not in TERMINAL_STATUSES:
+        return row
+    row.status = "succeeded" if job.status == "succeeded" else job.status
+    row.errors = [*row.errors, {"file": "", "message": job.error or job.message or job.status}]
+    row.finished_at = job.finished_at
+    session.add(row)
+    session.commit()
+    session.refresh(row)
+    if storage is not None and row.id is not None:
+        shutil.rmtree(work_dir(storage, row.project_id, row.id), ignore_errors=True)
+    return row
+
+
 def list_imports(
-    session: Session, *, project_id: int, page: int = 1, page_size: int = 50
+    session: Session,
+    *,
+    project_id: int,
+    page: int = 1,
+    page_size: int = 50,
+    storage: Storage | None = None,
 ) -> tuple[list[DatasetImport], int]:
     get_project(session=session, project_id=project_id)
     where = DatasetImport.project_id == project_id
@@ -275,14 +301,16 @@ def list_imports(
         .offset((page - 1) * page_size)
         .limit(page_size)
     ).all()
-    return list(rows), int(total)
+    return [reconcile(session, r, storage) for r in rows], int(total)
 
 
-def get_import(session: Session, *, project_id: int, import_id: int) -> DatasetImport:
+def get_import(
+    session: Session, *, project_id: int, import_id: int, storage: Storage | None = None
+) -> DatasetImport:
     row = session.get(DatasetImport, import_id)
     if row is None or row.project_id != project_id:
         raise not_found("import", import_id)
-    return row
+    return reconcile(session, row, storage)
 
 
 def analyze(root: Path, task_type: str, fmt: str | None) -> Analysis:
