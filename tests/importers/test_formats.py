@@ -59,7 +59,7 @@ def test_undetectable_source_names_the_task_formats(tmp_path: Path) -> None:
 def test_coco_polygons_and_rle_become_an_index_mask_for_segmentation(
     session: Session, storage: Storage, engine: Any, tmp_path: Path
 ) -> None:
-    summary, annotations, classes = imported(
+    _, annotations, classes = imported(
         session, storage, engine, coco(tmp_path / "c"), "segmentation"
     )
     assert classes == {"background": 0, "cat": 1, "dog": 2}
