@@ -214,3 +214,32 @@ def test_coco_compressed_rle_string_is_decoded(tmp_path: Path) -> None:
     result = read_source(root, "segmentation", "coco")
     rle = [a for s in result.samples for a in s.annotations if a.kind == "rle"]
     assert isinstance(rle[0].geometry["counts"], str)
+
+
+def test_thumbnails_apply_exif_orientation_and_metadata_is_recorded(
+    session: Session, storage: Storage, engine: Any, tmp_path: Path
+) -> None:
+    root = tmp_path / "exif"
+    (root / "cat").mkdir(parents=True)
+    photo = PILImage.new("RGB", (40, 20), (200, 10, 10))
+    exif = photo.getexif()
+    exif[0x0112] = 6  # rotate 90° when displayed
+    photo.save(root / "cat" / "rotated.jpg", "JPEG", exif=exif.tobytes())
+    project = make_project(session)
+    row = DatasetImport(project_id=project.id, source=f"folder:{root}")
+    session.add(row)
+    session.commit()
+    session.refresh(row)
+    run_now(engine, storage, row.id)
+    from app.models import Image
+
+    image = session.exec(select(Image).where(Image.project_id == project.id)).one()
+    assert (image.width, image.height, image.format) == (40, 20, "JPEG")
+    assert image.attributes["exif_orientation"] == 6
+    assert image.original_name == "cat/rotated.jpg"
+    with PILImage.open(storage.resolve(image.thumb_path or "")) as thumb:
+        assert thumb.size == (20, 40)
+    assert (
+        storage.resolve(image.stored_path).read_bytes()
+        == (root / "cat" / "rotated.jpg").read_bytes()
+    )

@@ -244,3 +244,16 @@ def test_csv_rows_with_missing_images_and_bad_numbers_are_reported(tmp_path: Pat
     assert len(result.samples) == 1 and len(result.samples[0].annotations) == 1
     text = str(result.warnings)
     assert "missing.jpg" in text and "not a finite number" in text
+
+
+def test_upload_stream_stops_at_the_byte_limit_and_keeps_nothing(tmp_path: Path) -> None:
+    import io
+
+    from app.errors import TooLarge
+    from app.services.imports import save_upload
+
+    target = tmp_path / "staging" / "upload.zip"
+    with pytest.raises(TooLarge):
+        save_upload(Storage(tmp_path), target, io.BytesIO(b"x" * 3_000_000), limit=2_000_000)
+    assert not target.exists()
+    assert save_upload(Storage(tmp_path), target, io.BytesIO(b"ok"), limit=10) == 2
