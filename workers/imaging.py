@@ -37,9 +37,10 @@ def phash(picture: Image.Image) -> str:
     # BOX averaging is what a DCT hash needs (low frequencies) at a fraction of LANCZOS's cost.
     small = picture.resize((32, 32), Image.Resampling.BOX, reducing_gap=2.0)
     grey = np.asarray(small.convert("L"), float)
-    coeffs = (_DCT @ grey @ _DCT.T)[:8, :8].flatten()
+    low = _DCT[:8]
+    coeffs = (low @ grey @ low.T).flatten()
     bits = coeffs > np.median(coeffs[1:])
-    return f"{int(''.join('1' if b else '0' for b in bits), 2):016x}"
+    return np.packbits(bits).tobytes().hex()
 
 
 def process_image(source: str, images_dir: str, thumbs_dir: str) -> dict[str, Any]:
