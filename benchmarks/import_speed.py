@@ -27,19 +27,35 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sqlmodel import Session  # noqa: E402
+
+from app.db import engine_for, migrate  # noqa: E402
+from app.models import DatasetImport, ProjectCreate  # noqa: E402
+from app.services.projects import create_project  # noqa: E402
+from app.storage import Storage  # noqa: E402
 from workers.imaging import pool_size  # noqa: E402
+from workers.importing import QuietReporter, run_import  # noqa: E402
 
 
-def generate(folder: Path, n: int) -> None:
-    rng = np.random.default_rng(0)
+def _generate_range(args: tuple[str, int, int]) -> None:
+    folder, start, stop = Path(args[0]), args[1], args[2]
+    rng = np.random.default_rng(start)
     base = np.linspace(0, 255, 256, dtype=np.float32)
-    for i in range(n):
+    for i in range(start, stop):
         label = "even" if i % 2 == 0 else "odd"
         noise = rng.normal(0, 25, (256, 256, 3)).astype(np.float32)
         pixels = np.clip(base[None, :, None] * 0.5 + base[:, None, None] * 0.5 + noise, 0, 255)
         target = folder / label / f"img_{i:05d}.jpg"
         target.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(pixels.astype(np.uint8)).save(target, "JPEG", quality=90)
+
+
+def generate(folder: Path, n: int) -> None:
+    """N noisy gradient JPEGs of 256x256 (about 40 KB each), made in parallel."""
+    step = 250
+    jobs = [(str(folder), i, min(n, i + step)) for i in range(0, n, step)]
+    with cf.ProcessPoolExecutor(pool_size()) as pool:
+        list(pool.map(_generate_range, jobs))
 
 
 def _floor_one(args: tuple[str, str]) -> str:
@@ -65,14 +81,6 @@ def floor(files: list[Path], out: Path) -> float:
 
 
 def studio(source: Path, work: Path) -> tuple[float, dict[str, object]]:
-    from sqlmodel import Session
-
-    from app.db import engine_for, migrate
-    from app.models import DatasetImport, ProjectCreate
-    from app.services.projects import create_project
-    from app.storage import Storage
-    from workers.importing import QuietReporter, run_import
-
     url = f"sqlite:///{work / 'studio.db'}"
     migrate(url)
     engine = engine_for(url)

@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import shutil
+import signal
 import uuid
 import warnings
 from pathlib import Path
@@ -106,6 +107,13 @@ def process_image(source: str, images_dir: str, thumbs_dir: str) -> dict[str, An
 
 def process_batch(sources: list[str], images_dir: str, thumbs_dir: str) -> list[dict[str, Any]]:
     return [process_image(s, images_dir, thumbs_dir) for s in sources]
+
+
+def ignore_stop_signals() -> None:
+    """Pool children leave SIGTERM/SIGINT to the job process, which stops them at a safe
+    point; a cancel must read as cancelled, not as a broken pool."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def pool_size() -> int:

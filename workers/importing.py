@@ -31,7 +31,7 @@ from app.models import Annotation, DatasetImport, Image, LabelClass, Project, Sp
 from app.services.imports import PALETTE, parse_source, work_dir
 from app.services.splits import compute_fingerprint
 from app.storage import Storage
-from workers.imaging import pool_size, process_batch
+from workers.imaging import ignore_stop_signals, pool_size, process_batch
 from workers.import_mapping import ClassBook, Mapped, MaskProblem, map_sample
 
 MAX_REPORTED = 1000
@@ -240,7 +240,9 @@ def _process_images(
             reporter.progress(done, total, message="Importing images", unit="images")
         return metas
     context = multiprocessing.get_context("fork")
-    with cf.ProcessPoolExecutor(pool_size(), mp_context=context) as pool:
+    with cf.ProcessPoolExecutor(
+        pool_size(), mp_context=context, initializer=ignore_stop_signals
+    ) as pool:
         futures = {
             pool.submit(process_batch, [paths[i] for i in b], str(images), str(thumbs)): b
             for b in batches

@@ -120,11 +120,10 @@ def image_files(root: Path, skipped: list[dict[str, str]] | None = None) -> list
 def inside(root: Path, name: str) -> Path | None:
     """A file named by a dataset file, if it exists below root and is not a link; else None."""
     try:
-        target = contained(root, name.replace("\\", "/").lstrip("./") if name else name)
+        target = contained(root, name)
     except UnsafePath:
         return None
-    candidate = root.resolve() / name.replace("\\", "/").lstrip("./")
-    if candidate.is_symlink() or not target.is_file():
+    if (root.resolve() / name).is_symlink() or not target.is_file():
         return None
     return target
 

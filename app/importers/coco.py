@@ -34,7 +34,7 @@ def _candidates(root: Path) -> list[Path]:
 def _peek(path: Path) -> str:
     """'dataset', 'results' or '' from the first bytes, without parsing a large file."""
     with path.open("rb") as handle:
-        head = handle.read(4096).lstrip()
+        head = handle.read(65536).lstrip()
     if head.startswith(b"["):
         return "results" if b'"image_id"' in head else ""
     if b'"images"' in head or b'"annotations"' in head or b'"categories"' in head:

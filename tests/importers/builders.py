@@ -111,3 +111,14 @@ def run_now(engine: Engine, storage: Storage, import_id: int) -> dict[str, Any]:
     return run_import(
         lambda: Session(engine, expire_on_commit=False), storage, import_id, QuietReporter()
     )
+
+
+def import_digits(session: Session, engine: Engine, storage: Storage, project_id: int) -> int:
+    """The 1,797 scikit-learn digits imported into a classification project, in-process (a
+    few seconds); returns the DatasetImport id. Reusable by any test that needs real data."""
+    from app.services.imports import start_sample_import
+
+    _, row = start_sample_import(session, project_id=project_id)
+    assert row.id is not None
+    run_now(engine, storage, row.id)
+    return row.id

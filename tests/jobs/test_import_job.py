@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlmodel import Session, select
 
-from app.models import DatasetImport, Image, Job
+from app.config import Settings
+from app.models import TERMINAL_STATUSES, DatasetImport, Image, Job
 from app.services import imports as import_service
 from app.services.events import list_events
 from app.services.jobs import cancel_job
 from app.storage import Storage
 from tests.factories import make_project
 from tests.helpers import wait_for
+from tests.importers.builders import class_folders
 from tests.jobs.conftest import PoolRunner
 
 pytestmark = [pytest.mark.slow]
@@ -61,5 +65,39 @@ def test_cancelling_an_import_leaves_no_rows_or_files(
         session, project_id=project.id, import_id=row.id, storage=storage
     )
     assert reconciled.status == "cancelled"
+    assert session.exec(select(Image).where(Image.project_id == project.id)).all() == []
+    assert [p for p in storage.project_dir(project.id).rglob("*") if p.is_file()] == []
+
+
+def test_cancel_while_the_pool_processes_images_reads_as_cancelled(
+    session: Session, storage: Storage, settings: Settings, pool: PoolRunner, tmp_path: Path
+) -> None:
+    root = tmp_path / "roots"
+    class_folders(root / "big", {"a": 1200, "b": 1200})
+    configured = settings.model_copy(update={"import_roots": [root.resolve()]})
+    project = make_project(session)
+    job, row = import_service.start_folder_import(
+        session,
+        settings=configured,
+        project_id=project.id,
+        data=import_service.FolderImport(path="big"),
+    )
+
+    def processing() -> bool:
+        session.expire_all()
+        current = session.get(Job, job.id)
+        assert current is not None
+        detail = current.progress_detail or {}
+        if current.status in TERMINAL_STATUSES:
+            return True
+        return bool(detail.get("done")) and detail.get("unit") == "images"
+
+    wait_for(processing, timeout=120, what="image processing to start")
+    assert job_status(session, job.id) == "running", "the import ended before it was cancelled"
+    cancel_job(session, job_id=job.id)
+    wait_for(lambda: job_status(session, job.id) in TERMINAL_STATUSES, timeout=60, what="cancel")
+    assert job_status(session, job.id) == "cancelled"
+    session.expire_all()
+    assert session.get(DatasetImport, row.id).status == "cancelled"
     assert session.exec(select(Image).where(Image.project_id == project.id)).all() == []
     assert [p for p in storage.project_dir(project.id).rglob("*") if p.is_file()] == []
