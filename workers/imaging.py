@@ -36,7 +36,9 @@ def phash(picture: Image.Image) -> str:
     if _DCT is None:
         _DCT = _dct_matrix()
     # BOX averaging is what a DCT hash needs (low frequencies) at a fraction of LANCZOS's cost.
-    small = picture.resize((32, 32), Image.Resampling.BOX, reducing_gap=2.0)
+    factor = min(picture.width, picture.height) // 32
+    reduced = picture.reduce(factor) if factor > 1 else picture
+    small = reduced.resize((32, 32), Image.Resampling.BOX)
     grey = np.asarray(small.convert("L"), float)
     low = _DCT[:8]
     coeffs = (low @ grey @ low.T).flatten()
