@@ -84,6 +84,9 @@ class Storage:
     def thumbs_dir(self, project_id: int) -> Path:
         return self.project_dir(project_id) / "thumbs"
 
+    def masks_dir(self, project_id: int) -> Path:
+        return self.project_dir(project_id) / "masks"
+
     def staging_dir(self, project_id: int) -> Path:
         return self.project_dir(project_id) / "staging"
 

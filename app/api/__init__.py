@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.api import jobs, meta, projects
+from app.api import imports, jobs, meta, projects
 
 OPENAPI_TAGS = [
     {"name": "meta", "description": "Health, task types and what each supports."},
@@ -11,12 +11,16 @@ OPENAPI_TAGS = [
         "description": "Projects: a name and a task type; everything hangs off one.",
     },
     {
+        "name": "imports",
+        "description": "Dataset imports: zip upload or server folder, analyze, report; samples.",
+    },
+    {
         "name": "jobs",
         "description": "Background work (imports, training, ...): status, events, cancel.",
     },
 ]
 
 api_router = APIRouter(prefix="/api")
-for module in (meta, projects, jobs):
+for module in (meta, projects, imports, jobs):
     api_router.include_router(module.router)
 api_router_docs = meta.docs_router

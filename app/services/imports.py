@@ -1,0 +1,371 @@
+"""Imports: create one from an upload, a server folder or a built-in sample; analyze a
+source without writing anything; list and read imports. The job (workers/importing.py)
+does the work."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from pydantic import BaseModel
+from sqlmodel import Session, col, func, select
+
+from app.config import Settings
+from app.errors import BadRequest, Invalid, NotFound, TooLarge, not_found
+from app.importers import list_importers, read_source
+from app.importers.archive import extract_zip, single_root
+from app.models import TERMINAL_STATUSES, DatasetImport, Job, JobQueue, Project
+from app.services import jobs as job_service
+from app.services.projects import get_project
+from app.storage import Storage
+
+# Class colours by index: distinct, readable on light and dark images.
+PALETTE = (
+    "#e6194b",
+    "#3cb44b",
+    "#4363d8",
+    "#f58231",
+    "#911eb4",
+    "#42d4f4",
+    "#f032e6",
+    "#bfef45",
+    "#fabed4",
+    "#469990",
+    "#dcbeff",
+    "#9a6324",
+    "#fffac8",
+    "#800000",
+    "#aaffc3",
+    "#808000",
+    "#ffd8b1",
+    "#000075",
+    "#a9a9a9",
+    "#ffe119",
+)
+SAMPLES = {"digits": "scikit-learn digits: 1,797 handwritten digits, 10 classes, 32x32 grey"}
+CHUNK = 1024 * 1024
+
+
+def _enable_import() -> None:
+    """Every task type some importer supports offers the import stage."""
+    from app.tasks.registry import enable_features, list_tasks
+
+    supported = {task for importer in list_importers() for task in importer.tasks}
+    for spec in list_tasks():
+        if spec.key in supported:
+            enable_features(spec.key, "import")
+
+
+_enable_import()
+
+
+class ImportRead(BaseModel):
+    id: int
+    project_id: int
+    job_id: int | None
+    source: str
+    format: str | None
+    status: str
+    counts: dict[str, Any]
+    warnings: list[Any]
+    errors: list[Any]
+    created_at: Any
+    finished_at: Any | None
+
+
+class FolderImport(BaseModel):
+    path: str
+    format: str | None = None
+
+
+class Analysis(BaseModel):
+    format: str
+    images: int
+    annotations: int
+    classes: list[str]
+    subsets: dict[str, int]
+    annotation_kinds: dict[str, int]
+    warnings: list[dict[str, str]]
+    examples: list[str]
+
+
+def read_import(row: DatasetImport) -> ImportRead:
+    return ImportRead.model_validate(row, from_attributes=True)
+
+
+def parse_source(source: str) -> tuple[str, str]:
+    kind, _, value = source.partition(":")
+    return kind, value
+
+
+def work_dir(storage: Storage, project_id: int, import_id: int) -> Path:
+    return storage.staging_dir(project_id) / f"import-{int(import_id)}"
+
+
+def _check_format(fmt: str | None, task_type: str) -> str | None:
+    if not fmt:
+        return None
+    valid = [i.key for i in list_importers() if task_type in i.tasks]
+    if fmt not in valid:
+        raise Invalid(
+            f"format={fmt!r} is not available for {task_type} projects; use one of: "
+            f"{', '.join(valid)} (or leave it empty to detect it).",
+            code="unknown_format",
+            details={"valid": valid},
+        )
+    return fmt
+
+
+def resolve_folder(settings: Settings, path: str) -> Path:
+    """A server folder, accepted only below one of STUDIO_IMPORT_ROOTS (links resolved)."""
+    if not settings.import_roots:
+        raise BadRequest(
+            "Server-side imports are off: set STUDIO_IMPORT_ROOTS to the folders imports may "
+            "read, or upload a zip instead.",
+            code="import_roots_unset",
+        )
+    if not path or "\x00" in path:
+        raise BadRequest("path must be a folder below an import root.", code="bad_path")
+    candidate = Path(path)
+    for root in settings.import_roots:
+        target = candidate if candidate.is_absolute() else root / candidate
+        resolved = target.resolve()
+        if resolved.is_relative_to(root) and resolved.is_dir():
+            return resolved
+    roots = ", ".join(str(r) for r in settings.import_roots)
+    raise BadRequest(
+        f"path {path!r} is not an existing folder below an import root ({roots}).",
+        code="path_not_allowed",
+        details={"import_roots": [str(r) for r in settings.import_roots]},
+    )
+
+
+def _submit(
+    session: Session, *, project: Project, source: str, fmt: str | None, title: str
+) -> tuple[Job, DatasetImport]:
+    row = DatasetImport(project_id=project.id, source=source[:2000], format=fmt)  # type: ignore[arg-type]
+    session.add(row)
+    session.flush()
+    job = job_service.submit_job(
+        session,
+        kind="import",
+        queue=JobQueue.light,
+        project_id=project.id,
+        target=f"import:{row.id}",
+        title=title,
+        params={"import_id": row.id},
+        commit=False,
+    )
+    row.job_id = job.id
+    session.add(row)
+    session.commit()
+    session.refresh(row)
+    session.refresh(job)
+    return job, row
+
+
+def start_folder_import(
+    session: Session, *, settings: Settings, project_id: int, data: FolderImport
+) -> tuple[Job, DatasetImport]:
+    project = get_project(session=session, project_id=project_id)
+    fmt = _check_format(data.format, project.task_type)
+    folder = resolve_folder(settings, data.path)
+    return _submit(
+        session, project=project, source=f"folder:{folder}", fmt=fmt, title=f"Import {folder.name}"
+    )
+
+
+def save_upload(storage: Storage, target: Path, stream: BinaryIO, limit: int) -> int:
+    """Stream an upload to disk with a byte counter; nothing is kept if it is too large."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    try:
+        with target.open("wb") as out:
+            while chunk := stream.read(CHUNK):
+                written += len(chunk)
+                if written > limit:
+                    raise TooLarge(
+                        f"The upload is larger than the {limit // (1024 * 1024)} MB limit "
+                        "(STUDIO_MAX_UPLOAD_MB).",
+                        code="upload_too_large",
+                    )
+                out.write(chunk)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return written
+
+
+def start_upload_import(
+    session: Session,
+    *,
+    settings: Settings,
+    storage: Storage,
+    project_id: int,
+    filename: str,
+    stream: BinaryIO,
+    fmt: str | None,
+) -> tuple[Job, DatasetImport]:
+    project = get_project(session=session, project_id=project_id)
+    assert project.id is not None
+    fmt = _check_format(fmt, project.task_type)
+    if not filename.lower().endswith(".zip"):
+        from app.errors import UnsupportedMedia
+
+        raise UnsupportedMedia(
+            f"{filename!r} is not a .zip file; upload the dataset as a zip archive.",
+            code="not_a_zip",
+        )
+    temp = storage.staging_dir(project.id) / f"upload-{storage.new_name('.zip')}"
+    save_upload(storage, temp, stream, settings.max_upload_bytes)
+    try:
+        job, row = _submit(
+            session,
+            project=project,
+            source=f"upload:{Path(filename).name}",
+            fmt=fmt,
+            title=f"Import {Path(filename).name}",
+        )
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    assert row.id is not None
+    work = work_dir(storage, project.id, row.id)
+    work.mkdir(parents=True, exist_ok=True)
+    temp.rename(work / "upload.zip")
+    return job, row
+
+
+def start_sample_import(
+    session: Session, *, project_id: int, sample: str = "digits"
+) -> tuple[Job, DatasetImport]:
+    project = get_project(session=session, project_id=project_id)
+    if sample not in SAMPLES:
+        raise NotFound(
+            f"Sample {sample!r} does not exist; use one of: {', '.join(SAMPLES)}.",
+            code="sample_not_found",
+        )
+    if project.task_type != "classification":
+        raise Invalid(
+            f"The {sample} sample is a classification dataset; this project is "
+            f"{project.task_type}.",
+            code="sample_task_mismatch",
+        )
+    return _submit(
+        session,
+        project=project,
+        source=f"sample:{sample}",
+        fmt="folders",
+        title="Import the digits sample",
+    )
+
+
+def reconcile(
+    session: Session, row: DatasetImport, storage: Storage | None = None
+) -> DatasetImport:
+    """An import whose job ended without it (cancelled while queued, worker killed) takes the
+    job's final status, and its staging folder (an uploaded zip) is removed."""
+    if row.status not in {"queued", "running"} or row.job_id is None:
+        return row
+    job = session.get(Job, row.job_id)
+    if job is None or job.status not in TERMINAL_STATUSES:
+        return row
+    row.status = "succeeded" if job.status == "succeeded" else job.status
+    row.errors = [*row.errors, {"file": "", "message": job.error or job.message or job.status}]
+    row.finished_at = job.finished_at
+    session.add(row)
+    session.commit()
+    session.refresh(row)
+    if storage is not None and row.id is not None:
+        shutil.rmtree(work_dir(storage, row.project_id, row.id), ignore_errors=True)
+    return row
+
+
+def list_imports(
+    session: Session,
+    *,
+    project_id: int,
+    page: int = 1,
+    page_size: int = 50,
+    storage: Storage | None = None,
+) -> tuple[list[DatasetImport], int]:
+    get_project(session=session, project_id=project_id)
+    where = DatasetImport.project_id == project_id
+    total = session.exec(select(func.count()).select_from(DatasetImport).where(where)).one()
+    rows = session.exec(
+        select(DatasetImport)
+        .where(where)
+        .order_by(col(DatasetImport.id).desc())
+        .offset((page - 1) * page_size)
+        .limit(page_size)
+    ).all()
+    return [reconcile(session, r, storage) for r in rows], int(total)
+
+
+def get_import(
+    session: Session, *, project_id: int, import_id: int, storage: Storage | None = None
+) -> DatasetImport:
+    row = session.get(DatasetImport, import_id)
+    if row is None or row.project_id != project_id:
+        raise not_found("import", import_id)
+    return reconcile(session, row, storage)
+
+
+def analyze(root: Path, task_type: str, fmt: str | None) -> Analysis:
+    """What an import of this folder would bring in; reads annotation files only."""
+    result = read_source(root, task_type, fmt)
+    kinds: dict[str, int] = {}
+    subsets: dict[str, int] = {}
+    for sample in result.samples:
+        for ann in sample.annotations:
+            kinds[ann.kind] = kinds.get(ann.kind, 0) + 1
+        if sample.subset:
+            subsets[sample.subset] = subsets.get(sample.subset, 0) + 1
+    return Analysis(
+        format=result.format,
+        images=len(result.samples),
+        annotations=sum(kinds.values()),
+        classes=result.classes,
+        subsets=subsets,
+        annotation_kinds=kinds,
+        warnings=result.warnings[:200],
+        examples=[s.path for s in result.samples[:5]],
+    )
+
+
+def analyze_folder(
+    session: Session, *, settings: Settings, project_id: int, data: FolderImport
+) -> Analysis:
+    project = get_project(session=session, project_id=project_id)
+    fmt = _check_format(data.format, project.task_type)
+    return analyze(resolve_folder(settings, data.path), project.task_type, fmt)
+
+
+def analyze_upload(
+    session: Session,
+    *,
+    settings: Settings,
+    storage: Storage,
+    project_id: int,
+    stream: BinaryIO,
+    fmt: str | None,
+) -> Analysis:
+    """Extract into a throw-away staging folder, analyze, delete; nothing else is written."""
+    project = get_project(session=session, project_id=project_id)
+    assert project.id is not None
+    fmt = _check_format(fmt, project.task_type)
+    staging = storage.staging_dir(project.id)
+    staging.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="analyze-", dir=staging))
+    try:
+        save_upload(storage, folder / "upload.zip", stream, settings.max_upload_bytes)
+        extract_zip(folder / "upload.zip", folder / "src")
+        return analyze(single_root(folder / "src"), project.task_type, fmt)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def formats_for(task_type: str) -> list[tuple[str, str]]:
+    return [(i.key, i.title) for i in list_importers() if task_type in i.tasks]

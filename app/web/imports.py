@@ -1,0 +1,136 @@
+"""The import dialog: source form, analyze (dry run), start → live job card → report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from sqlmodel import Session
+from starlette.datastructures import UploadFile
+
+from app.config import Settings
+from app.deps import get_session, get_settings, get_storage
+from app.errors import BadRequest
+from app.services import imports as service
+from app.services import projects as project_service
+from app.storage import Storage
+from app.templating import render
+
+router = APIRouter()
+
+
+async def _form(request: Request) -> tuple[str, str | None, UploadFile | None, str]:
+    form = await request.form(max_files=1, max_fields=10)
+    source = str(form.get("source") or "upload")
+    fmt = str(form.get("format") or "") or None
+    upload = form.get("file")
+    path = str(form.get("path") or "").strip()
+    if source == "upload":
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            raise BadRequest("Choose a .zip file to upload.", code="file_missing")
+        return source, fmt, upload, ""
+    if not path:
+        raise BadRequest("Enter a server folder below an import root.", code="bad_path")
+    return source, fmt, None, path
+
+
+@router.get("/projects/{project_id}/imports/dialog")
+def import_form(
+    request: Request,
+    project_id: int,
+    session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings),
+) -> Response:
+    project = project_service.get_project(session=session, project_id=project_id)
+    return render(
+        request,
+        "partials/_import_form.html",
+        project=project,
+        formats=service.formats_for(project.task_type),
+        import_roots=[str(r) for r in settings.import_roots],
+        samples=service.SAMPLES if project.task_type == "classification" else {},
+    )
+
+
+@router.post("/projects/{project_id}/imports/analyze")
+async def analyze(
+    request: Request,
+    project_id: int,
+    session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings),
+    storage: Storage = Depends(get_storage),
+) -> Response:
+    _, fmt, upload, path = await _form(request)
+    if upload is not None:
+        analysis = await run_in_threadpool(
+            service.analyze_upload,
+            session,
+            settings=settings,
+            storage=storage,
+            project_id=project_id,
+            stream=upload.file,
+            fmt=fmt,
+        )
+    else:
+        data = service.FolderImport(path=path, format=fmt)
+        analysis = await run_in_threadpool(
+            service.analyze_folder, session, settings=settings, project_id=project_id, data=data
+        )
+    return render(request, "partials/_import_analysis.html", analysis=analysis)
+
+
+def _started(request: Request, job: Any, row: Any) -> Response:
+    return render(request, "partials/_import_started.html", job=job, imp=row)
+
+
+@router.post("/projects/{project_id}/imports")
+async def start(
+    request: Request,
+    project_id: int,
+    session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings),
+    storage: Storage = Depends(get_storage),
+) -> Response:
+    _, fmt, upload, path = await _form(request)
+    if upload is not None:
+        job, row = await run_in_threadpool(
+            service.start_upload_import,
+            session,
+            settings=settings,
+            storage=storage,
+            project_id=project_id,
+            filename=upload.filename or "upload.zip",
+            stream=upload.file,
+            fmt=fmt,
+        )
+    else:
+        data = service.FolderImport(path=path, format=fmt)
+        job, row = await run_in_threadpool(
+            service.start_folder_import,
+            session,
+            settings=settings,
+            project_id=project_id,
+            data=data,
+        )
+    return _started(request, job, row)
+
+
+@router.post("/projects/{project_id}/samples/{sample}")
+def start_sample(
+    request: Request, project_id: int, sample: str, session: Session = Depends(get_session)
+) -> Response:
+    job, row = service.start_sample_import(session, project_id=project_id, sample=sample)
+    return _started(request, job, row)
+
+
+@router.get("/projects/{project_id}/imports/{import_id}/report")
+def report(
+    request: Request,
+    project_id: int,
+    import_id: int,
+    session: Session = Depends(get_session),
+    storage: Storage = Depends(get_storage),
+) -> Response:
+    row = service.get_import(session, project_id=project_id, import_id=import_id, storage=storage)
+    return render(request, "partials/_import_report.html", imp=row)
