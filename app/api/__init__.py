@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.api import jobs, meta, projects
+from app.api import classes, images, jobs, meta, projects
 
 OPENAPI_TAGS = [
     {"name": "meta", "description": "Health, task types and what each supports."},
@@ -11,11 +11,20 @@ OPENAPI_TAGS = [
         "description": "Projects: a name and a task type; everything hangs off one.",
     },
     {
+        "name": "images",
+        "description": "Browse a dataset: filtered image lists, details with annotations, files, "
+        "thumbnails, mask overlays and statistics.",
+    },
+    {
+        "name": "classes",
+        "description": "A project's classes: rename, recolor, group under a parent (taxonomy).",
+    },
+    {
         "name": "jobs",
         "description": "Background work (imports, training, ...): status, events, cancel.",
     },
 ]
 
 api_router = APIRouter(prefix="/api")
-for module in (meta, projects, jobs):
+for module in (meta, projects, images, classes, jobs):
     api_router.include_router(module.router)
