@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
-from sqlalchemy import and_, exists, func, literal
+from sqlalchemy import and_, distinct, exists, func, literal
 from sqlmodel import Session, col, select
 
 from app.errors import Invalid, NotFound, not_found
@@ -62,18 +62,31 @@ def _parse_attr(attr: str) -> tuple[str, str]:
     return key, value.strip()
 
 
-def _filtered(session: Session, project_id: int, query: ImageQuery) -> Any:
-    """The WHERE clauses of the list; shared by the page query and the count."""
+@dataclass
+class _Filters:
+    """The list's filters: plain clauses on image rows, and sets of image ids (a class's images,
+    a split subset's members) kept apart so the count and the page can use their indexes."""
+
+    clauses: list[Any]
+    members: list[Any]
+
+    def where(self, *, walk: bool = False) -> Any:
+        # `id + 0` hides the primary key from SQLite's planner, so it walks the ORDER BY index
+        # and probes the id set instead of loading every member row and sorting them.
+        key = col(Image.id) + 0 if walk else col(Image.id)
+        return and_(*self.clauses, *(key.in_(m) for m in self.members))
+
+
+def _filtered(session: Session, project_id: int, query: ImageQuery) -> _Filters:
+    """Validate the filters against the project and turn them into clauses and id sets."""
     clauses: list[Any] = [col(Image.project_id) == project_id]
+    members: list[Any] = []
     if query.class_id is not None:
         label_class = session.get(LabelClass, query.class_id)
         if label_class is None or label_class.project_id != project_id:
             raise not_found("class", query.class_id)
-        clauses.append(
-            exists().where(
-                col(Annotation.image_id) == col(Image.id),
-                col(Annotation.class_id) == query.class_id,
-            )
+        members.append(
+            select(Annotation.image_id).where(col(Annotation.class_id) == query.class_id)
         )
     if query.annotated is not None:
         has_any = exists().where(col(Annotation.image_id) == col(Image.id))
@@ -87,13 +100,10 @@ def _filtered(session: Session, project_id: int, query: ImageQuery) -> Any:
         split = session.get(Split, query.split_id)
         if split is None or split.project_id != project_id:
             raise not_found("split", query.split_id)
-        member = [
-            col(SplitMember.image_id) == col(Image.id),
-            col(SplitMember.split_id) == query.split_id,
-        ]
+        member = [col(SplitMember.split_id) == query.split_id]
         if query.subset is not None:
             member.append(col(SplitMember.subset) == query.subset)
-        clauses.append(exists().where(*member))
+        members.append(select(SplitMember.image_id).where(*member))
     elif query.subset is not None:
         raise Invalid(
             "subset needs split_id: a subset only exists within a split.",
@@ -104,8 +114,38 @@ def _filtered(session: Session, project_id: int, query: ImageQuery) -> Any:
         clauses.append(col(Image.attributes)[key].as_string() == value)
     if query.q:
         escaped = query.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        clauses.append(func.lower(col(Image.original_name)).like(f"%{escaped.lower()}%", "\\"))
-    return and_(*clauses)
+        pattern = f"%{escaped}%"
+        name = col(Image.original_name)
+        # SQLite's LIKE already ignores ASCII case; lower() would only cost time there.
+        sqlite = session.get_bind().dialect.name == "sqlite"
+        clauses.append(name.like(pattern, "\\") if sqlite else name.ilike(pattern, "\\"))
+    return _Filters(clauses=clauses, members=members)
+
+
+def _count(session: Session, filters: _Filters) -> int:
+    if len(filters.clauses) == 1 and len(filters.members) == 1:
+        # Only a class or a split subset: count its ids on their own index.
+        ids = filters.members[0].subquery()
+        return int(session.exec(select(func.count(distinct(ids.c.image_id)))).one())
+    return int(session.exec(select(func.count()).select_from(Image).where(filters.where())).one())
+
+
+def _walk(session: Session, project_id: int, query: ImageQuery, total: int) -> bool:
+    """Whether walking the sort index beats sorting all matches, for an id-set filter.
+
+    Walking visits about (offset + limit) * N / M rows for M matches of N images; sorting
+    loads and orders all M. The id range stands in for N (imports make contiguous ids).
+    """
+    if not total or query.sort.lstrip("-") == "class":
+        return False
+    # Two queries: SQLite answers a lone min() or max() from the index, both together by a scan.
+    in_project = col(Image.project_id) == project_id
+    low = session.exec(select(func.min(Image.id)).where(in_project)).one()
+    high = session.exec(select(func.max(Image.id)).where(in_project)).one()
+    if low is None or high is None:
+        return False
+    images = high - low + 1
+    return query.page * query.page_size * images <= 4 * total * total
 
 
 def _order(sort: str) -> list[Any]:
@@ -173,15 +213,23 @@ def list_images(
 ) -> tuple[list[ImageRead], int]:
     """One page of the project's images and the total matching the filters."""
     get_project(session=session, project_id=project_id)
-    where = _filtered(session, project_id, query)
-    total = int(session.exec(select(func.count()).select_from(Image).where(where)).one())
-    images = session.exec(
-        select(Image)
-        .where(where)
-        .order_by(*_order(query.sort))
-        .offset((query.page - 1) * query.page_size)
-        .limit(query.page_size)
-    ).all()
+    filters = _filtered(session, project_id, query)
+    total = _count(session, filters)
+    walk = bool(filters.members) and _walk(session, project_id, query, total)
+    where = filters.where(walk=walk)
+    # Deferred join: page through ids on an index (cheap to skip for deep pages), then load
+    # only the rows of the page.
+    ids = list(
+        session.exec(
+            select(Image.id)
+            .where(where)
+            .order_by(*_order(query.sort))
+            .offset((query.page - 1) * query.page_size)
+            .limit(query.page_size)
+        ).all()
+    )
+    rows = {i.id: i for i in session.exec(select(Image).where(col(Image.id).in_(ids))).all()}
+    images = [rows[i] for i in ids if i in rows]
     extra = _class_ids(session, [i.id for i in images if i.id is not None])
     return [_read(project_id, i, *extra[i.id]) for i in images if i.id is not None], total
 
@@ -374,7 +422,22 @@ def mask_overlay(
 
 
 def _is_background(label_class: LabelClass) -> bool:
-    return label_class.name.strip().casefold() in BACKGROUND_NAMES
+    return is_background_name(label_class.name)
+
+
+def is_background_name(name: str) -> bool:
+    """Classes named like "background" start hidden: painting them would hide the image."""
+    return name.strip().casefold() in BACKGROUND_NAMES
+
+
+def split_choices(*, session: Session, project_id: int) -> list[tuple[int, str]]:
+    """(id, name) of the project's splits, newest first, for the grid's split filter."""
+    rows = session.exec(
+        select(Split.id, Split.name)
+        .where(col(Split.project_id) == project_id)
+        .order_by(col(Split.id).desc())
+    ).all()
+    return [(int(i), str(n)) for i, n in rows if i is not None]
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
@@ -394,6 +457,8 @@ __all__ = [
     "get_image_detail",
     "image_file",
     "image_thumbnail",
+    "is_background_name",
     "list_images",
     "mask_overlay",
+    "split_choices",
 ]
