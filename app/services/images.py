@@ -364,6 +364,42 @@ def _hex_rgb(color: str) -> tuple[int, int, int]:
         return 136, 136, 136
 
 
+def _load_mask(
+    session: Session, storage: Storage, project_id: int, image_id: int, annotation_id: int
+) -> tuple[Annotation, np.ndarray]:
+    image = get_image(session=session, project_id=project_id, image_id=image_id)
+    annotation = session.get(Annotation, annotation_id)
+    if annotation is None or annotation.image_id != image.id or annotation.kind != "mask":
+        raise not_found("annotation", annotation_id)
+    path = _existing(storage, str(annotation.geometry.get("path", "")), "mask")
+    try:
+        with PILImage.open(path) as opened:
+            values = np.asarray(opened)
+    except (OSError, UnidentifiedImageError, ValueError, PILImage.DecompressionBombError):
+        raise Invalid(
+            "The mask file cannot be decoded; re-import it.", code="mask_unreadable"
+        ) from None
+    if values.ndim == 3:
+        values = values[..., 0]
+    return annotation, values.astype(np.int64)
+
+
+def mask_class_ids(
+    *, session: Session, storage: Storage, project_id: int, image_id: int, annotation_id: int
+) -> list[int]:
+    """The classes a mask paints (its own class for a binary mask), for the viewer's toggles."""
+    annotation, values = _load_mask(session, storage, project_id, image_id, annotation_id)
+    present = {int(v) for v in np.unique(values).tolist()} - {255}
+    if annotation.class_id is not None and present <= {0, 1}:
+        return [annotation.class_id]
+    classes = session.exec(
+        select(LabelClass)
+        .where(LabelClass.project_id == project_id, col(LabelClass.index).in_(sorted(present)))
+        .order_by(col(LabelClass.index))
+    ).all()
+    return [c.id for c in classes if c.id is not None]
+
+
 def mask_overlay(
     *,
     session: Session,
@@ -378,24 +414,9 @@ def mask_overlay(
     Background classes (named like "background") are hidden unless asked for, since painting
     them would cover the whole image. Returns the PNG bytes and an ETag.
     """
-    image = get_image(session=session, project_id=project_id, image_id=image_id)
-    annotation = session.get(Annotation, annotation_id)
-    if annotation is None or annotation.image_id != image.id or annotation.kind != "mask":
-        raise not_found("annotation", annotation_id)
-    relative = str(annotation.geometry.get("path", ""))
-    path = _existing(storage, relative, "mask")
+    annotation, values = _load_mask(session, storage, project_id, image_id, annotation_id)
     classes = session.exec(select(LabelClass).where(LabelClass.project_id == project_id)).all()
     hidden = hide if hide is not None else {c.id for c in classes if _is_background(c)}
-    try:
-        with PILImage.open(path) as opened:
-            values = np.asarray(opened)
-    except (OSError, UnidentifiedImageError, ValueError, PILImage.DecompressionBombError):
-        raise Invalid(
-            "The mask file cannot be decoded; re-import it.", code="mask_unreadable"
-        ) from None
-    if values.ndim == 3:
-        values = values[..., 0]
-    values = values.astype(np.int64)
     # A mask that belongs to one class and holds 0/1 (or 0/255-free binary) paints that class.
     by_index = {c.index: c for c in classes}
     own = session.get(LabelClass, annotation.class_id) if annotation.class_id else None
@@ -459,6 +480,7 @@ __all__ = [
     "image_thumbnail",
     "is_background_name",
     "list_images",
+    "mask_class_ids",
     "mask_overlay",
     "split_choices",
 ]

@@ -10,12 +10,14 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, Request, Response
 from sqlmodel import Session
 
-from app.deps import get_session
+from app.deps import get_session, get_storage
+from app.errors import StudioError
 from app.models.browse import IMAGE_SORTS, SUBSETS, AnnotationRead, ClassUpdate, ImageQuery
 from app.services import classes as class_service
 from app.services import images as image_service
 from app.services import projects as project_service
 from app.services import stats as stats_service
+from app.storage import Storage
 from app.templating import render
 from app.web.common import is_htmx, nav_context, parse_form
 from app.web.nav import register_project_page
@@ -103,6 +105,15 @@ def dataset_page(
         **context,
         **nav_context(read, "dataset"),
     )
+
+
+@router.get("/projects/{project_id}/dataset/class-options")
+def class_options(
+    request: Request, project_id: int, session: Session = Depends(get_session)
+) -> Response:
+    """The class filter's options, refreshed after a class is renamed or recolored."""
+    classes = class_service.list_classes(session=session, project_id=project_id)
+    return render(request, "partials/_class_options.html", classes=classes, query=_query(request))
 
 
 @router.get("/projects/{project_id}/dataset/stats")
@@ -207,7 +218,11 @@ def overlay_shape(annotation: AnnotationRead) -> dict[str, Any] | None:
 
 @router.get("/projects/{project_id}/dataset/images/{image_id}")
 def image_page(
-    request: Request, project_id: int, image_id: int, session: Session = Depends(get_session)
+    request: Request,
+    project_id: int,
+    image_id: int,
+    session: Session = Depends(get_session),
+    storage: Storage = Depends(get_storage),
 ) -> Response:
     project = project_service.get_project(session=session, project_id=project_id)
     read = project_service.read_project(session=session, project=project)
@@ -216,7 +231,21 @@ def image_page(
     )
     classes = class_service.list_classes(session=session, project_id=project_id)
     class_by_id = {c.id: c for c in classes}
-    present = [class_by_id[c] for c in detail.class_ids if c in class_by_id]
+    present_ids = list(detail.class_ids)
+    for a in detail.annotations:
+        if a.kind == "mask":
+            try:
+                painted = image_service.mask_class_ids(
+                    session=session,
+                    storage=storage,
+                    project_id=project_id,
+                    image_id=image_id,
+                    annotation_id=a.id,
+                )
+            except StudioError:
+                painted = []  # a missing or broken mask file: the overlay request says why
+            present_ids += [c for c in painted if c not in present_ids]
+    present = [class_by_id[c] for c in present_ids if c in class_by_id]
     shapes = [(a, overlay_shape(a)) for a in detail.annotations]
     return render(
         request,
