@@ -140,6 +140,8 @@ def _p95(values: list[float]) -> float:
 
 
 def measure(client: TestClient, ids: dict[str, int], repeats: int) -> dict[str, dict[str, float]]:
+    """Per query, two page patterns: the first pages (what a user mostly looks at) and pages
+    spread over the whole result (first to last), where OFFSET and sorting cost most."""
     results: dict[str, dict[str, float]] = {}
     url = f"/api/projects/{ids['project_id']}/images"
     for name, template in QUERIES.items():
@@ -149,24 +151,26 @@ def measure(client: TestClient, ids: dict[str, int], repeats: int) -> dict[str, 
         assert first.status_code == 200, first.text
         total = first.json()["total"]
         pages = max(1, -(-total // 100))
-        timings = []
-        cpu = []
-        for r in range(repeats):
-            # pages spread over the whole result (first, middle, last): OFFSET costs count
-            params["page"] = str(1 + (r * 7919) % min(pages, 1000))
-            start, start_cpu = time.perf_counter(), time.process_time()
-            response = client.get(url, params=params)
-            timings.append((time.perf_counter() - start) * 1000)
-            cpu.append((time.process_time() - start_cpu) * 1000)
-            assert response.status_code == 200
-        results[name] = {
-            "total": total,
-            "p50_ms": round(statistics.median(timings), 1),
-            "p95_ms": _p95(timings),
-            # CPU time of the whole process (server thread included): what the request costs
-            # when the machine is shared and wall time mostly measures waiting for a core.
-            "cpu_p95_ms": _p95(cpu),
-        }
+        row: dict[str, float] = {"total": total}
+        for mode in ("first", "spread"):
+            timings: list[float] = []
+            cpu: list[float] = []
+            for r in range(repeats):
+                if mode == "first":
+                    params["page"] = str(1 + r % min(pages, 3))
+                else:
+                    params["page"] = str(1 + (r * 7919) % min(pages, 1000))
+                start, start_cpu = time.perf_counter(), time.process_time()
+                response = client.get(url, params=params)
+                timings.append((time.perf_counter() - start) * 1000)
+                cpu.append((time.process_time() - start_cpu) * 1000)
+                assert response.status_code == 200
+            row[f"{mode}_p50_ms"] = round(statistics.median(timings), 1)
+            row[f"{mode}_p95_ms"] = _p95(timings)
+            # CPU time of the whole process (server thread included): what a request costs
+            # when the machine is shared and wall time partly measures waiting for a core.
+            row[f"{mode}_cpu_p95_ms"] = _p95(cpu)
+        results[name] = row
     return results
 
 
@@ -194,15 +198,14 @@ def main() -> None:
     print(json.dumps(report, indent=2))
     if len(args.sizes) >= 2:
         small, large = report[args.sizes[0]], report[args.sizes[-1]]
+        print(f"p95 ms, {args.sizes[0]} -> {args.sizes[-1]} images (ratio); wall | cpu")
         for name in QUERIES:
-            ratio = large[name]["p95_ms"] / max(small[name]["p95_ms"], 0.1)
-            cpu_ratio = large[name]["cpu_p95_ms"] / max(small[name]["cpu_p95_ms"], 0.1)
-            print(
-                f"{name:32s} p95 {small[name]['p95_ms']:6.1f} -> {large[name]['p95_ms']:6.1f} ms"
-                f" ({ratio:.2f}x)   cpu p95 {small[name]['cpu_p95_ms']:6.1f} -> "
-                f"{large[name]['cpu_p95_ms']:6.1f} ms ({cpu_ratio:.2f}x)"
-            )
-        print(f"load average: {os.getloadavg()}", file=sys.stderr)
+            cells = []
+            for key in ("first_p95_ms", "first_cpu_p95_ms", "spread_p95_ms", "spread_cpu_p95_ms"):
+                a, b = small[name][key], large[name][key]
+                cells.append(f"{a:6.1f} -> {b:6.1f} ({b / max(a, 0.1):.2f}x)")
+            print(f"{name:32s} first: {cells[0]} | {cells[1]}   spread: {cells[2]} | {cells[3]}")
+    print(f"load average: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

@@ -92,7 +92,10 @@ def dataset_page(
         and request.headers.get("hx-target") == "image-grid"
         and not request.headers.get("hx-history-restore-request")
     ):
-        return render(request, "partials/_image_grid.html", project_id=project_id, **context)
+        response = render(request, "partials/_image_grid.html", project_id=project_id, **context)
+        # The address bar gets the clean link (no blank form fields), so it can be shared.
+        response.headers["HX-Push-Url"] = _link(f"/projects/{project_id}/dataset", query)
+        return response
     read = project_service.read_project(session=session, project=project)
     return render(
         request,

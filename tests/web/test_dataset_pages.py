@@ -67,6 +67,7 @@ def test_htmx_filter_returns_the_grid_partial_and_pages(
     assert "img2.png" in response.text and "img0.png" not in response.text
     assert "page 2 of 3" in response.text
     assert f"/projects/{pid}/dataset?page_size=2&amp;page=3" in response.text
+    assert response.headers["HX-Push-Url"] == f"/projects/{pid}/dataset?page_size=2&page=2"
 
 
 def test_bad_filters_answer_an_in_place_error(
