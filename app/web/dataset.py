@@ -249,7 +249,9 @@ def image_page(
                 painted = []  # a missing or broken mask file: the overlay request says why
             present_ids += [c for c in painted if c not in present_ids]
     present = [class_by_id[c] for c in present_ids if c in class_by_id]
-    shapes = [(a, overlay_shape(a)) for a in detail.annotations]
+    # Masks underneath, outlines on top, so a mask never hides a box.
+    ordered = sorted(detail.annotations, key=lambda a: a.kind != "mask")
+    shapes = [(a, overlay_shape(a)) for a in ordered]
     return render(
         request,
         "pages/dataset/image.html",
