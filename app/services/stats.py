@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 
+import numpy as np
 from sqlalchemy import distinct, func
 from sqlmodel import Session, col, select
 
@@ -43,21 +45,76 @@ def _groups(
     ]
 
 
+def _close_pairs_python(
+    values: list[int], bits: int, threshold: int
+) -> tuple[list[tuple[int, int]], bool]:
+    """Pigeonhole search on Python ints (any hash length): two values within `threshold` bits
+    agree exactly on at least one of `threshold + 1` chunks, so only chunk-mates are compared."""
+    chunks = max(1, min(threshold + 1, bits))
+    width = -(-bits // chunks)
+    mask = (1 << width) - 1
+    pairs: set[tuple[int, int]] = set()
+    compared = 0
+    for c in range(chunks):
+        buckets: dict[int, list[int]] = defaultdict(list)
+        for index, value in enumerate(values):
+            buckets[(value >> (c * width)) & mask].append(index)
+        for bucket in buckets.values():
+            for position, a in enumerate(bucket):
+                for b in bucket[position + 1 :]:
+                    compared += 1
+                    if compared > MAX_CANDIDATES:
+                        return sorted(pairs), True
+                    if (values[a] ^ values[b]).bit_count() <= threshold:
+                        pairs.add((a, b))
+    return sorted(pairs), False
+
+
+def _close_pairs_numpy(
+    values: list[int], bits: int, threshold: int
+) -> tuple[list[tuple[int, int]], bool]:
+    """The same search vectorized for hashes of at most 64 bits, with threshold + 2 chunks:
+    close values then agree on at least two chunks, so keying on chunk pairs (16 bits for a
+    64-bit hash at threshold 6) keeps buckets tiny even for 100k images."""
+    array = np.array(values, dtype=np.uint64)
+    chunks = threshold + 2
+    width = -(-bits // chunks)
+    mask = np.uint64((1 << width) - 1)
+    parts = [(array >> np.uint64(c * width)) & mask for c in range(chunks)]
+    found: list[tuple[int, int]] = []
+    compared = 0
+    for a, b in itertools.combinations(range(chunks), 2):
+        key = (parts[a] << np.uint64(width)) | parts[b]
+        order = np.argsort(key, kind="stable")
+        ordered = key[order]
+        # Equal keys are contiguous once sorted: pair each entry with the one k places on.
+        for k in range(1, len(values)):
+            same = ordered[k:] == ordered[:-k]
+            if not same.any():
+                break
+            left, right = order[:-k][same], order[k:][same]
+            compared += len(left)
+            if compared > MAX_CANDIDATES * 10:
+                return sorted(set(found)), True
+            close = np.bitwise_count(array[left] ^ array[right]) <= threshold
+            found.extend(zip(left[close].tolist(), right[close].tolist(), strict=True))
+    return sorted({(min(a, b), max(a, b)) for a, b in found}), False
+
+
 def near_duplicate_groups(
     hashes: list[tuple[int, str]], threshold: int
 ) -> tuple[list[list[int]], list[int], bool]:
     """Groups of image ids whose perceptual hashes differ in at most `threshold` bits.
 
-    Pigeonhole search (multi-index hashing): two hashes within `threshold` bits agree exactly
-    on at least one of `threshold + 1` bit chunks, so only images sharing a chunk are compared.
-    Hashes of different lengths are never compared. Returns groups (ids ascending, groups by
-    their first id), each group's largest distance to its first member, and whether the pair
-    budget ran out.
+    Identical hashes are joined directly and the search runs on distinct values only, so a
+    dataset full of blank images stays cheap. Hashes of different lengths are never compared.
+    Returns groups (ids ascending, groups by their first id), each group's largest distance to
+    its first member, and whether the comparison budget ran out (the groups are then partial).
     """
-    by_length: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    by_length: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
     for image_id, text in hashes:
         try:
-            by_length[len(text) * 4].append((image_id, int(text, 16)))
+            by_length[len(text) * 4][int(text, 16)].append(image_id)
         except ValueError:
             continue  # not hex: treated like a missing hash
     parent: dict[int, int] = {}
@@ -68,39 +125,22 @@ def near_duplicate_groups(
             x = parent[x]
         return x
 
+    def union(a: int, b: int) -> None:
+        parent[find(a)] = find(b)
+
     values: dict[int, int] = {}
     truncated = False
-    compared = 0
-    for bits, items in by_length.items():
-        chunks = max(1, min(threshold + 1, bits))
-        width = -(-bits // chunks)
-        for image_id, value in items:
-            values[image_id] = value
-        seen_pairs: set[tuple[int, int]] = set()
-        for c in range(chunks):
-            shift = c * width
-            mask = (1 << width) - 1
-            buckets: dict[int, list[tuple[int, int]]] = defaultdict(list)
-            for image_id, value in items:
-                buckets[(value >> shift) & mask].append((image_id, value))
-            for bucket in buckets.values():
-                for i in range(len(bucket)):
-                    a_id, a = bucket[i]
-                    for b_id, b in bucket[i + 1 :]:
-                        compared += 1
-                        if compared > MAX_CANDIDATES:
-                            truncated = True
-                            break
-                        pair = (a_id, b_id) if a_id < b_id else (b_id, a_id)
-                        if pair in seen_pairs:
-                            continue
-                        seen_pairs.add(pair)
-                        if (a ^ b).bit_count() <= threshold:
-                            parent[find(a_id)] = find(b_id)
-                    if truncated:
-                        break
-                if truncated:
-                    break
+    for bits, by_value in by_length.items():
+        distinct = list(by_value)
+        for value, ids in by_value.items():
+            for image_id in ids:
+                values[image_id] = value
+                union(ids[0], image_id)
+        search = _close_pairs_numpy if 0 < bits <= 64 and bits >= threshold + 2 else None
+        pairs, cut = (search or _close_pairs_python)(distinct, bits, threshold)
+        truncated = truncated or cut
+        for a, b in pairs:
+            union(by_value[distinct[a]][0], by_value[distinct[b]][0])
     grouped: dict[int, list[int]] = defaultdict(list)
     for image_id in list(parent):
         grouped[find(image_id)].append(image_id)

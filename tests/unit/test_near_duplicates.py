@@ -44,3 +44,13 @@ def test_matches_brute_force_on_clustered_random_hashes() -> None:
         assert not truncated
         assert groups == _brute_force(hashes[:-1], threshold)
         assert all(0 <= d <= 64 for d in distances)
+
+
+def test_short_hashes_and_large_thresholds_use_the_python_search_and_agree() -> None:
+    rng = random.Random(5)
+    hashes = [(i, f"{rng.getrandbits(12):03x}") for i in range(150)]
+    hashes += [(1000 + i, hashes[i][1]) for i in range(5)]  # identical hashes join directly
+    for threshold in (0, 2, 9, 10, 11, 12):  # 12-bit hashes: numpy up to 10, Python above
+        groups, _, truncated = near_duplicate_groups(hashes, threshold)
+        assert not truncated
+        assert groups == _brute_force(hashes, threshold)
