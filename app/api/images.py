@@ -13,6 +13,7 @@ from app.deps import get_session, get_storage
 from app.errors import Invalid
 from app.models import Page
 from app.models.browse import DatasetStats, ImageDetail, ImageQuery, ImageRead
+from app.services import image_files as files
 from app.services import images as service
 from app.services import stats as stats_service
 from app.storage import Storage
@@ -23,9 +24,9 @@ router = APIRouter(tags=["images"])
 CACHE_CONTROL = "private, max-age=86400"
 
 
-def _file(answer: service.FileAnswer, if_none_match: str | None) -> Response:
+def _file(answer: files.FileAnswer, if_none_match: str | None) -> Response:
     headers = {"ETag": answer.etag, "Cache-Control": CACHE_CONTROL}
-    if service.etag_matches(if_none_match, answer.etag):
+    if files.etag_matches(if_none_match, answer.etag):
         return Response(status_code=304, headers=headers)
     return FileResponse(answer.path, media_type=answer.media_type, headers=headers)
 
@@ -66,7 +67,7 @@ def image_file(
     storage: Storage = Depends(get_storage),
 ) -> Response:
     """With an ETag (the sha256); 304 when If-None-Match matches."""
-    answer = service.image_file(
+    answer = files.image_file(
         session=session, storage=storage, project_id=project_id, image_id=image_id
     )
     return _file(answer, if_none_match)
@@ -85,7 +86,7 @@ def image_thumbnail(
     storage: Storage = Depends(get_storage),
 ) -> Response:
     """Made on first request (and kept) when the import did not make one."""
-    answer = service.image_thumbnail(
+    answer = files.image_thumbnail(
         session=session, storage=storage, project_id=project_id, image_id=image_id
     )
     return _file(answer, if_none_match)
@@ -118,7 +119,7 @@ def mask_overlay(
 ) -> Response:
     """One color per class; ignore pixels (255), hidden classes and, unless `hide` is given,
     background classes stay transparent."""
-    data, etag = service.mask_overlay(
+    data, etag = files.mask_overlay(
         session=session,
         storage=storage,
         project_id=project_id,
@@ -127,7 +128,7 @@ def mask_overlay(
         hide=_hidden(hide),
     )
     headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
-    if service.etag_matches(if_none_match, etag):
+    if files.etag_matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
     return Response(content=data, media_type="image/png", headers=headers)
 

@@ -14,6 +14,7 @@ from app.deps import get_session, get_storage
 from app.errors import StudioError
 from app.models.browse import IMAGE_SORTS, SUBSETS, AnnotationRead, ClassUpdate, ImageQuery
 from app.services import classes as class_service
+from app.services import image_files
 from app.services import images as image_service
 from app.services import projects as project_service
 from app.services import stats as stats_service
@@ -238,7 +239,7 @@ def image_page(
     for a in detail.annotations:
         if a.kind == "mask":
             try:
-                painted = image_service.mask_class_ids(
+                painted = image_files.mask_class_ids(
                     session=session,
                     storage=storage,
                     project_id=project_id,
@@ -259,7 +260,7 @@ def image_page(
         image=detail,
         shapes=shapes,
         present=present,
-        hidden=[c.id for c in present if image_service.is_background_name(c.name)],
+        hidden=[c.id for c in present if image_files.is_background_name(c.name)],
         class_by_id=class_by_id,
         splits=dict(image_service.split_choices(session=session, project_id=project_id)),
         back=_link(f"/projects/{project_id}/dataset", _query(request)),
