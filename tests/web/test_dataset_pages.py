@@ -179,3 +179,30 @@ def test_class_panel_rename_recolor_and_errors(
     )
     assert clash.status_code == 409 and clash.headers["HX-Retarget"] == "#class-error"
     assert "already exists" in clash.text
+
+
+def test_hostile_names_stay_text_on_every_dataset_view(
+    client: TestClient, session: Session, storage: Storage, project: Project
+) -> None:
+    pid = project.id
+    assert pid is not None
+    hostile = "<img src=x onerror=alert(1)>'\""
+    image = make_image(
+        session,
+        storage,
+        pid,
+        labels=[hostile],
+        original_name=hostile,
+        attributes={hostile: hostile},
+    )
+    box_class = make_class(session, pid, hostile)
+    make_annotation(session, image, "bbox", {"x": 1, "y": 1, "w": 2, "h": 2}, box_class)
+    for url in (
+        f"/projects/{pid}/dataset",
+        f"/projects/{pid}/dataset/stats",
+        f"/projects/{pid}/dataset/images/{image.id}",
+        f"/projects/{pid}/dataset/classes",
+    ):
+        text = client.get(url).text
+        assert "<img src=x" not in text, url
+        assert "&lt;img src=x onerror=alert(1)&gt;" in text or "\\u003cimg" in text, url
