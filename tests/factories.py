@@ -163,3 +163,44 @@ def make_split(
     session.commit()
     session.refresh(split)
     return split
+
+
+def make_annotation(
+    session: Session,
+    image: Image,
+    kind: str,
+    geometry: dict[str, Any] | None = None,
+    label_class: LabelClass | None = None,
+    attributes: dict[str, Any] | None = None,
+) -> Annotation:
+    """An annotation row of any kind (label, bbox, polygon, mask, obb, value) on an image."""
+    assert image.id is not None
+    annotation = Annotation(
+        project_id=image.project_id,
+        image_id=image.id,
+        class_id=label_class.id if label_class is not None else None,
+        kind=kind,
+        geometry=geometry or {},
+        attributes=attributes or {},
+    )
+    session.add(annotation)
+    session.commit()
+    session.refresh(annotation)
+    return annotation
+
+
+def make_mask(
+    session: Session,
+    storage: Storage,
+    image: Image,
+    values: np.ndarray,
+    label_class: LabelClass | None = None,
+) -> Annotation:
+    """A real index-mask PNG (value = class index, 255 = ignore) and its mask annotation."""
+    folder = storage.project_dir(image.project_id) / "masks"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / storage.new_name(".png")
+    PILImage.fromarray(values.astype(np.uint8)).save(path, format="PNG")
+    return make_annotation(
+        session, image, "mask", {"path": storage.relative(path)}, label_class=label_class
+    )

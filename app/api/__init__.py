@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.api import imports, jobs, meta, projects
+from app.api import classes, images, imports, jobs, meta, projects
 
 OPENAPI_TAGS = [
     {"name": "meta", "description": "Health, task types and what each supports."},
@@ -15,12 +15,20 @@ OPENAPI_TAGS = [
         "description": "Dataset imports: zip upload or server folder, analyze, report; samples.",
     },
     {
+        "name": "images",
+        "description": "Browse a dataset: image lists, annotations, files, thumbnails, statistics.",
+    },
+    {
+        "name": "classes",
+        "description": "A project's classes: rename, recolor, group under a parent (taxonomy).",
+    },
+    {
         "name": "jobs",
         "description": "Background work (imports, training, ...): status, events, cancel.",
     },
 ]
 
 api_router = APIRouter(prefix="/api")
-for module in (meta, projects, imports, jobs):
+for module in (meta, projects, imports, images, classes, jobs):
     api_router.include_router(module.router)
 api_router_docs = meta.docs_router

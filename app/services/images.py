@@ -1,0 +1,270 @@
+"""Images: the filtered, sorted list behind the dataset grid and details with annotations.
+Their bytes (file, thumbnail, mask overlay) are in app.services.image_files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, distinct, exists, func, literal
+from sqlmodel import Session, col, select
+
+from app.errors import Invalid, not_found
+from app.models import Annotation, Image, LabelClass, Split, SplitMember
+from app.models.browse import SUBSETS, AnnotationRead, ImageDetail, ImageQuery, ImageRead
+from app.services.projects import get_project
+
+
+def _urls(project_id: int, image: Image) -> tuple[str, str]:
+    # The content hash in the URL changes when the bytes do, so the browser may cache freely.
+    base = f"/api/projects/{project_id}/images/{image.id}"
+    version = image.sha256[:16]
+    return f"{base}/file?v={version}", f"{base}/thumbnail?v={version}"
+
+
+def _parse_attr(attr: str) -> tuple[str, str]:
+    key, sep, value = attr.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise Invalid(
+            f"attr={attr!r} is not a filter; use key=value, e.g. attr=source=camera1.",
+            code="invalid_attribute_filter",
+        )
+    return key, value.strip()
+
+
+@dataclass
+class _Filters:
+    """The list's filters: plain clauses on image rows, and sets of image ids (a class's images,
+    a split subset's members) kept apart so the count and the page can use their indexes."""
+
+    clauses: list[Any]
+    members: list[Any]
+
+    def where(self, *, walk: bool = False) -> Any:
+        # `id + 0` hides the primary key from SQLite's planner, so it walks the ORDER BY index
+        # and probes the id set instead of loading every member row and sorting them.
+        key = col(Image.id) + 0 if walk else col(Image.id)
+        return and_(*self.clauses, *(key.in_(m) for m in self.members))
+
+
+def _filtered(session: Session, project_id: int, query: ImageQuery) -> _Filters:
+    """Validate the filters against the project and turn them into clauses and id sets."""
+    clauses: list[Any] = [col(Image.project_id) == project_id]
+    members: list[Any] = []
+    if query.class_id is not None:
+        label_class = session.get(LabelClass, query.class_id)
+        if label_class is None or label_class.project_id != project_id:
+            raise not_found("class", query.class_id)
+        members.append(
+            select(Annotation.image_id).where(col(Annotation.class_id) == query.class_id)
+        )
+    if query.annotated is not None:
+        has_any = exists().where(col(Annotation.image_id) == col(Image.id))
+        clauses.append(has_any if query.annotated else ~has_any)
+    if query.subset is not None and query.subset not in SUBSETS:
+        raise Invalid(
+            f"subset={query.subset!r} is not a subset; use one of: {', '.join(SUBSETS)}.",
+            code="invalid_subset",
+        )
+    if query.split_id is not None:
+        split = session.get(Split, query.split_id)
+        if split is None or split.project_id != project_id:
+            raise not_found("split", query.split_id)
+        member = [col(SplitMember.split_id) == query.split_id]
+        if query.subset is not None:
+            member.append(col(SplitMember.subset) == query.subset)
+        members.append(select(SplitMember.image_id).where(*member))
+    elif query.subset is not None:
+        raise Invalid(
+            "subset needs split_id: a subset only exists within a split.",
+            code="subset_needs_split",
+        )
+    if query.attr:
+        key, value = _parse_attr(query.attr)
+        clauses.append(col(Image.attributes)[key].as_string() == value)
+    if query.q:
+        escaped = query.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+        name = col(Image.original_name)
+        # SQLite's LIKE already ignores ASCII case; lower() would only cost time there.
+        sqlite = session.get_bind().dialect.name == "sqlite"
+        clauses.append(name.like(pattern, "\\") if sqlite else name.ilike(pattern, "\\"))
+    return _Filters(clauses=clauses, members=members)
+
+
+def _count(session: Session, filters: _Filters) -> int:
+    if len(filters.clauses) == 1 and len(filters.members) == 1:
+        # Only a class or a split subset: count its ids on their own index.
+        ids = filters.members[0].subquery()
+        return int(session.exec(select(func.count(distinct(ids.c.image_id)))).one())
+    return int(session.exec(select(func.count()).select_from(Image).where(filters.where())).one())
+
+
+def _walk(session: Session, project_id: int, query: ImageQuery, total: int) -> bool:
+    """Whether walking the sort index beats sorting all matches, for an id-set filter.
+
+    Walking visits about (offset + limit) * N / M rows for M matches of N images; sorting
+    loads and orders all M. The id range stands in for N (imports make contiguous ids).
+    """
+    if not total or query.sort.lstrip("-") == "class":
+        return False
+    # Two queries: SQLite answers a lone min() or max() from the index, both together by a scan.
+    in_project = col(Image.project_id) == project_id
+    low = session.exec(select(func.min(Image.id)).where(in_project)).one()
+    high = session.exec(select(func.max(Image.id)).where(in_project)).one()
+    if low is None or high is None:
+        return False
+    images = high - low + 1
+    return query.page * query.page_size * images <= 4 * total * total
+
+
+def _order(sort: str) -> list[Any]:
+    descending = sort.startswith("-")
+    key = sort.lstrip("-")
+    if key == "class":
+        # The image's first class in taxonomy order; unlabelled images sort last.
+        column: Any = (
+            select(func.min(col(LabelClass.index)))
+            .join(Annotation, col(Annotation.class_id) == col(LabelClass.id))
+            .where(col(Annotation.image_id) == col(Image.id))
+            .correlate(Image)
+            .scalar_subquery()
+        )
+        nulls = func.coalesce(column, literal(2**31 - 1))
+        return [nulls.desc() if descending else nulls, col(Image.id)]
+    column = {"name": Image.original_name, "date": Image.created_at, "size": Image.bytes}[key]
+    direction = col(column).desc() if descending else col(column).asc()
+    tie = col(Image.id).desc() if descending else col(Image.id).asc()
+    return [direction, tie]
+
+
+def _class_ids(session: Session, image_ids: list[int]) -> dict[int, tuple[list[int], int]]:
+    """Per image: distinct class ids (in first-seen order) and the annotation count."""
+    found: dict[int, tuple[list[int], int]] = {i: ([], 0) for i in image_ids}
+    if not image_ids:
+        return found
+    rows = session.exec(
+        select(Annotation.image_id, Annotation.class_id).where(
+            col(Annotation.image_id).in_(image_ids)
+        )
+    ).all()
+    for image_id, class_id in rows:
+        classes, n = found[image_id]
+        if class_id is not None and class_id not in classes:
+            classes.append(class_id)
+        found[image_id] = (classes, n + 1)
+    return found
+
+
+def _read(project_id: int, image: Image, classes: list[int], count: int) -> ImageRead:
+    assert image.id is not None
+    file_url, thumb_url = _urls(project_id, image)
+    return ImageRead(
+        id=image.id,
+        original_name=image.original_name,
+        width=image.width,
+        height=image.height,
+        channels=image.channels,
+        format=image.format,
+        bytes=image.bytes,
+        sha256=image.sha256,
+        phash=image.phash,
+        attributes=image.attributes,
+        created_at=image.created_at,
+        class_ids=classes,
+        annotation_count=count,
+        file_url=file_url,
+        thumbnail_url=thumb_url,
+    )
+
+
+def list_images(
+    *, session: Session, project_id: int, query: ImageQuery
+) -> tuple[list[ImageRead], int]:
+    """One page of the project's images and the total matching the filters."""
+    get_project(session=session, project_id=project_id)
+    filters = _filtered(session, project_id, query)
+    total = _count(session, filters)
+    walk = bool(filters.members) and _walk(session, project_id, query, total)
+    where = filters.where(walk=walk)
+    # Deferred join: page through ids on an index (cheap to skip for deep pages), then load
+    # only the rows of the page.
+    ids = list(
+        session.exec(
+            select(Image.id)
+            .where(where)
+            .order_by(*_order(query.sort))
+            .offset((query.page - 1) * query.page_size)
+            .limit(query.page_size)
+        ).all()
+    )
+    rows = {i.id: i for i in session.exec(select(Image).where(col(Image.id).in_(ids))).all()}
+    images = [rows[i] for i in ids if i in rows]
+    extra = _class_ids(session, [i.id for i in images if i.id is not None])
+    return [_read(project_id, i, *extra[i.id]) for i in images if i.id is not None], total
+
+
+def get_image(*, session: Session, project_id: int, image_id: int) -> Image:
+    image = session.get(Image, image_id)
+    if image is None or image.project_id != project_id:
+        raise not_found("image", image_id)
+    return image
+
+
+def get_image_detail(*, session: Session, project_id: int, image_id: int) -> ImageDetail:
+    """Metadata, every annotation with its class name and color, and split memberships."""
+    get_project(session=session, project_id=project_id)
+    image = get_image(session=session, project_id=project_id, image_id=image_id)
+    rows = session.exec(
+        select(Annotation, LabelClass)
+        .join(LabelClass, col(Annotation.class_id) == col(LabelClass.id), isouter=True)
+        .where(col(Annotation.image_id) == image_id)
+        .order_by(col(Annotation.id))
+    ).all()
+    annotations = []
+    base = f"/api/projects/{project_id}/images/{image_id}/annotations"
+    for annotation, label_class in rows:
+        assert annotation.id is not None
+        annotations.append(
+            AnnotationRead(
+                id=annotation.id,
+                kind=annotation.kind,
+                class_id=annotation.class_id,
+                class_name=label_class.name if label_class else None,
+                color=label_class.color if label_class else None,
+                geometry=annotation.geometry,
+                attributes=annotation.attributes,
+                overlay_url=f"{base}/{annotation.id}/overlay"
+                if annotation.kind == "mask"
+                else None,
+            )
+        )
+    members = session.exec(
+        select(SplitMember.split_id, SplitMember.subset).where(
+            col(SplitMember.image_id) == image_id
+        )
+    ).all()
+    classes = []
+    for a in annotations:
+        if a.class_id is not None and a.class_id not in classes:
+            classes.append(a.class_id)
+    read = _read(project_id, image, classes, len(annotations))
+    return ImageDetail(
+        **read.model_dump(),
+        annotations=annotations,
+        subsets={str(split_id): subset for split_id, subset in members},
+    )
+
+
+def split_choices(*, session: Session, project_id: int) -> list[tuple[int, str]]:
+    """(id, name) of the project's splits, newest first, for the grid's split filter."""
+    rows = session.exec(
+        select(Split.id, Split.name)
+        .where(col(Split.project_id) == project_id)
+        .order_by(col(Split.id).desc())
+    ).all()
+    return [(int(i), str(n)) for i, n in rows if i is not None]
+
+
+__all__ = ["get_image", "get_image_detail", "list_images", "split_choices"]

@@ -1,0 +1,268 @@
+"""The dataset page: thumbnail grid with filters, class panel, statistics and duplicates, and
+the image detail view with per-class overlays."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, Request, Response
+from sqlmodel import Session
+
+from app.deps import get_session, get_storage
+from app.errors import StudioError
+from app.models.browse import IMAGE_SORTS, SUBSETS, AnnotationRead, ClassUpdate, ImageQuery
+from app.services import classes as class_service
+from app.services import image_files
+from app.services import images as image_service
+from app.services import projects as project_service
+from app.services import stats as stats_service
+from app.storage import Storage
+from app.templating import render
+from app.web.common import is_htmx, nav_context, parse_form
+from app.web.nav import register_project_page
+
+router = APIRouter()
+register_project_page("dataset", "Dataset", "/dataset", 10)
+
+SORT_LABELS = {
+    "name": "Name (A-Z)",
+    "-name": "Name (Z-A)",
+    "date": "Oldest first",
+    "-date": "Newest first",
+    "size": "Smallest file",
+    "-size": "Largest file",
+    "class": "Class",
+    "-class": "Class (reversed)",
+}
+FILTER_KEYS = ("class_id", "annotated", "split_id", "subset", "attr", "q", "sort", "page_size")
+
+
+def _query(request: Request) -> ImageQuery:
+    """Filters from the URL; blank form fields mean "any"."""
+    params = {k: v for k, v in request.query_params.items() if v.strip() != ""}
+    return parse_form(ImageQuery, params)
+
+
+def _link(base: str, query: ImageQuery, **overrides: Any) -> str:
+    values = {k: getattr(query, k) for k in (*FILTER_KEYS, "page")}
+    values.update(overrides)
+    defaults = ImageQuery()
+    clean = {
+        k: ("true" if v is True else "false" if v is False else v)
+        for k, v in values.items()
+        if v is not None and v != getattr(defaults, k)
+    }
+    return f"{base}?{urlencode(clean)}" if clean else base
+
+
+def _grid_context(session: Session, project_id: int, query: ImageQuery) -> dict[str, Any]:
+    images, total = image_service.list_images(session=session, project_id=project_id, query=query)
+    classes = class_service.list_classes(session=session, project_id=project_id)
+    pages = max(1, math.ceil(total / query.page_size))
+    base = f"/projects/{project_id}/dataset"
+    return {
+        "images": images,
+        "total": total,
+        "query": query,
+        "pages": pages,
+        "classes": classes,
+        "class_by_id": {c.id: c for c in classes},
+        "page_links": [(n, _link(base, query, page=n)) for n in _page_numbers(query.page, pages)],
+        "prev_link": _link(base, query, page=query.page - 1) if query.page > 1 else None,
+        "next_link": _link(base, query, page=query.page + 1) if query.page < pages else None,
+        "detail_suffix": _link("", query),
+    }
+
+
+def _page_numbers(current: int, pages: int) -> list[int]:
+    wanted = {1, pages, *range(max(1, current - 2), min(pages, current + 2) + 1)}
+    return sorted(wanted)
+
+
+@router.get("/projects/{project_id}/dataset")
+def dataset_page(
+    request: Request, project_id: int, session: Session = Depends(get_session)
+) -> Response:
+    project = project_service.get_project(session=session, project_id=project_id)
+    query = _query(request)
+    context = _grid_context(session, project_id, query)
+    if (
+        is_htmx(request)
+        and request.headers.get("hx-target") == "image-grid"
+        and not request.headers.get("hx-history-restore-request")
+    ):
+        response = render(request, "partials/_image_grid.html", project_id=project_id, **context)
+        # The address bar gets the clean link (no blank form fields), so it can be shared.
+        response.headers["HX-Push-Url"] = _link(f"/projects/{project_id}/dataset", query)
+        return response
+    read = project_service.read_project(session=session, project=project)
+    return render(
+        request,
+        "pages/dataset/index.html",
+        p=read,
+        project_id=project_id,
+        splits=image_service.split_choices(session=session, project_id=project_id),
+        subsets=SUBSETS,
+        sorts=[(key, SORT_LABELS[key]) for key in IMAGE_SORTS],
+        **context,
+        **nav_context(read, "dataset"),
+    )
+
+
+@router.get("/projects/{project_id}/dataset/class-options")
+def class_options(
+    request: Request, project_id: int, session: Session = Depends(get_session)
+) -> Response:
+    """The class filter's options, refreshed after a class is renamed or recolored."""
+    classes = class_service.list_classes(session=session, project_id=project_id)
+    return render(request, "partials/_class_options.html", classes=classes, query=_query(request))
+
+
+@router.get("/projects/{project_id}/dataset/stats")
+def dataset_stats(
+    request: Request, project_id: int, session: Session = Depends(get_session)
+) -> Response:
+    """The statistics panel, loaded after the grid so a large dataset's page shows at once."""
+    stats = stats_service.dataset_stats(session=session, project_id=project_id)
+    return render(request, "partials/_dataset_stats.html", stats=stats, project_id=project_id)
+
+
+def _class_panel(request: Request, session: Session, project_id: int) -> Response:
+    classes = class_service.list_classes(session=session, project_id=project_id)
+    return render(
+        request,
+        "partials/_class_panel.html",
+        classes=classes,
+        class_by_id={c.id: c for c in classes},
+        project_id=project_id,
+    )
+
+
+@router.get("/projects/{project_id}/dataset/classes")
+def class_panel(
+    request: Request, project_id: int, session: Session = Depends(get_session)
+) -> Response:
+    project_service.get_project(session=session, project_id=project_id)
+    return _class_panel(request, session, project_id)
+
+
+@router.patch("/projects/{project_id}/dataset/classes/{class_id}")
+def update_class(
+    request: Request,
+    project_id: int,
+    class_id: int,
+    name: str | None = Form(None),
+    color: str | None = Form(None),
+    parent_id: str | None = Form(None),
+    session: Session = Depends(get_session),
+) -> Response:
+    """The class panel's inline edit; an empty parent choice removes the parent."""
+    fields: dict[str, Any] = {"name": name, "color": color}
+    if parent_id is not None:
+        fields["parent_id"] = int(parent_id) if parent_id.strip().isdigit() else None
+    data = parse_form(ClassUpdate, fields)
+    if parent_id is not None:
+        data.parent_id = fields["parent_id"]  # keep an explicit "none" (None) as sent
+    class_service.update_class(session=session, project_id=project_id, class_id=class_id, data=data)
+    response = _class_panel(request, session, project_id)
+    response.headers["HX-Trigger"] = "classes-changed"
+    return response
+
+
+def _obb_points(g: dict[str, Any]) -> str:
+    cx, cy, w, h = (float(g.get(k, 0)) for k in ("cx", "cy", "w", "h"))
+    angle = math.radians(float(g.get("angle", 0)))
+    cos, sin = math.cos(angle), math.sin(angle)
+    corners = []
+    for dx, dy in ((-w / 2, -h / 2), (w / 2, -h / 2), (w / 2, h / 2), (-w / 2, h / 2)):
+        corners.append(f"{cx + dx * cos - dy * sin:.2f},{cy + dx * sin + dy * cos:.2f}")
+    return " ".join(corners)
+
+
+def _ring_path(rings: list[Any]) -> str:
+    parts = []
+    for ring in rings:
+        points = [p for p in ring if isinstance(p, list | tuple) and len(p) >= 2]
+        if len(points) >= 2:
+            head, *rest = points
+            parts.append(
+                f"M{float(head[0]):.2f},{float(head[1]):.2f} "
+                + " ".join(f"L{float(x):.2f},{float(y):.2f}" for x, y, *_ in rest)
+                + " Z"
+            )
+    return " ".join(parts)
+
+
+def overlay_shape(annotation: AnnotationRead) -> dict[str, Any] | None:
+    """What the SVG draws for one annotation, in stored-image pixel coordinates."""
+    g = annotation.geometry
+    try:
+        if annotation.kind == "bbox":
+            return {
+                "x": float(g["x"]),
+                "y": float(g["y"]),
+                "w": float(g["w"]),
+                "h": float(g["h"]),
+            }
+        if annotation.kind == "polygon":
+            rings = g.get("rings") or [g.get("points", [])]
+            return {"d": _ring_path(rings)}
+        if annotation.kind == "obb":
+            return {
+                "points": _obb_points(g),
+                "x": float(g["cx"]),
+                "y": float(g["cy"]) - float(g["h"]) / 2,
+            }
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None
+
+
+@router.get("/projects/{project_id}/dataset/images/{image_id}")
+def image_page(
+    request: Request,
+    project_id: int,
+    image_id: int,
+    session: Session = Depends(get_session),
+    storage: Storage = Depends(get_storage),
+) -> Response:
+    project = project_service.get_project(session=session, project_id=project_id)
+    read = project_service.read_project(session=session, project=project)
+    detail = image_service.get_image_detail(
+        session=session, project_id=project_id, image_id=image_id
+    )
+    classes = class_service.list_classes(session=session, project_id=project_id)
+    class_by_id = {c.id: c for c in classes}
+    present_ids = list(detail.class_ids)
+    for a in detail.annotations:
+        if a.kind == "mask":
+            try:
+                painted = image_files.mask_class_ids(
+                    session=session,
+                    storage=storage,
+                    project_id=project_id,
+                    image_id=image_id,
+                    annotation_id=a.id,
+                )
+            except StudioError:
+                painted = []  # a missing or broken mask file: the overlay request says why
+            present_ids += [c for c in painted if c not in present_ids]
+    present = [class_by_id[c] for c in present_ids if c in class_by_id]
+    # Masks underneath, outlines on top, so a mask never hides a box.
+    ordered = sorted(detail.annotations, key=lambda a: a.kind != "mask")
+    shapes = [(a, overlay_shape(a)) for a in ordered]
+    return render(
+        request,
+        "pages/dataset/image.html",
+        p=read,
+        image=detail,
+        shapes=shapes,
+        present=present,
+        hidden=[c.id for c in present if image_files.is_background_name(c.name)],
+        class_by_id=class_by_id,
+        splits=dict(image_service.split_choices(session=session, project_id=project_id)),
+        back=_link(f"/projects/{project_id}/dataset", _query(request)),
+        **nav_context(read, "dataset"),
+    )
