@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.api import jobs, meta, projects
+from app.api import jobs, meta, projects, splits
 
 OPENAPI_TAGS = [
     {"name": "meta", "description": "Health, task types and what each supports."},
@@ -11,11 +11,15 @@ OPENAPI_TAGS = [
         "description": "Projects: a name and a task type; everything hangs off one.",
     },
     {
+        "name": "splits",
+        "description": "Immutable train/val/test (and k-fold) assignments with fingerprints.",
+    },
+    {
         "name": "jobs",
         "description": "Background work (imports, training, ...): status, events, cancel.",
     },
 ]
 
 api_router = APIRouter(prefix="/api")
-for module in (meta, projects, jobs):
+for module in (meta, projects, splits, jobs):
     api_router.include_router(module.router)
