@@ -180,18 +180,29 @@ def iterative_stratification(
     assignment: list[str | None] = [None] * len(units)
     remaining = totals.copy()
 
-    def place(u: int, scores: np.ndarray) -> None:
-        # lexicographic: class demand, then overall demand, then ratio order
-        best = 0
-        for s in range(1, len(names)):
-            if (scores[s], want_total[s]) > (scores[best], want_total[best]):
-                best = s
+    def commit(u: int, best: int) -> None:
         assignment[u] = names[best]
         unit = units[u]
         for label, count in unit.labels.items():
             want_class[best, class_index[label]] -= count
             remaining[class_index[label]] -= count
         want_total[best] -= unit.size
+
+    def pick(candidates: list[int], *keys: np.ndarray) -> int:
+        # lexicographic over the given demand arrays; the ratios' order breaks exact ties
+        return max(candidates, key=lambda s: (*(float(k[s]) for k in keys), -s))
+
+    def place_for_class(u: int, c: int) -> None:
+        wants = want_class[:, c]
+        # what each subset still needs beyond the whole images its classes will surely bring:
+        # it decides who gets a class's fractional remainder, so totals follow the ratios too
+        spare = want_total - np.floor(np.maximum(want_class, 0)).sum(axis=1)
+        owed = [s for s in range(len(names)) if wants[s] >= 1]
+        if owed:  # someone is still short of its floor(ratio * n) of this class
+            commit(u, pick(owed, wants, spare))
+            return
+        open_ = [s for s in range(len(names)) if wants[s] > 0] or list(range(len(names)))
+        commit(u, pick(open_, spare, wants))
 
     while True:
         open_classes = [c for c in range(len(classes)) if remaining[c] > 0]
@@ -202,11 +213,11 @@ def iterative_stratification(
         todo = [u for u in range(len(units)) if assignment[u] is None and label in units[u].labels]
         todo.sort(key=lambda u: (-units[u].size, rank[u]))
         for u in todo:
-            place(u, want_class[:, rarest].copy())
+            place_for_class(u, rarest)
     rest = [u for u in range(len(units)) if assignment[u] is None]
     rest.sort(key=lambda u: (-units[u].size, rank[u]))
     for u in rest:
-        place(u, want_total.copy())
+        commit(u, pick(list(range(len(names))), want_total))
     return [name for name in assignment if name is not None]
 
 
