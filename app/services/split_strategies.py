@@ -153,11 +153,15 @@ def iterative_stratification(
     """Assign each unit to a subset so every class's image share follows the ratios.
 
     Sechidis et al.'s iterative stratification, weighted by unit size: repeatedly take the
-    class with the fewest unassigned images, hand each unit showing it (largest first, then in
-    seeded random order) to the subset that still wants the most of that class (ties: the one
-    that wants the most images overall, then the ratios' order). Units without classes fill the
-    remaining overall demand. For single-label data every class ends within one image of its
-    ideal count per subset. Returns one subset name per unit, in the units' order.
+    class with the fewest unassigned images and hand each unit showing it (largest first, then
+    in seeded random order) to a subset. While some subset is short of a whole image of that
+    class (its floor(ratio * n)), the one that wants the most gets it; after that, the
+    fractional remainder goes to the subset with the largest class demand x share of the subset
+    still empty, so small classes do not all fall to the largest subset and subset sizes follow
+    the ratios. Units without classes fill the remaining overall demand. For single-label data
+    every class ends within one image of its ideal count in every subset (the owed phase never
+    takes a subset below zero demand, the remainder phase only gives to subsets still wanting
+    some). Returns one subset name per unit, in the units' order.
     """
     names = [name for name, ratio in ratios.items() if ratio > 0]
     if not names:
@@ -176,6 +180,7 @@ def iterative_stratification(
             totals[class_index[label]] += count
     want_class = share[:, None] * totals[None, :]
     want_total = share * sum(unit.size for unit in units)
+    capacity = np.maximum(want_total.copy(), 1e-9)
 
     assignment: list[str | None] = [None] * len(units)
     remaining = totals.copy()
@@ -194,15 +199,19 @@ def iterative_stratification(
 
     def place_for_class(u: int, c: int) -> None:
         wants = want_class[:, c]
-        # what each subset still needs beyond the whole images its classes will surely bring:
-        # it decides who gets a class's fractional remainder, so totals follow the ratios too
-        spare = want_total - np.floor(np.maximum(want_class, 0)).sum(axis=1)
+        # the share of each subset still empty weighs who gets a class's fractional remainder
+        # (class demand x emptiness), so small classes do not all fall to the largest subset
+        # and subset sizes follow the ratios even for many rare, co-occurring classes
+        spare = want_total / capacity
         owed = [s for s in range(len(names)) if wants[s] >= 1]
         if owed:  # someone is still short of its floor(ratio * n) of this class
             commit(u, pick(owed, wants, spare))
             return
-        open_ = [s for s in range(len(names)) if wants[s] > 0] or list(range(len(names)))
-        commit(u, pick(open_, spare, wants))
+        open_ = [s for s in range(len(names)) if wants[s] > 0]
+        if open_:
+            commit(u, pick(open_, wants * spare, wants))
+        else:  # every subset has its share of this class (multi-label overshoot): fill by size
+            commit(u, pick(list(range(len(names))), spare))
 
     while True:
         open_classes = [c for c in range(len(classes)) if remaining[c] > 0]
