@@ -68,9 +68,9 @@ class DuplicateReport:
         return sum(len(g) for g in self.exact_groups)
 
 
-def _phash_to_int(value: str) -> int | None:
+def _hash_bytes(value: str) -> bytes | None:
     try:
-        return int(value, 16) if value else None
+        return bytes.fromhex(value) if value else None
     except ValueError:
         return None
 
@@ -78,7 +78,8 @@ def _phash_to_int(value: str) -> int | None:
 def find_duplicates(items: Sequence[Item], near_threshold: int | None) -> DuplicateReport:
     """Exact duplicates by sha256; near duplicates by perceptual-hash Hamming distance.
 
-    Near pairs are computed blockwise with XOR and popcount on 64-bit integers, so a few
+    Hashes of any (equal) hex length are compared; only hashes of the same length are
+    compared with each other. Distances are computed blockwise with XOR and popcount, so a few
     thousand images take milliseconds and memory stays bounded.
     """
     by_sha: dict[str, list[int]] = {}
@@ -87,20 +88,28 @@ def find_duplicates(items: Sequence[Item], near_threshold: int | None) -> Duplic
     exact = [members for members in by_sha.values() if len(members) > 1]
     pairs: list[tuple[int, int, int]] = []
     if near_threshold is not None and near_threshold >= 0:
-        indexed = [(i, _phash_to_int(item.phash)) for i, item in enumerate(items)]
-        valid = [(i, h) for i, h in indexed if h is not None and h < 2**64]
-        if len(valid) > 1:
-            idx = np.array([i for i, _ in valid], dtype=np.int64)
-            hashes = np.array([h for _, h in valid], dtype=np.uint64)
-            block = 1024
-            for start in range(0, len(hashes), block):
-                chunk = hashes[start : start + block]
-                distance = np.bitwise_count(chunk[:, None] ^ hashes[None, :])
+        by_length: dict[int, list[tuple[int, bytes]]] = {}
+        for index, item in enumerate(items):
+            raw = _hash_bytes(item.phash)
+            if raw:
+                by_length.setdefault(len(raw), []).append((index, raw))
+        for length, hashed in sorted(by_length.items()):
+            if len(hashed) < 2:
+                continue
+            idx = [i for i, _ in hashed]
+            matrix = np.frombuffer(b"".join(raw for _, raw in hashed), dtype=np.uint8)
+            matrix = matrix.reshape(len(hashed), length)
+            if length % 8 == 0:
+                matrix = matrix.view(np.uint64)
+            block = max(1, 4_000_000 // (len(hashed) * matrix.shape[1]))
+            for start in range(0, len(hashed), block):
+                chunk = matrix[start : start + block]
+                distance = np.bitwise_count(chunk[:, None, :] ^ matrix[None, :, :]).sum(axis=2)
                 rows, cols = np.nonzero(distance <= near_threshold)
                 for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
                     a, b = start + r, c
-                    if a < b and items[int(idx[a])].sha256 != items[int(idx[b])].sha256:
-                        pairs.append((int(idx[a]), int(idx[b]), int(distance[r, c])))
+                    if a < b and items[idx[a]].sha256 != items[idx[b]].sha256:
+                        pairs.append((idx[a], idx[b], int(distance[r, c])))
     return DuplicateReport(exact_groups=exact, near_pairs=sorted(pairs))
 
 

@@ -208,3 +208,22 @@ def test_verify_detects_a_changed_image_and_in_use_split_cannot_be_deleted(
         service.refuse_change(session, project.id, split.id)
     assert exc.value.code == "split_locked"
     assert session.get(Split, split.id) is not None
+
+
+def test_preview_warns_about_a_group_too_large_and_missing_attributes(
+    session: Session, storage: Storage, project: Project
+) -> None:
+    assert project.id is not None
+    for i in range(30):
+        site = "big" if i < 28 else f"s{i}"
+        make_image(session, storage, project.id, labels=["a"], attributes={"site": site})
+    make_image(session, storage, project.id, labels=["a"])  # no site: its own group
+    preview = service.preview_split(
+        session, project.id, request(strategy="group", group_attribute="site")
+    )
+    codes = {w.code for w in preview.warnings}
+    assert {"group_too_large", "ratio_not_met", "missing_group"} <= codes
+    big = next(w for w in preview.warnings if w.code == "group_too_large")
+    assert big.details["groups"] == ["big"] and big.details["sizes"] == [28]
+    # nothing was saved
+    assert service.list_splits(session, project.id) == []

@@ -122,6 +122,25 @@ def test_near_duplicate_distance_is_hamming_on_64_bits() -> None:
     ]
     assert find_duplicates(items, 3).near_pairs == []
     assert find_duplicates(items, 4).near_pairs == [(0, 1, 4)]
+    # longer hashes (e.g. 256-bit) work too; hashes of other lengths are never compared
+    long = [
+        Item(sha256=sha(5), phash="f" * 64),
+        Item(sha256=sha(6), phash="f" * 63 + "e"),
+        Item(sha256=sha(7), phash="ff"),
+    ]
+    assert find_duplicates(long, 1).near_pairs == [(0, 1, 1)]
+
+
+def test_near_duplicates_scale_to_thousands_of_hashes() -> None:
+    import time
+
+    rng = random.Random(1)
+    items = [Item(sha256=sha(i), phash=f"{rng.getrandbits(64):016x}") for i in range(5000)]
+    items.append(Item(sha256=sha("copy"), phash=items[42].phash))
+    started = time.perf_counter()
+    pairs = find_duplicates(items, 6).near_pairs
+    assert time.perf_counter() - started < 20
+    assert (42, 5000, 0) in pairs
 
 
 @pytest.mark.parametrize("k", [2, 5, 7])
