@@ -3,6 +3,20 @@
 The fingerprint is what experiments and evaluations record to prove which images they saw:
 SHA-256 over the sorted `subset|fold|sha256` lines of every member, so it depends on image
 content, not on row ids, and is identical on SQLite and PostgreSQL.
+
+Strategies (request schema in app/models/split.py, algorithms in split_strategies.py):
+stratified (ratios; iterative stratification on class presence), stratified_kfold (k folds,
+optional fixed test subset), group / group_kfold (images sharing `group_attribute` never
+straddle subsets), leave_one_group_out (one split per group value, test = that group, saved
+as a family), predefined (from the images' `subset` attribute; the importer may also write
+such Split rows itself). Exact duplicates (sha256) always stay together; near duplicates
+(phash Hamming distance) are kept together or only reported.
+
+Member rows: plain splits have one row per image, fold NULL. A k-fold split has, for each
+non-test image, k rows: subset "val" with fold = its validation fold and subset "train" for
+every other fold; the fixed test subset has one row per image with fold NULL. Ask with
+`subset_image_ids(session, split_id, subset, fold)`; `Split.counts` is
+{"train": n, "val": n, "test": n} or, for k-fold, {"test": n, "folds": [{"train", "val"}]}.
 """
 
 from __future__ import annotations
@@ -371,13 +385,14 @@ def _plan(session: Session, project_id: int, request: SplitRequest) -> _Plan:
             label = "+".join(sorted({g for i in unit.members if (g := items[i].group) is not None}))
             held_set = set(unit.members)
             rest_index = [i for i in range(n) if i not in held_set]
+            position = {i: j for j, i in enumerate(rest_index)}
             rest_items = [items[i] for i in rest_index]
             rest_units = build_units(
                 rest_items,
                 near_pairs=[
-                    (rest_index.index(a), rest_index.index(b), d)
+                    (position[a], position[b], d)
                     for a, b, d in near_pairs
-                    if a not in held_set and b not in held_set
+                    if a in position and b in position
                 ],
             )
             per_unit = iterative_stratification(rest_units, ratios, request.seed)
