@@ -207,7 +207,7 @@ def _summaries(planned: _Planned, items: list[Item]) -> list[SubsetSummary]:
 def _check_subsets(plan: _Plan, planned: _Planned, wanted: dict[str, float]) -> None:
     """Warn about classes missing from a subset and subsets far from their ratio."""
     items = plan.data.items
-    prefix = f"{planned.name}: " if len(plan.splits) > 1 else ""
+    prefix = f"{planned.name}: " if planned.family else ""
     summaries = _summaries(planned, items)
     totals = class_counts(items, sorted({i for i, _, _ in planned.members}))
     n = len({i for i, _, _ in planned.members})
@@ -404,7 +404,9 @@ def _plan(session: Session, project_id: int, request: SplitRequest) -> _Plan:
                 name=f"{name} · {label}"[:100], family=name, held_out=label, members=members
             )
             plan.splits.append(planned)
-            _check_subsets(plan, planned, {**ratios, "test": 0.0})
+            # the ratios apply to the images that are not held out
+            rest_share = len(rest_items) / n
+            _check_subsets(plan, planned, {k: v * rest_share for k, v in ratios.items()})
         return plan
 
     units = build_units(items, near_pairs=near_pairs, by_group=group_attribute is not None)
@@ -781,7 +783,9 @@ def attribute_choices(session: Session, project_id: int) -> list[dict[str, Any]]
             values = seen.setdefault(key, set())
             if len(values) <= 1000:
                 values.add(str(value))
-    return [{"name": key, "images": present[key], "values": len(seen[key])} for key in sorted(seen)]
+    return [
+        {"name": key, "images": present[key], "distinct": len(seen[key])} for key in sorted(seen)
+    ]
 
 
 # Every task type can be split: stratification works on class presence, whatever the kind.

@@ -113,7 +113,7 @@ def test_group_split_keeps_each_group_in_one_subset(
     assert len(where) == 12 and all(len(s) == 1 for s in where.values())
     assert set(split.counts) == {"train", "val", "test"}
     choices = service.attribute_choices(session, project.id)
-    assert choices == [{"name": "site", "images": 60, "values": 12}]
+    assert choices == [{"name": "site", "images": 60, "distinct": 12}]
 
 
 @pytest.mark.parametrize("test_ratio", [0.0, 0.2])
@@ -153,6 +153,15 @@ def test_leave_one_group_out_creates_a_family(
             session, storage, project.id, labels=[f"c{i % 2}"], attributes={"domain": "abc"[i % 3]}
         )
     make_image(session, storage, project.id, labels=["c0"])  # no domain: never held out
+    preview = service.preview_split(
+        session,
+        project.id,
+        request(name="dg", strategy="leave_one_group_out", group_attribute="domain"),
+    )
+    assert [s.held_out for s in preview.splits] == ["a", "b", "c"]
+    assert not [w for w in preview.warnings if w.code == "ratio_not_met"], preview.warnings
+    for warning in preview.warnings:
+        assert warning.code == "missing_group" or warning.message.startswith("dg · ")
     splits = service.create_split(
         session,
         project.id,

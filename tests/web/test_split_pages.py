@@ -41,7 +41,7 @@ def test_page_lists_strategies_attributes_and_nav(
         "predefined",
     ):
         assert f'value="{key}"' in page.text
-    assert 'value="site"' in page.text
+    assert 'value="site"' in page.text and "site (1 values on 1 images)" in page.text
     assert f'href="/projects/{project.id}/splits"' in page.text  # the subnav entry
     assert 'data-testid="no-splits"' in page.text
     for src in re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text):
@@ -103,3 +103,28 @@ def test_form_errors_come_back_in_place(client: TestClient, project: Project) ->
         f"/projects/{project.id}/splits/preview", data={**FORM, "ratio_val": "ten"}, headers=HTMX
     )
     assert response.status_code == 422 and "not a number" in response.text
+
+
+def test_kfold_and_leave_one_group_out_previews_from_the_form(
+    client: TestClient, session: Session, storage: Storage, project: Project
+) -> None:
+    assert project.id is not None
+    for i in range(24):
+        make_image(
+            session, storage, project.id, labels=[f"c{i % 2}"], attributes={"site": f"s{i % 3}"}
+        )
+    kfold = client.post(
+        f"/projects/{project.id}/splits/preview",
+        data={**FORM, "strategy": "group_kfold", "k": "3", "group_attribute": "site"},
+        headers=HTMX,
+    )
+    assert kfold.status_code == 200, kfold.text
+    assert kfold.text.count('data-testid="preview-subset"') == 6  # train + val for 3 folds
+    assert "val fold 2" in kfold.text
+    logo = client.post(
+        f"/projects/{project.id}/splits/preview",
+        data={**FORM, "strategy": "leave_one_group_out", "group_attribute": "site"},
+        headers=HTMX,
+    )
+    assert logo.status_code == 200, logo.text
+    assert logo.text.count("held out: s") == 3 and logo.text.count("data-split-chart") == 3
