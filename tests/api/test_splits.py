@@ -134,3 +134,27 @@ def test_predefined_split_from_image_attributes(
     created = client.post(url(project), json={"name": "from import", "strategy": "predefined"})
     assert created.status_code == 201, created.text
     assert created.json()["counts"] == {"train": 4, "val": 4, "test": 4}
+
+
+def test_leave_one_group_out_answers_the_first_split_with_its_family(
+    client: TestClient, session: Session, storage: Storage, project: Project
+) -> None:
+    assert project.id is not None
+    for i in range(18):
+        make_image(
+            session, storage, project.id, labels=[f"c{i % 2}"], attributes={"camera": f"cam{i % 3}"}
+        )
+    response = client.post(
+        url(project),
+        json={"name": "dg", "strategy": "leave_one_group_out", "group_attribute": "camera"},
+    )
+    assert response.status_code == 201, response.text
+    first = response.json()
+    assert first["family"] == "dg" and first["params"]["held_out"] == "cam0"
+    assert [m["name"] for m in first["family_members"]] == ["dg · cam0", "dg · cam1", "dg · cam2"]
+    listed = client.get(url(project)).json()
+    assert listed["total"] == 3
+    for item in listed["items"]:
+        assert item["counts"]["test"] == 6 and item["counts"]["train"] + item["counts"]["val"] == 12
+        verify = client.post(url(project, f"/{item['id']}/verify")).json()
+        assert verify["match"] is True
