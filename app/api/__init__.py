@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.api import classes, images, imports, jobs, meta, projects
+from app.api import classes, images, imports, jobs, meta, projects, splits
 
 OPENAPI_TAGS = [
     {"name": "meta", "description": "Health, task types and what each supports."},
@@ -23,12 +23,16 @@ OPENAPI_TAGS = [
         "description": "A project's classes: rename, recolor, group under a parent (taxonomy).",
     },
     {
+        "name": "splits",
+        "description": "Immutable train/val/test (and k-fold) assignments with fingerprints.",
+    },
+    {
         "name": "jobs",
         "description": "Background work (imports, training, ...): status, events, cancel.",
     },
 ]
 
 api_router = APIRouter(prefix="/api")
-for module in (meta, projects, imports, images, classes, jobs):
+for module in (meta, projects, imports, images, classes, splits, jobs):
     api_router.include_router(module.router)
 api_router_docs = meta.docs_router

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
+from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
+from pydantic import Field as PydanticField
 from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
@@ -40,3 +42,144 @@ class SplitMember(SQLModel, table=True):
     image_id: int = Field(foreign_key="image.id", ondelete="CASCADE")
     subset: str = Field(max_length=16)
     fold: int | None = None
+
+
+# --- request and answer schemas (API and web share them) -----------------------------------
+
+SplitStrategy = Literal[
+    "stratified",
+    "stratified_kfold",
+    "group",
+    "group_kfold",
+    "leave_one_group_out",
+    "predefined",
+]
+STRATEGIES: tuple[str, ...] = get_args(SplitStrategy)
+GROUP_STRATEGIES = ("group", "group_kfold", "leave_one_group_out")
+KFOLD_STRATEGIES = ("stratified_kfold", "group_kfold")
+SubsetName = Literal["train", "val", "test"]
+SUBSETS: tuple[str, ...] = get_args(SubsetName)
+Ratio = Annotated[float, PydanticField(ge=0, le=1)]
+DEFAULT_RATIOS = {"train": 0.8, "val": 0.1, "test": 0.1}
+DEFAULT_LOGO_RATIOS = {"train": 0.9, "val": 0.1}
+
+
+class SplitRequest(BaseModel):
+    """What to split and how; `preview` and `create` take the same body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=80)] = ""
+    strategy: SplitStrategy = "stratified"
+    ratios: dict[SubsetName, Ratio] | None = None
+    seed: int = PydanticField(42, ge=0, le=2**31 - 1)
+    k: int = PydanticField(5, ge=2, le=20, description="Folds (k-fold strategies)")
+    test_ratio: float = PydanticField(
+        0.0, ge=0, le=0.5, description="Fixed test subset held out before the k folds"
+    )
+    group_attribute: str | None = PydanticField(
+        None, max_length=100, description="Image attribute whose values must not straddle subsets"
+    )
+    subset_attribute: str = PydanticField(
+        "subset", max_length=100, description="Image attribute naming the subset (predefined)"
+    )
+    near_duplicates: Literal["group", "report"] = "group"
+    near_duplicate_threshold: int = PydanticField(
+        6, ge=0, le=32, description="Max Hamming distance of 64-bit perceptual hashes"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> SplitRequest:
+        if self.strategy in GROUP_STRATEGIES and not self.group_attribute:
+            raise ValueError(
+                f"strategy {self.strategy!r} needs group_attribute (an image attribute name)"
+            )
+        if self.ratios is not None and self.strategy not in KFOLD_STRATEGIES:
+            total = sum(self.ratios.values())
+            if abs(total - 1.0) > 1e-6:
+                raise ValueError(f"ratios must sum to 1 (they sum to {total:.4g})")
+            if self.ratios.get("train", 0) <= 0:
+                raise ValueError("ratios.train must be greater than 0")
+            if self.strategy == "leave_one_group_out" and self.ratios.get("test", 0) > 0:
+                raise ValueError(
+                    "leave_one_group_out holds out one group as test; give only train and val"
+                )
+        return self
+
+    def effective_ratios(self) -> dict[str, float]:
+        if self.ratios is not None:
+            return {name: float(value) for name, value in self.ratios.items() if value > 0}
+        if self.strategy == "leave_one_group_out":
+            return dict(DEFAULT_LOGO_RATIOS)
+        return dict(DEFAULT_RATIOS)
+
+
+class SplitWarning(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any] = {}
+
+
+class SubsetSummary(BaseModel):
+    subset: str
+    fold: int | None = None
+    count: int
+    classes: dict[str, int]
+
+
+class PlannedSplit(BaseModel):
+    name: str
+    family: str | None = None
+    held_out: str | None = None
+    fingerprint: str
+    counts: dict[str, Any]
+    subsets: list[SubsetSummary]
+
+
+class DuplicateSummary(BaseModel):
+    exact_groups: int = 0
+    exact_images: int = 0
+    near_pairs: int = 0
+    near_mode: str = "group"
+    near_threshold: int = 6
+
+
+class SplitPreview(BaseModel):
+    strategy: str
+    seed: int
+    images: int
+    classes: list[str]
+    splits: list[PlannedSplit]
+    warnings: list[SplitWarning]
+    duplicates: DuplicateSummary
+
+
+class SplitBrief(BaseModel):
+    id: int
+    name: str
+
+
+class SplitRead(BaseModel):
+    id: int
+    project_id: int
+    name: str
+    strategy: str
+    params: dict[str, Any]
+    seed: int
+    locked: bool
+    fingerprint: str
+    family: str | None
+    family_members: list[SplitBrief] = []
+    counts: dict[str, Any]
+    k: int | None = None
+    in_use: bool = False
+    created_at: datetime
+    subsets: list[SubsetSummary] = []
+
+
+class SplitVerification(BaseModel):
+    split_id: int
+    match: bool
+    recorded: str
+    computed: str
+    members: int
