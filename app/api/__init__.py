@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.api import jobs, meta, projects
+from app.api import experiments, jobs, meta, projects
 
 OPENAPI_TAGS = [
     {"name": "meta", "description": "Health, task types and what each supports."},
@@ -11,11 +11,15 @@ OPENAPI_TAGS = [
         "description": "Projects: a name and a task type; everything hangs off one.",
     },
     {
+        "name": "experiments",
+        "description": "Experiments: a training recipe on a split; train, stop, resume, curves.",
+    },
+    {
         "name": "jobs",
         "description": "Background work (imports, training, ...): status, events, cancel.",
     },
 ]
 
 api_router = APIRouter(prefix="/api")
-for module in (meta, projects, jobs):
+for module in (meta, projects, experiments, jobs):
     api_router.include_router(module.router)
