@@ -185,6 +185,7 @@ class StudioCallback(Callback):
                 {
                     "type": "step",
                     "epoch": trainer.current_epoch + 1,
+                    "epochs": int(trainer.max_epochs or 0),
                     "step": int(trainer.global_step),
                     "batch": batch_idx + 1,
                     "batches": int(trainer.num_training_batches),
