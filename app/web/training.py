@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from app.catalog import list_models
 from app.deps import get_session
 from app.errors import Invalid
-from app.models import Job, Split
 from app.services import experiments as service
 from app.services import projects as project_service
 from app.tasks.hyperparams import Augmentations, TrainConfig
@@ -87,9 +86,7 @@ def _fields() -> dict[str, Any]:
 def _page_context(session: Session, project_id: int) -> dict[str, Any]:
     project = project_service.get_project(session=session, project_id=project_id)
     read = project_service.read_project(session=session, project=project)
-    splits = session.exec(
-        select(Split).where(Split.project_id == project_id).order_by(col(Split.id).desc())
-    ).all()
+    splits = service.splits_for_training(session, project_id)
     experiments = service.list_experiments(session, project_id)
     return {
         "p": read,
@@ -132,14 +129,9 @@ async def create_experiment(
 def _detail_context(session: Session, project_id: int, experiment_id: int) -> dict[str, Any]:
     project = project_service.get_project(session=session, project_id=project_id)
     read = project_service.read_project(session=session, project=project)
-    experiment = service.get_experiment(session, project_id, experiment_id)
-    job = session.get(Job, experiment.job_id) if experiment.job_id else None
-    split = session.get(Split, experiment.split_id) if experiment.split_id else None
     return {
         "p": read,
-        "e": service.read_experiment(experiment),
-        "job": job,
-        "split": split,
+        **service.experiment_detail(session, project_id, experiment_id),
         "fields": _fields(),
         **nav_context(read, "training"),
     }
