@@ -35,6 +35,7 @@ def studio_rates(config: dict, train: list, out: Path) -> list[float]:
 def plain_rates(config: dict, train: list) -> list[float]:
     torch.manual_seed(config["seed"])
     torch.set_num_threads(cpu_threads())
+    torch.use_deterministic_algorithms(bool(config["deterministic"]))
     size = config["image_size"]
     dataset = ImageDataset(
         train, TrainTransform(size, IMAGENET_MEAN, IMAGENET_STD, config["augment"])
@@ -66,7 +67,7 @@ def plain_rates(config: dict, train: list) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "digits-png")
     args = parser.parse_args()
     train, _, _ = stratified_split(digits_samples(args.data))
