@@ -90,3 +90,22 @@ def image_label(session: Session, image_id: int) -> str:
     ).first()
     assert name is not None
     return name
+
+
+@pytest.mark.slow
+def test_project_with_several_labels_per_image_trains_multi_label(
+    session: Session, storage: Storage, project
+) -> None:
+    from tests.factories import make_image
+
+    labels = [["cat"], ["dog"], ["cat", "dog"], ["cat"], ["dog", "bird"], ["bird"]] * 2
+    images = [make_image(session, storage, project.id, labels=ls) for ls in labels]
+    split = make_split(session, project.id, images, ratios=(0.5, 0.25, 0.25))
+    experiment = train_tiny_experiment(session, storage, project.id, split.id, epochs=1)
+    assert experiment.status == "completed"
+    provenance = experiment.provenance
+    assert provenance["multi_label"] is True  # decided from the data: an image has 2 labels
+    assert len(provenance["thresholds"]) == 3
+    assert {"accuracy", "f1_macro", "map"} <= set(provenance["test_metrics"])
+    model = load_for_inference(storage.resolve(experiment.checkpoints["best"]["path"]))
+    assert model.multi_label and model.classes == ["cat", "dog", "bird"]

@@ -214,6 +214,11 @@ def run_experiment(
                 last = row.checkpoints.get("last")
             resume_from = storage.resolve(last["path"]) if last else None
     provenance = {**result.provenance, "notes": [*result.notes, *notes]}
+    best_file = out_dir / "best.ckpt"
+    if multi_label and best_file.exists():
+        from workers.ml.checkpoints import load_checkpoint
+
+        provenance["thresholds"] = load_checkpoint(best_file)["provenance"].get("thresholds")
     provenance["history_epochs"] = result.epochs_done
     if result.best is not None:
         provenance["best"] = {k: result.best[k] for k in ("epoch", "metric")}
