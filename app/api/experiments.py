@@ -8,11 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query, Response
+from fastapi.responses import RedirectResponse
 from sqlmodel import Session
 
 from app.catalog import list_models
 from app.deps import get_session, get_storage
-from app.errors import Invalid
+from app.errors import Invalid, NotFound
 from app.services import experiments as service
 from app.services import jobs as job_service
 from app.storage import Storage
@@ -158,6 +159,21 @@ def metrics(
     """`{"series": {key: [{"epoch", "step", "value"}]}}`: per-epoch train/val metrics, lr,
     images/s, throttled per-step loss (train/step_loss) and test metrics."""
     return service.metric_series(session, project_id, experiment_id)
+
+
+@router.get(BASE + "/{experiment_id}/events", summary="Live events of the current training (SSE)")
+def events(
+    project_id: int, experiment_id: int, session: Session = Depends(get_session)
+) -> RedirectResponse:
+    """Redirects (307) to the SSE stream of the experiment's current job,
+    /api/jobs/{job_id}/events; 404 when it was never trained."""
+    experiment = service.get_experiment(session, project_id, experiment_id)
+    if experiment.job_id is None:
+        raise NotFound(
+            f"Experiment {experiment_id} has not been trained yet; there are no events.",
+            code="no_training_job",
+        )
+    return RedirectResponse(f"/api/jobs/{experiment.job_id}/events", status_code=307)
 
 
 @router.get(BASE + "/{experiment_id}/checkpoints", summary="Checkpoints of an experiment")

@@ -241,6 +241,11 @@ def test_metrics_and_checkpoints_of_a_new_experiment_are_empty(
     client: TestClient, project: Project, split_id: int
 ) -> None:
     eid = create(client, project, split_id).json()["id"]
+    assert_api_error(client.get(url(project, f"/{eid}/events")), 404, "no_training_job")
+    job_id = client.post(url(project, f"/{eid}/train")).json()["job"]["id"]
+    moved = client.get(url(project, f"/{eid}/events"), follow_redirects=False)
+    assert moved.status_code == 307 and moved.headers["location"] == f"/api/jobs/{job_id}/events"
+    client.post(url(project, f"/{eid}/stop"))
     assert client.get(url(project, f"/{eid}/metrics")).json()["series"] == {}
     assert client.get(url(project, f"/{eid}/checkpoints")).json() == {"items": {}}
 
