@@ -198,6 +198,27 @@ def test_stop_saves_and_resume_continues_with_optimizer_state(
     assert load_checkpoint(out / "last.ckpt")["extra"]["epoch"] == 5
 
 
+def test_stop_on_the_last_batch_of_an_epoch_resumes_with_the_next_epoch(
+    tiny_samples: list[Sample], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    calls = {"n": 0}
+
+    def stop_at_fourth_batch() -> bool:  # 2 batches per epoch: the end of epoch 2
+        calls["n"] += 1
+        return calls["n"] >= 4
+
+    request = FitRequest(
+        "classification", config(epochs=3), CLASSES, False, tiny_samples[:8], tiny_samples[8:], out
+    )
+    stopped = fit(request, should_stop=stop_at_fourth_batch)
+    assert stopped.status == "stopped" and stopped.epochs_done == 2
+    request.resume_from = out / "last.ckpt"
+    resumed = fit(request)
+    assert [e["epoch"] for e in resumed.history] == [3]
+    assert resumed.epochs_done == 3 and resumed.global_step == 6
+
+
 def test_resume_from_an_epoch_end_checkpoint_loses_no_epoch(
     tiny_samples: list[Sample], tmp_path: Path
 ) -> None:

@@ -197,7 +197,10 @@ class StudioCallback(Callback):
                     "images_per_s": self._epoch_images / elapsed if elapsed > 0 else None,
                 }
             )
-        if self.should_stop():
+        # On an epoch's last batch the stop waits for on_train_epoch_end, so the checkpoint is
+        # an end-of-epoch one (a mid-epoch one with every batch done would resume past it).
+        last_batch = batch_idx + 1 >= int(trainer.num_training_batches)
+        if not last_batch and self.should_stop():
             self.last_info = self._save(trainer, pl_module, "last", epoch=trainer.current_epoch)
             raise StopRequested
 
@@ -248,6 +251,8 @@ class StudioCallback(Callback):
             )
         self.last_info = self._save(trainer, pl_module, "last", epoch=epoch, metric=metric)
         self.report(event)
+        if self.should_stop():
+            raise StopRequested
         patience = int(self.request.config["early_stopping_patience"])
         if patience and self.wait >= patience:
             trainer.should_stop = True
