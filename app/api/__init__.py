@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.api import classes, images, imports, jobs, meta, projects, splits
+from app.api import classes, experiments, images, imports, jobs, meta, projects, splits
 
 OPENAPI_TAGS = [
     {"name": "meta", "description": "Health, task types and what each supports."},
@@ -27,12 +27,16 @@ OPENAPI_TAGS = [
         "description": "Immutable train/val/test (and k-fold) assignments with fingerprints.",
     },
     {
+        "name": "experiments",
+        "description": "Experiments: a training recipe on a split; train, stop, resume, curves.",
+    },
+    {
         "name": "jobs",
         "description": "Background work (imports, training, ...): status, events, cancel.",
     },
 ]
 
 api_router = APIRouter(prefix="/api")
-for module in (meta, projects, imports, images, classes, splits, jobs):
+for module in (meta, projects, imports, images, classes, splits, experiments, jobs):
     api_router.include_router(module.router)
 api_router_docs = meta.docs_router

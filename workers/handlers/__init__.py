@@ -12,7 +12,10 @@ from typing import Any
 
 Handler = Callable[[Any], dict[str, Any] | None]
 
-BUILTIN: tuple[str, ...] = ("workers.handlers.imports",)
+BUILTIN: tuple[str, ...] = (
+    "workers.handlers.imports",
+    "workers.handlers.train",
+)
 
 _HANDLERS: dict[str, Handler] = {}
 
