@@ -29,7 +29,12 @@ class Evaluation(SQLModel, table=True):
 
 class EvaluationResult(SQLModel, table=True):
     __tablename__ = "evaluation_result"
-    __table_args__ = (Index("ix_evaluation_result_eval_subset", "evaluation_id", "subset"),)
+    __table_args__ = (
+        Index("ix_evaluation_result_eval_subset", "evaluation_id", "subset"),
+        Index(
+            "ix_evaluation_result_eval_classes", "evaluation_id", "true_class", "predicted_class"
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     evaluation_id: int = Field(foreign_key="evaluation.id", ondelete="CASCADE")
@@ -39,3 +44,8 @@ class EvaluationResult(SQLModel, table=True):
     score: float | None = None
     loss: float | None = None
     correct: bool | None = None
+    # Class indices (LabelClass.index order of the model's output) for single-label tasks, so
+    # a confusion-matrix cell is one indexed query; None for multi-label results, whose sets
+    # live in `prediction`.
+    true_class: int | None = None
+    predicted_class: int | None = None
