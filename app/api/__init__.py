@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.api import jobs, meta, projects
+from app.api import evaluations, jobs, meta, projects
 
 OPENAPI_TAGS = [
     {"name": "meta", "description": "Health, task types and what each supports."},
@@ -14,8 +14,13 @@ OPENAPI_TAGS = [
         "name": "jobs",
         "description": "Background work (imports, training, ...): status, events, cancel.",
     },
+    {
+        "name": "evaluations",
+        "description": "Evaluate an experiment's checkpoint: metrics, per-image results, "
+        "leakage audit.",
+    },
 ]
 
 api_router = APIRouter(prefix="/api")
-for module in (meta, projects, jobs):
+for module in (meta, projects, jobs, evaluations):
     api_router.include_router(module.router)

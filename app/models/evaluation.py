@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import field_validator
 from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
 from app.models.common import created_at_field, json_field, timestamp_field
+from app.models.job import JobRead
 
 
 class Evaluation(SQLModel, table=True):
@@ -49,3 +51,70 @@ class EvaluationResult(SQLModel, table=True):
     # live in `prediction`.
     true_class: int | None = None
     predicted_class: int | None = None
+
+
+# --- API schemas ------------------------------------------------------------------------------
+
+EVALUATION_SUBSETS = ("train", "val", "test")
+TTA_OPTIONS = ("hflip", "multiscale")
+
+
+class EvaluationStart(SQLModel):
+    """What to evaluate: a checkpoint of the experiment and subsets of its split (combinable)."""
+
+    checkpoint: str = Field(default="best", min_length=1, max_length=40)
+    subsets: list[Literal["train", "val", "test"]] = Field(
+        default_factory=lambda: ["test"], min_length=1, max_length=3
+    )
+    batch_size: int = Field(default=64, ge=1, le=1024)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    tta: list[Literal["hflip", "multiscale"]] = Field(default_factory=list, max_length=2)
+
+    @field_validator("subsets", "tta")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+
+class CheckpointRead(SQLModel):
+    name: str
+    path: str
+    epoch: int | None = None
+    metric: float | None = None
+    saved_at: str | None = None
+    bytes: int
+
+
+class EvaluationRead(SQLModel):
+    id: int
+    experiment_id: int
+    checkpoint: str
+    subsets: list[str]
+    options: dict[str, Any]
+    status: str
+    job_id: int | None
+    aggregate: dict[str, Any]
+    audit: dict[str, Any]
+    created_at: datetime
+    finished_at: datetime | None
+    job: JobRead | None = None
+
+
+class EvaluationStarted(SQLModel):
+    evaluation: EvaluationRead
+    job: JobRead
+
+
+class EvaluationResultRead(SQLModel):
+    id: int
+    image_id: int
+    original_name: str
+    subset: str
+    prediction: dict[str, Any]
+    score: float | None
+    loss: float | None
+    correct: bool | None
+    true_class: int | None
+    predicted_class: int | None
+    thumbnail_url: str
+    file_url: str
