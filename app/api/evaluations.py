@@ -7,7 +7,7 @@ from fastapi import APIRouter, Body, Depends, Query, Response
 from sqlmodel import Session
 
 from app.deps import get_session, get_storage
-from app.models import Evaluation, Job, Page
+from app.models import Page
 from app.models.evaluation import (
     CheckpointRead,
     EvaluationRead,
@@ -21,14 +21,6 @@ from app.storage import Storage
 
 router = APIRouter(tags=["evaluations"])
 BASE = "/projects/{project_id}/experiments/{experiment_id}"
-
-
-def _read(session: Session, evaluation: Evaluation) -> EvaluationRead:
-    read = service.read_evaluation(evaluation)
-    if evaluation.job_id is not None:
-        job = session.get(Job, evaluation.job_id)
-        read.job = job_service.read_job(job) if job is not None else None
-    return read
 
 
 @router.get(
@@ -71,7 +63,9 @@ def start_evaluation(
         experiment_id=experiment_id,
         data=data or EvaluationStart(),
     )
-    return EvaluationStarted(evaluation=_read(session, evaluation), job=job_service.read_job(job))
+    return EvaluationStarted(
+        evaluation=service.read_evaluation(session, evaluation), job=job_service.read_job(job)
+    )
 
 
 @router.get(f"{BASE}/evaluation", response_model=EvaluationRead, summary="Get the evaluation")
@@ -82,7 +76,7 @@ def get_evaluation(
     by name (accuracy, f1_macro, precision_macro, ..., confusion_matrix, per_class, by_subset)
     and the leakage `audit`."""
     evaluation = service.get_evaluation(session, project_id=project_id, experiment_id=experiment_id)
-    return _read(session, evaluation)
+    return service.read_evaluation(session, evaluation)
 
 
 @router.delete(f"{BASE}/evaluation", status_code=204, summary="Reset the evaluation")

@@ -362,8 +362,15 @@ def save_results(
 # --- reads -----------------------------------------------------------------------------------
 
 
-def read_evaluation(evaluation: Evaluation) -> EvaluationRead:
-    return EvaluationRead.model_validate(evaluation, from_attributes=True)
+def evaluation_job(session: Session, evaluation: Evaluation) -> Job | None:
+    return session.get(Job, evaluation.job_id) if evaluation.job_id is not None else None
+
+
+def read_evaluation(session: Session, evaluation: Evaluation) -> EvaluationRead:
+    read = EvaluationRead.model_validate(evaluation, from_attributes=True)
+    job = evaluation_job(session, evaluation)
+    read.job = job_service.read_job(job) if job is not None else None
+    return read
 
 
 def list_results(

@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from app.deps import get_session, get_storage
 from app.errors import NotFound
-from app.models import Experiment, Job
+from app.models import Experiment
 from app.models.evaluation import EVALUATION_SUBSETS, EvaluationStart
 from app.services import evaluations as service
 from app.services import projects as project_service
@@ -32,7 +32,7 @@ def _panel_context(
     evaluation = service.find_evaluation(session, experiment_id=experiment.id)
     if evaluation is not None:
         service.sync_status(session, evaluation)
-    job = session.get(Job, evaluation.job_id) if evaluation and evaluation.job_id else None
+    job = service.evaluation_job(session, evaluation) if evaluation else None
     counts = (
         service.split_subset_counts(session, experiment.split_id)
         if experiment.split_id is not None
