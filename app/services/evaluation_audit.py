@@ -9,8 +9,10 @@ with a status (ok | warning | alarm | unavailable), and an overall status (the w
    (must be zero);
 3. near_duplicates: train/evaluated pairs whose perceptual hashes (Image.phash) differ in at
    most `NEAR_DUPLICATE_BITS` bits; listed for review, a warning when any exist;
-4. metric_gap: training-vs-validation accuracy at the evaluated checkpoint's epoch, from the
-   experiment's MetricPoints; warning above 5 points, alarm above 10.
+4. metric_gap: training-vs-validation accuracy; warning above 5 points, alarm above 10. When
+   the evaluation itself covered both train and val, its own accuracies are compared (same
+   checkpoint, same eval transform); otherwise the experiment's MetricPoints (train/acc vs
+   val/acc at the checkpoint's epoch) when training recorded both curves.
 """
 
 from __future__ import annotations
@@ -195,7 +197,43 @@ def _value_at(points: list[MetricPoint], epoch: int | None) -> float | None:
     return points[-1].value
 
 
-def _gap_check(session: Session, experiment: Experiment, epoch: int | None) -> dict[str, Any]:
+def _gap_result(
+    train: float, val: float, epoch: int | None, source: str, keys: tuple[str, str]
+) -> dict[str, Any]:
+    scale = 100.0 if max(abs(train), abs(val)) <= 1.0 else 1.0
+    gap = (train - val) * scale
+    status = "alarm" if gap > GAP_ALARM_POINTS else "warning" if gap > GAP_WARNING_POINTS else "ok"
+    return {
+        "status": status,
+        "message": (
+            f"Training accuracy is {gap:.1f} points above validation ({source}; "
+            f"warning above {GAP_WARNING_POINTS:g}, alarm above {GAP_ALARM_POINTS:g})."
+        ),
+        "source": source,
+        "epoch": epoch,
+        "train": train,
+        "val": val,
+        "train_key": keys[0],
+        "val_key": keys[1],
+        "gap_points": gap,
+        "warning_above": GAP_WARNING_POINTS,
+        "alarm_above": GAP_ALARM_POINTS,
+    }
+
+
+def _gap_check(
+    session: Session,
+    experiment: Experiment,
+    epoch: int | None,
+    subset_metrics: dict[str, dict[str, Any]] | None,
+) -> dict[str, Any]:
+    subset_metrics = subset_metrics or {}
+    train_eval = subset_metrics.get("train", {}).get("accuracy")
+    val_eval = subset_metrics.get("val", {}).get("accuracy")
+    if train_eval is not None and val_eval is not None:
+        return _gap_result(
+            float(train_eval), float(val_eval), epoch, "this evaluation", ("train", "val")
+        )
     found: dict[str, tuple[str, float | None]] = {}
     for side, keys in (("train", TRAIN_KEYS), ("val", VAL_KEYS)):
         for key in keys:
@@ -214,27 +252,11 @@ def _gap_check(session: Session, experiment: Experiment, epoch: int | None) -> d
     if train[1] is None or val[1] is None:
         return {
             "status": "unavailable",
-            "message": "The experiment has no train and validation accuracy curves to compare.",
+            "message": "Training recorded no train-accuracy curve; evaluate the train and val "
+            "subsets together to measure the gap.",
             "epoch": epoch,
         }
-    scale = 100.0 if max(abs(train[1]), abs(val[1])) <= 1.0 else 1.0
-    gap = (train[1] - val[1]) * scale
-    status = "alarm" if gap > GAP_ALARM_POINTS else "warning" if gap > GAP_WARNING_POINTS else "ok"
-    return {
-        "status": status,
-        "message": (
-            f"Training accuracy is {gap:.1f} points above validation "
-            f"(warning above {GAP_WARNING_POINTS:g}, alarm above {GAP_ALARM_POINTS:g})."
-        ),
-        "epoch": epoch,
-        "train": train[1],
-        "val": val[1],
-        "train_key": train[0],
-        "val_key": val[0],
-        "gap_points": gap,
-        "warning_above": GAP_WARNING_POINTS,
-        "alarm_above": GAP_ALARM_POINTS,
-    }
+    return _gap_result(train[1], val[1], epoch, "training curves", (train[0], val[0]))
 
 
 def leakage_audit(
@@ -243,9 +265,11 @@ def leakage_audit(
     *,
     subsets: list[str],
     checkpoint_epoch: int | None = None,
+    subset_metrics: dict[str, dict[str, Any]] | None = None,
     max_bits: int = NEAR_DUPLICATE_BITS,
 ) -> dict[str, Any]:
-    """Run the four checks for an evaluation of `subsets` of the experiment's split."""
+    """Run the four checks for an evaluation of `subsets` of the experiment's split;
+    `subset_metrics` is the evaluation's metrics per subset (for the train/val gap)."""
     checks: dict[str, Any] = {}
     split = session.get(Split, experiment.split_id) if experiment.split_id is not None else None
     if split is None or split.id is None:
@@ -257,6 +281,6 @@ def leakage_audit(
         evaluated = {s: members.get(s, []) for s in subsets if s != "train"}
         checks["exact_duplicates"] = _exact_check(train, evaluated)
         checks["near_duplicates"] = _near_check(train, evaluated, max_bits)
-    checks["metric_gap"] = _gap_check(session, experiment, checkpoint_epoch)
+    checks["metric_gap"] = _gap_check(session, experiment, checkpoint_epoch, subset_metrics)
     worst = max((c.get("status", "ok") for c in checks.values()), key=lambda s: _SEVERITY[s])
     return {"status": "ok" if worst == "unavailable" else worst, "checks": checks}

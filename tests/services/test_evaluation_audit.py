@@ -127,3 +127,14 @@ def test_train_val_gap_thresholds(session: Session, storage: Storage, project: P
     assert gap(1)["status"] == "warning"
     assert gap(2)["status"] == "alarm" and gap(2)["train"] == 0.99 and gap(2)["val"] == 0.80
     assert gap(None)["epoch"] is None and gap(None)["status"] == "alarm"  # the latest values
+    assert gap(0)["source"] == "training curves"
+    # the evaluation's own train and val accuracies win over the curves when it has both
+    own = leakage_audit(
+        session,
+        experiment,
+        subsets=["train", "val", "test"],
+        checkpoint_epoch=2,
+        subset_metrics={"train": {"accuracy": 0.9}, "val": {"accuracy": 0.88}},
+    )["checks"]["metric_gap"]
+    assert own["status"] == "ok" and own["source"] == "this evaluation"
+    assert abs(own["gap_points"] - 2.0) < 1e-9

@@ -165,6 +165,7 @@ def _run(ctx: JobContext, evaluation_id: int) -> dict[str, Any]:
             experiment,
             subsets=list(evaluation.subsets),
             checkpoint_epoch=checkpoint.epoch,
+            subset_metrics=by_subset,
         )
         atomic_write_json(folder / "aggregate.json", {"aggregate": aggregate, "audit": audit})
         service.save_results(
