@@ -12,7 +12,7 @@ from typing import Any
 
 Handler = Callable[[Any], dict[str, Any] | None]
 
-BUILTIN: tuple[str, ...] = ("workers.handlers.evaluate",)
+BUILTIN: tuple[str, ...] = ("workers.handlers.train", "workers.handlers.evaluate")
 
 _HANDLERS: dict[str, Handler] = {}
 
