@@ -10,7 +10,9 @@ can reproduce every number:
 - ROC-AUC and AP are per class, one-vs-rest; a class whose targets are all positive or all
   negative has no defined ROC-AUC (None) and is left out of the macro mean; AP needs at
   least one positive;
-- multi-label decisions use one threshold per class, reported in the result.
+- multi-label decisions use one threshold per class, reported in the result;
+- accuracy and subset accuracy are also computed as exact count ratios in float64 (torchmetrics
+  returns float32), so they equal bit for bit what training recorded for the same checkpoint.
 """
 
 from __future__ import annotations
@@ -93,12 +95,14 @@ def multiclass_metrics(
     f1, f1_macro, f1_micro = averaged(multiclass_f1_score)
     support = torch.bincount(targets, minlength=num_classes)
     onehot = torch.nn.functional.one_hot(targets, num_classes)
+    accuracy = int((preds == targets).sum()) / n
+    assert abs(accuracy - float(multiclass_accuracy(preds, targets, average="micro", **kw))) < 1e-6
     auc = _per_class_auc(probs, onehot)
     result: dict[str, Any] = {
         "task": "multiclass",
         "samples": n,
         "classes": list(classes),
-        "accuracy": float(multiclass_accuracy(preds, targets, average="micro", **kw)),
+        "accuracy": accuracy,
         "balanced_accuracy": float(torch.tensor(recall)[support > 0].mean()),
         "precision_macro": precision_macro,
         "recall_macro": recall_macro,
@@ -163,13 +167,15 @@ def multilabel_metrics(
     ap = _per_class_ap(probs, targets)
     auc = _per_class_auc(probs, targets)
     support = targets.sum(0)
+    exact = int((preds == targets).all(dim=1).sum()) / n
+    assert abs(exact - float(multilabel_exact_match(preds, targets, **kw))) < 1e-6
     return {
         "task": "multilabel",
         "samples": n,
         "classes": list(classes),
         "thresholds": _floats(limits),
-        "subset_accuracy": float(multilabel_exact_match(preds, targets, **kw)),
-        "accuracy": float(multilabel_exact_match(preds, targets, **kw)),
+        "subset_accuracy": exact,
+        "accuracy": exact,
         "hamming_loss": float(multilabel_hamming_distance(preds, targets, average="micro", **kw)),
         "map": _mean_or_none(ap),
         "precision_macro": precision_macro,
