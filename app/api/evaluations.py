@@ -25,7 +25,7 @@ BASE = "/projects/{project_id}/experiments/{experiment_id}"
 
 @router.get(
     f"{BASE}/checkpoints",
-    response_model=list[CheckpointRead],
+    response_model=Page[CheckpointRead],
     summary="List an experiment's checkpoints",
 )
 def list_checkpoints(
@@ -33,10 +33,12 @@ def list_checkpoints(
     experiment_id: int,
     session: Session = Depends(get_session),
     storage: Storage = Depends(get_storage),
-) -> list[CheckpointRead]:
-    """Only checkpoints whose files exist: `best` first, then `last`."""
+) -> Page[CheckpointRead]:
+    """Only checkpoints whose files exist (what evaluation and export can use): `best` first,
+    then `last`, each with its epoch, metric, save time and size."""
     experiment = service.get_experiment(session, project_id=project_id, experiment_id=experiment_id)
-    return service.list_checkpoints(storage, experiment)
+    items = service.list_checkpoints(storage, experiment)
+    return Page(items=items, total=len(items), page=1, page_size=len(items))
 
 
 @router.post(

@@ -31,8 +31,8 @@ def test_checkpoints_lists_only_existing_files(
     _, _, experiment = _setup(session, storage, project, checkpoints=("best",), missing=("last",))
     response = client.get(_url(project, experiment.id, "checkpoints"))
     assert response.status_code == 200
-    assert [c["name"] for c in response.json()] == ["best"]
-    assert response.json()[0]["bytes"] == len(b"placeholder")
+    assert [c["name"] for c in response.json()["items"]] == ["best"]
+    assert response.json()["items"][0]["bytes"] == len(b"placeholder")
     assert_api_error(client.get(_url(project, 9999, "checkpoints")), 404, "experiment_not_found")
 
 
