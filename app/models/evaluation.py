@@ -98,6 +98,8 @@ class EvaluationRead(SQLModel):
     created_at: datetime
     finished_at: datetime | None
     job: JobRead | None = None
+    # The evaluated checkpoint file was replaced since (the experiment trained again).
+    stale: bool = False
 
 
 class EvaluationStarted(SQLModel):

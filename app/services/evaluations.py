@@ -250,6 +250,7 @@ def start_evaluation(
             "device": data.device,
             "tta": list(data.tta),
             "checkpoint_epoch": checkpoints[data.checkpoint].epoch,
+            "checkpoint_saved_at": checkpoints[data.checkpoint].saved_at,
         },
         status="queued",
     )
@@ -366,10 +367,21 @@ def evaluation_job(session: Session, evaluation: Evaluation) -> Job | None:
     return session.get(Job, evaluation.job_id) if evaluation.job_id is not None else None
 
 
+def is_stale(session: Session, evaluation: Evaluation) -> bool:
+    """True when the evaluated checkpoint was overwritten since (the experiment trained again)."""
+    experiment = session.get(Experiment, evaluation.experiment_id)
+    if experiment is None:
+        return False
+    current = (experiment.checkpoints or {}).get(evaluation.checkpoint) or {}
+    recorded = evaluation.options.get("checkpoint_saved_at")
+    return bool(recorded) and current.get("saved_at") != recorded
+
+
 def read_evaluation(session: Session, evaluation: Evaluation) -> EvaluationRead:
     read = EvaluationRead.model_validate(evaluation, from_attributes=True)
     job = evaluation_job(session, evaluation)
     read.job = job_service.read_job(job) if job is not None else None
+    read.stale = is_stale(session, evaluation)
     return read
 
 

@@ -46,6 +46,7 @@ def _panel_context(
         "checkpoints": service.list_checkpoints(storage, experiment),
         "subset_counts": {s: counts.get(s, 0) for s in EVALUATION_SUBSETS},
         "running": evaluation is not None and evaluation.status in service.ACTIVE_STATUSES,
+        "stale": evaluation is not None and service.is_stale(session, evaluation),
     }
 
 

@@ -128,6 +128,16 @@ def test_results_filter_sort_and_paginate(
     _fake_results(session, started["evaluation"]["id"], images)
     got = client.get(url).json()
     assert got["status"] == "completed" and got["aggregate"]["accuracy"] == 0.5
+    assert got["stale"] is False
+    # training again rewrites the checkpoint: the evaluation says it is stale
+    session.refresh(experiment)
+    experiment.checkpoints = {
+        **experiment.checkpoints,
+        "best": {**experiment.checkpoints["best"], "saved_at": "2026-11-24T00:00:00+00:00"},
+    }
+    session.add(experiment)
+    session.commit()
+    assert client.get(url).json()["stale"] is True
 
     results = f"{url}/results"
     everything = client.get(results, params={"page_size": 500}).json()
