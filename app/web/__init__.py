@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from app.web import auth, evaluation, jobs, projects
+from app.web import auth, evaluation, jobs, projects, training
 
 web_router = APIRouter(include_in_schema=False)
-for module in (auth, projects, jobs, evaluation):
+for module in (auth, projects, training, evaluation, jobs):
     web_router.include_router(module.router)
