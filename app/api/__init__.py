@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.api import classes, experiments, images, imports, jobs, meta, projects, splits
+from app.api import classes, evaluations, experiments, images, imports, jobs, meta, projects, splits
 
 OPENAPI_TAGS = [
     {"name": "meta", "description": "Health, task types and what each supports."},
@@ -31,12 +31,16 @@ OPENAPI_TAGS = [
         "description": "Experiments: a training recipe on a split; train, stop, resume, curves.",
     },
     {
+        "name": "evaluations",
+        "description": "Evaluate a checkpoint: metrics, per-image results, leakage audit.",
+    },
+    {
         "name": "jobs",
         "description": "Background work (imports, training, ...): status, events, cancel.",
     },
 ]
 
 api_router = APIRouter(prefix="/api")
-for module in (meta, projects, imports, images, classes, splits, experiments, jobs):
+for module in (meta, projects, imports, images, classes, splits, experiments, evaluations, jobs):
     api_router.include_router(module.router)
 api_router_docs = meta.docs_router

@@ -176,9 +176,5 @@ def events(
     return RedirectResponse(f"/api/jobs/{experiment.job_id}/events", status_code=307)
 
 
-@router.get(BASE + "/{experiment_id}/checkpoints", summary="Checkpoints of an experiment")
-def checkpoints(
-    project_id: int, experiment_id: int, session: Session = Depends(get_session)
-) -> dict[str, Any]:
-    experiment = service.get_experiment(session, project_id, experiment_id)
-    return {"items": experiment.checkpoints}
+# GET .../experiments/{experiment_id}/checkpoints is served by app/api/evaluations.py: only
+# the checkpoint files that exist, which is what evaluation and export can use.

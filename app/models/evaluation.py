@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import field_validator
 from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
 from app.models.common import created_at_field, json_field, timestamp_field
+from app.models.job import JobRead
 
 
 class Evaluation(SQLModel, table=True):
@@ -29,7 +31,12 @@ class Evaluation(SQLModel, table=True):
 
 class EvaluationResult(SQLModel, table=True):
     __tablename__ = "evaluation_result"
-    __table_args__ = (Index("ix_evaluation_result_eval_subset", "evaluation_id", "subset"),)
+    __table_args__ = (
+        Index("ix_evaluation_result_eval_subset", "evaluation_id", "subset"),
+        Index(
+            "ix_evaluation_result_eval_classes", "evaluation_id", "true_class", "predicted_class"
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     evaluation_id: int = Field(foreign_key="evaluation.id", ondelete="CASCADE")
@@ -39,3 +46,77 @@ class EvaluationResult(SQLModel, table=True):
     score: float | None = None
     loss: float | None = None
     correct: bool | None = None
+    # Class indices (LabelClass.index order of the model's output) for single-label tasks, so
+    # a confusion-matrix cell is one indexed query; None for multi-label results, whose sets
+    # live in `prediction`.
+    true_class: int | None = None
+    predicted_class: int | None = None
+
+
+# --- API schemas ------------------------------------------------------------------------------
+
+EVALUATION_SUBSETS = ("train", "val", "test")
+TTA_OPTIONS = ("hflip", "multiscale")
+
+
+class EvaluationStart(SQLModel):
+    """What to evaluate: a checkpoint of the experiment and subsets of its split (combinable)."""
+
+    checkpoint: str = Field(default="best", min_length=1, max_length=40)
+    subsets: list[Literal["train", "val", "test"]] = Field(
+        default_factory=lambda: ["test"], min_length=1, max_length=3
+    )
+    batch_size: int = Field(default=64, ge=1, le=1024)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    tta: list[Literal["hflip", "multiscale"]] = Field(default_factory=list, max_length=2)
+
+    @field_validator("subsets", "tta")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+
+class CheckpointRead(SQLModel):
+    name: str
+    path: str
+    epoch: int | None = None
+    metric: float | None = None
+    saved_at: str | None = None
+    bytes: int
+
+
+class EvaluationRead(SQLModel):
+    id: int
+    experiment_id: int
+    checkpoint: str
+    subsets: list[str]
+    options: dict[str, Any]
+    status: str
+    job_id: int | None
+    aggregate: dict[str, Any]
+    audit: dict[str, Any]
+    created_at: datetime
+    finished_at: datetime | None
+    job: JobRead | None = None
+    # The evaluated checkpoint file was replaced since (the experiment trained again).
+    stale: bool = False
+
+
+class EvaluationStarted(SQLModel):
+    evaluation: EvaluationRead
+    job: JobRead
+
+
+class EvaluationResultRead(SQLModel):
+    id: int
+    image_id: int
+    original_name: str
+    subset: str
+    prediction: dict[str, Any]
+    score: float | None
+    loss: float | None
+    correct: bool | None
+    true_class: int | None
+    predicted_class: int | None
+    thumbnail_url: str
+    file_url: str

@@ -247,7 +247,7 @@ def test_metrics_and_checkpoints_of_a_new_experiment_are_empty(
     assert moved.status_code == 307 and moved.headers["location"] == f"/api/jobs/{job_id}/events"
     client.post(url(project, f"/{eid}/stop"))
     assert client.get(url(project, f"/{eid}/metrics")).json()["series"] == {}
-    assert client.get(url(project, f"/{eid}/checkpoints")).json() == {"items": {}}
+    assert client.get(url(project, f"/{eid}/checkpoints")).json()["items"] == []
 
 
 def test_catalog_lists_every_model_and_tasks_report_train(client: TestClient) -> None:

@@ -15,6 +15,7 @@ Handler = Callable[[Any], dict[str, Any] | None]
 BUILTIN: tuple[str, ...] = (
     "workers.handlers.imports",
     "workers.handlers.train",
+    "workers.handlers.evaluate",
 )
 
 _HANDLERS: dict[str, Handler] = {}

@@ -1,4 +1,8 @@
-"""Classification metrics in numpy, shared by validation, test evaluation and thresholds."""
+"""Classification metrics in numpy, shared by validation, test evaluation and thresholds.
+
+(Package `workers.ml.metrics`: this module is its __init__; the torchmetrics-based evaluation
+metrics live in `workers.ml.metrics.classification`.)
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,143 @@
+"""Evaluation API: start / read / reset an experiment's evaluation, its per-image results and
+the checkpoints it can use."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Body, Depends, Query, Response
+from sqlmodel import Session
+
+from app.deps import get_session, get_storage
+from app.models import Page
+from app.models.evaluation import (
+    CheckpointRead,
+    EvaluationRead,
+    EvaluationResultRead,
+    EvaluationStart,
+    EvaluationStarted,
+)
+from app.services import evaluations as service
+from app.services import jobs as job_service
+from app.storage import Storage
+
+router = APIRouter(tags=["evaluations"])
+BASE = "/projects/{project_id}/experiments/{experiment_id}"
+
+
+@router.get(
+    f"{BASE}/checkpoints",
+    response_model=Page[CheckpointRead],
+    summary="List an experiment's checkpoints",
+)
+def list_checkpoints(
+    project_id: int,
+    experiment_id: int,
+    session: Session = Depends(get_session),
+    storage: Storage = Depends(get_storage),
+) -> Page[CheckpointRead]:
+    """Only checkpoints whose files exist (what evaluation and export can use): `best` first,
+    then `last`, each with its epoch, metric, save time and size."""
+    experiment = service.get_experiment(session, project_id=project_id, experiment_id=experiment_id)
+    items = service.list_checkpoints(storage, experiment)
+    return Page(items=items, total=len(items), page=1, page_size=len(items))
+
+
+@router.post(
+    f"{BASE}/evaluation",
+    response_model=EvaluationStarted,
+    status_code=202,
+    summary="Evaluate an experiment",
+)
+def start_evaluation(
+    project_id: int,
+    experiment_id: int,
+    data: EvaluationStart | None = Body(None),
+    session: Session = Depends(get_session),
+    storage: Storage = Depends(get_storage),
+) -> EvaluationStarted:
+    """Queues an `evaluate` job for a checkpoint (`best` by default) on subsets of the
+    experiment's split (`["test"]` by default; `train`, `val`, `test` combine). Optional
+    `batch_size`, `device` (auto, cpu, cuda) and `tta` (`hflip`, `multiscale`). Replaces a
+    finished evaluation; 409 while one runs."""
+    evaluation, job = service.start_evaluation(
+        session,
+        storage,
+        project_id=project_id,
+        experiment_id=experiment_id,
+        data=data or EvaluationStart(),
+    )
+    return EvaluationStarted(
+        evaluation=service.read_evaluation(session, evaluation), job=job_service.read_job(job)
+    )
+
+
+@router.get(f"{BASE}/evaluation", response_model=EvaluationRead, summary="Get the evaluation")
+def get_evaluation(
+    project_id: int, experiment_id: int, session: Session = Depends(get_session)
+) -> EvaluationRead:
+    """Status (queued, running, completed, failed, cancelled, interrupted), `aggregate` metrics
+    by name (accuracy, f1_macro, precision_macro, ..., confusion_matrix, per_class, by_subset)
+    and the leakage `audit`."""
+    evaluation = service.get_evaluation(session, project_id=project_id, experiment_id=experiment_id)
+    return service.read_evaluation(session, evaluation)
+
+
+@router.delete(f"{BASE}/evaluation", status_code=204, summary="Reset the evaluation")
+def reset_evaluation(
+    project_id: int,
+    experiment_id: int,
+    session: Session = Depends(get_session),
+    storage: Storage = Depends(get_storage),
+) -> Response:
+    """Deletes the evaluation, its per-image results and files at once (cancels a running job)."""
+    service.reset_evaluation(session, storage, project_id=project_id, experiment_id=experiment_id)
+    return Response(status_code=204)
+
+
+@router.get(
+    f"{BASE}/evaluation/results",
+    response_model=Page[EvaluationResultRead],
+    summary="List per-image results",
+)
+def list_results(
+    project_id: int,
+    experiment_id: int,
+    subset: str | None = Query(None, pattern="^(train|val|test)$"),
+    outcome: str | None = Query(None, pattern="^(correct|incorrect)$"),
+    true_class: int | None = Query(None, ge=0, description="Output index of the true class"),
+    predicted_class: int | None = Query(None, ge=0, description="Output index predicted"),
+    sort: str = Query("confidence", description="confidence, -confidence, loss, -loss, image"),
+    page: int = Query(1, ge=1),
+    page_size: int = Query(48, ge=1, le=500),
+    session: Session = Depends(get_session),
+) -> Page[EvaluationResultRead]:
+    """`confidence` sorts the most confident first, `loss` the highest loss first; a leading
+    `-` reverses. Class filters are indices into `aggregate.classes`."""
+    evaluation = service.get_evaluation(session, project_id=project_id, experiment_id=experiment_id)
+    items, total = service.list_results(
+        session,
+        evaluation,
+        project_id=project_id,
+        subset=subset,
+        outcome=outcome,
+        true_class=true_class,
+        predicted_class=predicted_class,
+        sort=sort,
+        page=page,
+        page_size=page_size,
+    )
+    return Page(items=items, total=total, page=page, page_size=page_size)
+
+
+@router.get(
+    f"{BASE}/evaluation/results/{{result_id}}",
+    response_model=EvaluationResultRead,
+    summary="Get one per-image result",
+)
+def get_result(
+    project_id: int,
+    experiment_id: int,
+    result_id: int,
+    session: Session = Depends(get_session),
+) -> EvaluationResultRead:
+    evaluation = service.get_evaluation(session, project_id=project_id, experiment_id=experiment_id)
+    return service.get_result(session, evaluation, project_id=project_id, result_id=result_id)

@@ -1,0 +1,57 @@
+// Evaluation page: the panel's Alpine component (confusion-matrix cells filter the per-image
+// grid) and the per-class bar chart. Loaded before Alpine, so evalPanel exists when it starts.
+(function () {
+  "use strict";
+
+  function drawChart(canvas) {
+    if (!canvas || !window.Chart || canvas.dataset.drawn) return;
+    var data;
+    try { data = JSON.parse(canvas.dataset.chart || "{}"); } catch (_err) { return; }
+    if (!data.labels || !data.labels.length) return;
+    canvas.dataset.drawn = "1";
+    new window.Chart(canvas, {
+      type: "bar",
+      data: {
+        labels: data.labels,
+        datasets: [
+          { label: "precision", data: data.precision, backgroundColor: "#93c5fd" },
+          { label: "recall", data: data.recall, backgroundColor: "#2563eb" },
+          { label: "F1", data: data.f1, backgroundColor: "#16a34a" },
+        ],
+      },
+      options: {
+        responsive: true,
+        animation: false,
+        scales: { y: { min: 0, max: 1 } },
+        plugins: { legend: { position: "bottom" } },
+      },
+    });
+  }
+
+  window.evalPanel = function () {
+    return {
+      init: function () {
+        var root = this.$el;
+        // Chart.js is deferred like this file; draw once everything has loaded.
+        var draw = function () { drawChart(root.querySelector("#eval-class-chart")); };
+        if (window.Chart) draw(); else window.addEventListener("load", draw, { once: true });
+      },
+      showCell: function (trueClass, predictedClass) {
+        var form = this.$refs.filters;
+        if (!form) return;
+        form.elements.true_class.value = String(trueClass);
+        form.elements.predicted_class.value = String(predictedClass);
+        form.elements.outcome.value = "";
+        var section = document.getElementById("eval-images-section");
+        if (section) section.open = true;
+        htmx.trigger(form, "submit");
+        if (section) section.scrollIntoView({ behavior: "smooth", block: "start" });
+      },
+      clearFilters: function () {
+        var form = this.$refs.filters;
+        form.reset();
+        htmx.trigger(form, "submit");
+      },
+    };
+  };
+})();

@@ -1,0 +1,171 @@
+"""Evaluation API without a model: validation, the job it queues, reset, results queries."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from app.models import Evaluation, EvaluationResult, Job, Project
+from app.services import evaluations as service
+from app.storage import Storage
+from tests.factories import make_image, make_split
+from tests.helpers import assert_api_error
+from tests.support.evaluation import make_experiment
+
+
+def _setup(session: Session, storage: Storage, project: Project, **kw: object):  # type: ignore[no-untyped-def]
+    assert project.id is not None
+    images = [make_image(session, storage, project.id, labels=[name]) for name in "abcabcabcabc"]
+    split = make_split(session, project.id, images, ratios=(0.5, 0.25, 0.25))
+    experiment = make_experiment(session, storage, project.id, split, **kw)  # type: ignore[arg-type]
+    return images, split, experiment
+
+
+def _url(project: Project, experiment_id: int, tail: str = "evaluation") -> str:
+    return f"/api/projects/{project.id}/experiments/{experiment_id}/{tail}"
+
+
+def test_checkpoints_lists_only_existing_files(
+    client: TestClient, session: Session, storage: Storage, project: Project
+) -> None:
+    _, _, experiment = _setup(session, storage, project, checkpoints=("best",), missing=("last",))
+    response = client.get(_url(project, experiment.id, "checkpoints"))
+    assert response.status_code == 200
+    assert [c["name"] for c in response.json()["items"]] == ["best"]
+    assert response.json()["items"][0]["bytes"] == len(b"placeholder")
+    assert_api_error(client.get(_url(project, 9999, "checkpoints")), 404, "experiment_not_found")
+
+
+def test_start_queues_an_evaluate_job_and_validates(
+    client: TestClient, session: Session, storage: Storage, project: Project
+) -> None:
+    _, _, experiment = _setup(session, storage, project, missing=("extra",))
+    url = _url(project, experiment.id)
+    assert_api_error(client.get(url), 404, "evaluation_not_found")
+    assert_api_error(client.post(url, json={"checkpoint": "extra"}), 422, "unknown_checkpoint")
+    assert_api_error(client.post(url, json={"subsets": ["holdout"]}), 422, "validation_error")
+    assert_api_error(client.post(url, json={"batch_size": 0}), 422, "validation_error")
+
+    response = client.post(url)  # no body: best checkpoint on the test subset
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["job"]["kind"] == "evaluate" and body["job"]["status"] == "queued"
+    assert body["evaluation"]["checkpoint"] == "best"
+    assert body["evaluation"]["subsets"] == ["test"]
+    assert body["job"]["params"]["evaluation_id"] == body["evaluation"]["id"]
+
+    assert_api_error(client.post(url), 409, "evaluation_running")
+    got = client.get(url).json()
+    assert got["status"] == "queued" and got["job"]["id"] == body["job"]["id"]
+
+    # reset deletes at once and cancels the queued job
+    assert client.delete(url).status_code == 204
+    assert_api_error(client.get(url), 404, "evaluation_not_found")
+    session.expire_all()
+    assert session.get(Job, body["job"]["id"]).status == "cancelled"  # type: ignore[union-attr]
+
+    again = client.post(
+        url, json={"checkpoint": "last", "subsets": ["val", "test"], "tta": ["hflip"]}
+    )
+    assert again.status_code == 202
+    assert again.json()["evaluation"]["options"]["tta"] == ["hflip"]
+
+
+def test_experiment_states_that_cannot_be_evaluated(
+    client: TestClient, session: Session, storage: Storage, project: Project
+) -> None:
+    _, split, running = _setup(session, storage, project, status="running")
+    assert_api_error(client.post(_url(project, running.id)), 409, "experiment_running")
+    empty = make_experiment(session, storage, project.id, split, checkpoints=(), name="none")  # type: ignore[arg-type]
+    assert_api_error(client.post(_url(project, empty.id)), 409, "no_checkpoint")
+    detection = client.post("/api/projects", json={"name": "Boxes", "task_type": "detection"})
+    other = session.get(Project, detection.json()["id"])
+    assert other is not None and other.id is not None
+    image = make_image(session, storage, other.id, labels=["a"])
+    det_split = make_split(session, other.id, [image, image], ratios=(0.5, 0.0, 0.5))
+    det_exp = make_experiment(session, storage, other.id, det_split, name="det")
+    assert_api_error(client.post(_url(other, det_exp.id)), 409, "feature_unavailable")
+
+
+def test_tasks_report_evaluate_for_classification(client: TestClient) -> None:
+    tasks = {t["key"]: t for t in client.get("/api/tasks").json()["items"]}
+    assert "evaluate" in tasks["classification"]["features"]
+
+
+def _fake_results(session: Session, evaluation_id: int, images: list, classes: int = 3) -> None:  # type: ignore[type-arg]
+    rows = []
+    for i, image in enumerate(images):
+        true, pred = i % classes, (i * 2) % classes
+        scores = [0.1] * classes
+        scores[pred] = 0.5 + i / 100
+        rows.append(
+            {
+                "image_id": image.id,
+                "subset": "test" if i % 2 else "val",
+                "prediction": {"label": pred, "target": true, "scores": scores},
+                "score": scores[pred],
+                "loss": float(i),
+                "correct": true == pred,
+                "true_class": true,
+                "predicted_class": pred,
+            }
+        )
+    service.save_results(
+        session,
+        evaluation_id,
+        rows=rows,
+        aggregate={"task": "multiclass", "accuracy": 0.5, "classes": ["a", "b", "c"]},
+        audit={"status": "ok", "checks": {}},
+    )
+
+
+def test_results_filter_sort_and_paginate(
+    client: TestClient, session: Session, storage: Storage, project: Project
+) -> None:
+    images, _, experiment = _setup(session, storage, project)
+    url = _url(project, experiment.id)
+    started = client.post(url, json={"subsets": ["val", "test"]}).json()
+    _fake_results(session, started["evaluation"]["id"], images)
+    got = client.get(url).json()
+    assert got["status"] == "completed" and got["aggregate"]["accuracy"] == 0.5
+    assert got["stale"] is False
+    # training again rewrites the checkpoint: the evaluation says it is stale
+    session.refresh(experiment)
+    experiment.checkpoints = {
+        **experiment.checkpoints,
+        "best": {**experiment.checkpoints["best"], "saved_at": "2026-11-24T00:00:00+00:00"},
+    }
+    session.add(experiment)
+    session.commit()
+    assert client.get(url).json()["stale"] is True
+
+    results = f"{url}/results"
+    everything = client.get(results, params={"page_size": 500}).json()
+    assert everything["total"] == len(images)
+    scores = [r["score"] for r in everything["items"]]
+    assert scores == sorted(scores, reverse=True)
+
+    cell = client.get(results, params={"true_class": 1, "predicted_class": 2}).json()
+    expected = [i for i in range(len(images)) if i % 3 == 1 and (i * 2) % 3 == 2]
+    assert cell["total"] == len(expected) > 0
+    assert all(r["true_class"] == 1 and r["predicted_class"] == 2 for r in cell["items"])
+    assert cell["items"][0]["thumbnail_url"].endswith(
+        f"/images/{cell['items'][0]['image_id']}/thumbnail"
+    )
+
+    wrong = client.get(results, params={"outcome": "incorrect", "subset": "test"}).json()
+    assert wrong["total"] == sum(1 for i in range(len(images)) if i % 2 and i % 3 != 0)
+    assert all(not r["correct"] and r["subset"] == "test" for r in wrong["items"])
+
+    by_loss = client.get(results, params={"sort": "loss", "page_size": 5, "page": 2}).json()
+    assert [r["loss"] for r in by_loss["items"]] == [6.0, 5.0, 4.0, 3.0, 2.0]
+    assert_api_error(client.get(results, params={"sort": "random"}), 422, "invalid_sort")
+    assert_api_error(client.get(results, params={"outcome": "maybe"}), 422, "validation_error")
+
+    one = client.get(f"{results}/{cell['items'][0]['id']}")
+    assert one.status_code == 200 and one.json()["image_id"] == cell["items"][0]["image_id"]
+
+    # re-run replaces: the earlier rows are gone once a new evaluation starts
+    assert client.post(url).status_code == 202
+    assert session.exec(select(EvaluationResult)).all() == []
+    assert len(session.exec(select(Evaluation)).all()) == 1

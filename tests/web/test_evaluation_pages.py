@@ -1,0 +1,182 @@
+"""The evaluation page and its fragments, rendered by the app (no model needed)."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from app.models import Project
+from app.services import evaluations as service
+from app.storage import Storage
+from tests.factories import make_image, make_split
+from tests.support.evaluation import make_experiment
+
+HTMX = {"HX-Request": "true"}
+
+
+def _completed(session: Session, storage: Storage, project: Project):  # type: ignore[no-untyped-def]
+    assert project.id is not None
+    images = [make_image(session, storage, project.id, labels=[n]) for n in "abab" * 3]
+    split = make_split(session, project.id, images, ratios=(0.5, 0.0, 0.5))
+    experiment = make_experiment(session, storage, project.id, split, name="tiny-cnn")
+    from app.models.evaluation import EvaluationStart
+
+    evaluation, _ = service.start_evaluation(
+        session,
+        storage,
+        project_id=project.id,
+        experiment_id=experiment.id,  # type: ignore[arg-type]
+        data=EvaluationStart(),
+    )
+    test_ids = [
+        r["image_id"]
+        for r in service.evaluation_samples(session, storage, split_id=split.id, subsets=["test"])
+    ]  # type: ignore[arg-type]
+    rows = []
+    for n, image_id in enumerate(test_ids):
+        true, pred = n % 2, (n // 2) % 2
+        rows.append(
+            {
+                "image_id": image_id,
+                "subset": "test",
+                "prediction": {
+                    "label": pred,
+                    "name": "ab"[pred],
+                    "target": true,
+                    "target_name": "ab"[true],
+                    "scores": [0.3, 0.7] if pred else [0.8, 0.2],
+                },
+                "score": 0.7 if pred else 0.8,
+                "loss": 0.1 * n,
+                "correct": true == pred,
+                "true_class": true,
+                "predicted_class": pred,
+            }
+        )
+    cm = [[0, 0], [0, 0]]
+    for r in rows:
+        cm[r["true_class"]][r["predicted_class"]] += 1
+    service.save_results(
+        session,
+        evaluation.id,  # type: ignore[arg-type]
+        rows=rows,
+        aggregate={
+            "task": "multiclass",
+            "classes": ["a", "b"],
+            "samples": len(rows),
+            "accuracy": 0.5,
+            "f1_macro": 0.5,
+            "confusion_matrix": cm,
+            "checkpoint": "best",
+            "device": "cpu",
+            "tta": {"enabled": False},
+            "by_subset": {"test": {"accuracy": 0.5}},
+            "per_class": [
+                {
+                    "index": i,
+                    "class": c,
+                    "precision": 0.5,
+                    "recall": 0.5,
+                    "f1": 0.5,
+                    "roc_auc": None,
+                    "support": 3,
+                }
+                for i, c in enumerate("ab")
+            ],
+        },
+        audit={
+            "status": "warning",
+            "checks": {
+                "fingerprint": {"status": "ok", "message": "ok"},
+                "metric_gap": {"status": "warning", "message": "gap", "gap_points": 7.5},
+            },
+        },
+    )
+    return experiment, rows, cm
+
+
+def test_empty_page_and_nav(client: TestClient, project: Project) -> None:
+    page = client.get(f"/projects/{project.id}/evaluation")
+    assert page.status_code == 200
+    assert 'data-testid="no-experiments"' in page.text
+    overview = client.get(f"/projects/{project.id}").text
+    assert f'href="/projects/{project.id}/evaluation"' in overview
+
+
+def test_page_with_a_completed_evaluation(
+    client: TestClient, session: Session, storage: Storage, project: Project
+) -> None:
+    experiment, rows, cm = _completed(session, storage, project)
+    page = client.get(f"/projects/{project.id}/evaluation")
+    assert page.status_code == 200, page.text
+    text = page.text
+    assert "tiny-cnn" in text and 'data-testid="eval-metrics"' in text
+    assert re.search(r'data-testid="metric-accuracy">0\.5000<', text)
+    cells = re.findall(
+        r'data-testid="cm-cell" data-true="(\d)" data-pred="(\d)" data-count="(\d+)"', text
+    )
+    assert [int(n) for _, _, n in cells] == [n for row in cm for n in row]
+    assert 'data-testid="audit-metric_gap" data-status="warning"' in text
+    assert "7.5 pts" in text
+
+    base = f"/projects/{project.id}/evaluation/{experiment.id}"
+    cell = client.get(
+        f"{base}/results", params={"true_class": 1, "predicted_class": 0}, headers=HTMX
+    )
+    thumbs = re.findall(r'data-testid="eval-thumb"\s+data-true="(\d)" data-pred="(\d)"', cell.text)
+    expected = sum(1 for r in rows if r["true_class"] == 1 and r["predicted_class"] == 0)
+    assert len(thumbs) == expected > 0 and set(thumbs) == {("1", "0")}
+    assert f"{expected} image" in cell.text
+
+    wrong = client.get(f"{base}/results", params={"outcome": "incorrect"}, headers=HTMX)
+    assert "✓" not in wrong.text and "✗" in wrong.text
+
+    first = re.search(rf'hx-get="{base}/results/(\d+)"', cell.text)
+    assert first
+    detail = client.get(f"{base}/results/{first.group(1)}", headers=HTMX)
+    assert detail.status_code == 200
+    assert 'data-testid="detail-truth">b<' in detail.text
+    assert "Scores per class" in detail.text
+
+    # the poll answers with the panel once the evaluation ended
+    assert client.get(f"{base}/poll", headers=HTMX).text.lstrip().startswith('<div id="eval-panel"')
+
+
+def test_evaluate_and_reset_from_the_page(
+    client: TestClient, session: Session, storage: Storage, project: Project
+) -> None:
+    assert project.id is not None
+    images = [make_image(session, storage, project.id, labels=[n]) for n in "abab"]
+    split = make_split(session, project.id, images, ratios=(0.5, 0.0, 0.5))
+    experiment = make_experiment(session, storage, project.id, split)
+    base = f"/projects/{project.id}/evaluation/{experiment.id}"
+    started = client.post(
+        base,
+        data={
+            "checkpoint": "last",
+            "subsets": ["train", "test"],
+            "batch_size": "8",
+            "device": "cpu",
+            "tta": ["hflip"],
+        },
+        headers=HTMX,
+    )
+    assert started.status_code == 200, started.text
+    assert 'class="job-live"' in started.text and f'hx-get="{base}/poll"' in started.text
+    assert client.get(f"{base}/poll", headers=HTMX).status_code == 204  # still queued
+    evaluation = service.find_evaluation(session, experiment_id=experiment.id)  # type: ignore[arg-type]
+    assert evaluation is not None
+    assert evaluation.subsets == ["train", "test"] and evaluation.options["tta"] == ["hflip"]
+
+    bad = client.post(
+        base, data={"subsets": ["test"]}, headers={**HTMX, "X-Error-Target": "#eval-config-error"}
+    )
+    assert bad.status_code == 409 and bad.headers["HX-Retarget"] == "#eval-config-error"
+    assert "being evaluated" in bad.text
+
+    reset = client.delete(base, headers=HTMX)
+    assert reset.status_code == 200 and 'data-testid="evaluate"' in reset.text
+    session.expire_all()
+    assert service.find_evaluation(session, experiment_id=experiment.id) is None  # type: ignore[arg-type]
