@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.api import jobs, meta, projects
+from app.api import exports, jobs, meta, predictions, projects
 
 OPENAPI_TAGS = [
     {"name": "meta", "description": "Health, task types and what each supports."},
@@ -14,8 +14,13 @@ OPENAPI_TAGS = [
         "name": "jobs",
         "description": "Background work (imports, training, ...): status, events, cancel.",
     },
+    {
+        "name": "exports",
+        "description": "Model files (ONNX, INT8 ONNX, TorchScript) with a parity report.",
+    },
+    {"name": "predict", "description": "Classify images with an exported model."},
 ]
 
 api_router = APIRouter(prefix="/api")
-for module in (meta, projects, jobs):
+for module in (meta, projects, jobs, exports, predictions):
     api_router.include_router(module.router)

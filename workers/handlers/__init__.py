@@ -12,7 +12,7 @@ from typing import Any
 
 Handler = Callable[[Any], dict[str, Any] | None]
 
-BUILTIN: tuple[str, ...] = ()
+BUILTIN: tuple[str, ...] = ("workers.handlers.export", "workers.handlers.predict")
 
 _HANDLERS: dict[str, Handler] = {}
 
