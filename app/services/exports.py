@@ -249,3 +249,23 @@ def default_export(*, session: Session, project_id: int) -> Export:
         "experiment as ONNX first (or pass export_id).",
         code="no_model",
     )
+
+
+def exportable_experiments(*, session: Session, project_id: int) -> list[Experiment]:
+    """The project's experiments that have at least one checkpoint, newest first."""
+    rows = session.exec(
+        select(Experiment)
+        .where(Experiment.project_id == project_id)
+        .order_by(col(Experiment.id).desc())
+    ).all()
+    return [row for row in rows if row.checkpoints]
+
+
+def predictable_exports(*, session: Session, project_id: int) -> list[Export]:
+    """Completed ONNX exports a prediction can use (valid ones first, newest first)."""
+    rows = [
+        row
+        for row in list_exports(session=session, project_id=project_id)
+        if row.format in ONNX_FORMATS and row.status == ExportStatus.completed
+    ]
+    return sorted(rows, key=lambda row: (not row.valid, -(row.id or 0)))
