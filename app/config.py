@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     job_plugins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Extra modules that register job handlers."
     )
+    weights_dir: Path | None = Field(
+        default=None,
+        description="Folder of local pretrained weights (torchvision file names); also searched: "
+        "the torch hub cache. Nothing is ever downloaded.",
+    )
     start_pool: bool = Field(default=True, description="Start the worker pool with the server.")
 
     _split = field_validator("import_roots", "allowed_hosts", "job_plugins", mode="before")(
@@ -137,6 +142,8 @@ class Settings(BaseSettings):
             "STUDIO_LIGHT_WORKERS": str(self.light_workers),
             "STUDIO_JOB_PLUGINS": ",".join(self.job_plugins),
         }
+        if self.weights_dir is not None:
+            env["STUDIO_WEIGHTS_DIR"] = str(self.weights_dir)
         if self.import_roots:
             env["STUDIO_IMPORT_ROOTS"] = ",".join(str(r) for r in self.import_roots)
         return env

@@ -12,7 +12,11 @@ from typing import Any
 
 Handler = Callable[[Any], dict[str, Any] | None]
 
-BUILTIN: tuple[str, ...] = ("workers.handlers.export", "workers.handlers.predict")
+BUILTIN: tuple[str, ...] = (
+    "workers.handlers.train",
+    "workers.handlers.export",
+    "workers.handlers.predict",
+)
 
 _HANDLERS: dict[str, Handler] = {}
 

@@ -1,0 +1,109 @@
+"""Model manifests (ids, titles, families, sizes): pages and the API list models without torch.
+
+The ids are the contract with workers/ml/backbones.py, which builds each one; a test checks that
+both sides list the same ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from app.errors import Invalid
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    title: str
+    family: str
+    params_m: float
+    default_image_size: int
+    tasks: tuple[str, ...] = ("classification",)
+    description: str = ""
+    pretrained_source: str = ""
+    speed: str = "medium"
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["tasks"] = list(self.tasks)
+        data["tags"] = list(self.tags)
+        return data
+
+
+_MODELS: dict[str, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    _MODELS[spec.id] = spec
+    return spec
+
+
+for _spec in (
+    ModelSpec(
+        "small_cnn",
+        "Small CNN",
+        "small_cnn",
+        0.29,
+        32,
+        description="Four conv blocks; trains in seconds on a CPU. Good for small images.",
+        speed="fast",
+    ),
+    ModelSpec("resnet18", "ResNet-18", "resnet", 11.7, 224, pretrained_source="torchvision"),
+    ModelSpec("resnet34", "ResNet-34", "resnet", 21.8, 224, pretrained_source="torchvision"),
+    ModelSpec(
+        "resnet50", "ResNet-50", "resnet", 25.6, 224, pretrained_source="torchvision", speed="slow"
+    ),
+    ModelSpec(
+        "efficientnet_b0",
+        "EfficientNet-B0",
+        "efficientnet",
+        5.3,
+        224,
+        pretrained_source="torchvision",
+    ),
+    ModelSpec(
+        "efficientnet_b3",
+        "EfficientNet-B3",
+        "efficientnet",
+        12.2,
+        300,
+        pretrained_source="torchvision",
+        speed="slow",
+    ),
+    ModelSpec(
+        "mobilenet_v3_small",
+        "MobileNetV3-Small",
+        "mobilenet",
+        2.5,
+        224,
+        pretrained_source="torchvision",
+        speed="fast",
+    ),
+    ModelSpec(
+        "mobilenet_v3_large",
+        "MobileNetV3-Large",
+        "mobilenet",
+        5.5,
+        224,
+        pretrained_source="torchvision",
+    ),
+):
+    register_model(_spec)
+
+
+def list_models(task: str | None = None) -> list[ModelSpec]:
+    return [m for m in _MODELS.values() if task is None or task in m.tasks]
+
+
+def get_model(model_id: str, task: str | None = None) -> ModelSpec:
+    spec = _MODELS.get(model_id)
+    if spec is None or (task is not None and task not in spec.tasks):
+        valid = [m.id for m in list_models(task)]
+        raise Invalid(
+            f"model={model_id!r} is not in the catalog; use one of: {', '.join(valid)}.",
+            code="unknown_model",
+            details={"field": "model", "valid": valid},
+        )
+    return spec

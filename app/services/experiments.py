@@ -1,0 +1,497 @@
+"""Experiments: a training recipe on a split, its run state, checkpoints and curves.
+
+Status lifecycle (experiment.status):
+  created     → queued        train asked; a "train" job waits in the compute lane
+  queued      → running       a worker picked the job up
+  running     → stopping      stop asked; the worker finishes its step, saves, then ...
+  stopping    → stopped       ... records stopped (resumable from last.ckpt)
+  running     → completed     all epochs (or early stopping) done, test subset evaluated
+  running     → failed        the handler raised
+  running     → interrupted   the job was interrupted (worker killed, studio restarted);
+                              derived from the job when the experiment is read
+  stopped | interrupted | completed → queued   resume from last.ckpt (epochs may be raised)
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from app.catalog import get_model, list_models
+from app.db import utcnow
+from app.errors import Conflict, Invalid, not_found
+from app.models import Experiment, Job, JobQueue, JobStatus, MetricPoint, Project, Split
+from app.services import jobs as job_service
+from app.storage import Storage
+from app.tasks import enable_features, get_task
+from app.tasks.hyperparams import TrainConfig, validate_config
+
+enable_features("classification", "train")
+
+ACTIVE = ("queued", "running", "stopping")
+RESUMABLE = ("stopped", "interrupted", "completed", "failed")
+ExperimentName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)
+]
+
+
+class ExperimentCreate(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: ExperimentName
+    split_id: int
+    description: str = Field("", max_length=2000)
+
+
+def _get_project(session: Session, project_id: int) -> Project:
+    project = session.get(Project, project_id)
+    if project is None:
+        raise not_found("project", project_id)
+    return project
+
+
+def _check_trainable(project: Project) -> None:
+    task = get_task(project.task_type)
+    if not task.supports("train"):
+        raise Conflict(
+            f"Training is not available for {task.title} projects yet; "
+            "classification projects can be trained.",
+            code="task_not_trainable",
+            details={"task_type": project.task_type},
+        )
+
+
+def _get_split(session: Session, project_id: int, split_id: int) -> Split:
+    split = session.get(Split, split_id)
+    if split is None or split.project_id != project_id:
+        raise Invalid(
+            f"split_id={split_id} is not a split of project {project_id}; create a split first.",
+            code="unknown_split",
+            details={"field": "split_id"},
+        )
+    return split
+
+
+def resolve_config(data: dict[str, Any], task: str) -> dict[str, Any]:
+    """Validate hyperparameters and fill the model's default image size."""
+    config = validate_config(data, task)
+    spec = get_model(config.model, task)
+    resolved = config.model_dump()
+    if resolved["image_size"] is None:
+        resolved["image_size"] = spec.default_image_size
+    return resolved
+
+
+def default_config(task: str = "classification") -> dict[str, Any]:
+    return resolve_config({}, task)
+
+
+def create_experiment(session: Session, project_id: int, body: dict[str, Any]) -> Experiment:
+    project = _get_project(session, project_id)
+    _check_trainable(project)
+    try:
+        data = ExperimentCreate.model_validate(body)
+    except ValidationError as error:
+        fields = [
+            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+            for e in error.errors()
+        ]
+        text = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+        raise Invalid(
+            f"Invalid experiment: {text}.", code="invalid_experiment", details={"fields": fields}
+        ) from None
+    overrides = {k: v for k, v in body.items() if k not in {"name", "split_id", "description"}}
+    config = resolve_config(overrides, project.task_type)
+    _get_split(session, project_id, data.split_id)
+    _ensure_unique_name(session, project_id, data.name)
+    experiment = Experiment(
+        project_id=project_id,
+        split_id=data.split_id,
+        name=data.name,
+        model_id=config["model"],
+        config=config,
+        status="created",
+        provenance={"description": data.description} if data.description else {},
+    )
+    session.add(experiment)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        _ensure_unique_name(session, project_id, data.name)
+        raise
+    session.refresh(experiment)
+    return experiment
+
+
+def _ensure_unique_name(
+    session: Session, project_id: int, name: str, exclude_id: int | None = None
+) -> None:
+    query = select(Experiment.id).where(
+        Experiment.project_id == project_id, Experiment.name == name
+    )
+    if exclude_id is not None:
+        query = query.where(Experiment.id != exclude_id)
+    if session.exec(query).first() is not None:
+        raise Conflict(
+            f"An experiment named {name!r} already exists in this project; choose another name.",
+            code="experiment_exists",
+            details={"name": name},
+        )
+
+
+def sync_with_job(session: Session, experiment: Experiment) -> Experiment:
+    """Make an active experiment follow its job once the job ended without saying so
+    (worker killed, studio restarted, cancelled through the jobs API)."""
+    if experiment.status not in ACTIVE or experiment.job_id is None:
+        return experiment
+    job = session.get(Job, experiment.job_id)
+    if job is None:
+        new = "interrupted"
+    elif job.status in (JobStatus.queued.value, JobStatus.running.value):
+        return experiment
+    elif job.status == JobStatus.interrupted.value:
+        new = "interrupted"
+    elif job.status == JobStatus.cancelled.value:
+        new = "stopped" if experiment.checkpoints.get("last") else "created"
+    elif job.status == JobStatus.failed.value:
+        new = "failed"
+    else:  # succeeded, but the handler did not record a final state
+        new = "interrupted"
+    experiment.status = new
+    if new != "created":
+        experiment.finished_at = experiment.finished_at or utcnow()
+    session.add(experiment)
+    session.commit()
+    session.refresh(experiment)
+    return experiment
+
+
+def get_experiment(session: Session, project_id: int, experiment_id: int) -> Experiment:
+    experiment = session.get(Experiment, experiment_id)
+    if experiment is None or experiment.project_id != project_id:
+        raise not_found("experiment", experiment_id)
+    return sync_with_job(session, experiment)
+
+
+def list_experiments(session: Session, project_id: int) -> list[Experiment]:
+    _get_project(session, project_id)
+    rows = session.exec(
+        select(Experiment)
+        .where(Experiment.project_id == project_id)
+        .order_by(col(Experiment.id).desc())
+    ).all()
+    return [sync_with_job(session, e) for e in rows]
+
+
+def update_experiment(
+    session: Session, project_id: int, experiment_id: int, body: dict[str, Any]
+) -> Experiment:
+    experiment = get_experiment(session, project_id, experiment_id)
+    body = dict(body)
+    if "name" in body:
+        name = str(body.pop("name") or "").strip()
+        if not name or len(name) > 100:
+            raise Invalid(
+                "name must be 1-100 characters.",
+                code="invalid_experiment",
+                details={"field": "name"},
+            )
+        _ensure_unique_name(session, project_id, name, exclude_id=experiment_id)
+        experiment.name = name
+    if "description" in body:
+        experiment.provenance = {
+            **experiment.provenance,
+            "description": str(body.pop("description")),
+        }
+    if "split_id" in body:
+        if experiment.status != "created":
+            raise _config_locked(experiment)
+        split_id = body.pop("split_id")
+        if not isinstance(split_id, int):
+            raise Invalid("split_id must be an integer.", code="invalid_experiment")
+        _get_split(session, project_id, split_id)
+        experiment.split_id = split_id
+    if body:
+        if experiment.status != "created":
+            raise _config_locked(experiment)
+        project = _get_project(session, project_id)
+        merged = {**experiment.config, **body}
+        if "model" in body and "image_size" not in body:
+            merged["image_size"] = None
+        experiment.config = resolve_config(merged, project.task_type)
+        experiment.model_id = experiment.config["model"]
+    session.add(experiment)
+    session.commit()
+    session.refresh(experiment)
+    return experiment
+
+
+def _config_locked(experiment: Experiment) -> Conflict:
+    return Conflict(
+        f"Experiment {experiment.id} has been trained ({experiment.status}); its configuration "
+        "can no longer change. Create a new experiment instead (name and description can change).",
+        code="experiment_config_locked",
+    )
+
+
+def delete_experiment(
+    session: Session, storage: Storage, project_id: int, experiment_id: int
+) -> None:
+    experiment = get_experiment(session, project_id, experiment_id)
+    if experiment.status in ACTIVE:
+        raise Conflict(
+            f"Experiment {experiment_id} is {experiment.status}; stop it before deleting.",
+            code="experiment_running",
+        )
+    session.execute(delete(MetricPoint).where(col(MetricPoint.experiment_id) == experiment_id))
+    session.delete(experiment)
+    session.commit()
+    storage.remove_tree(storage.experiment_dir(project_id, experiment_id))
+
+
+def start_training(
+    session: Session,
+    project_id: int,
+    experiment_id: int,
+    *,
+    resume: bool | None = None,
+    epochs: int | None = None,
+) -> Job:
+    """Queue a train job. resume=None: resume when a last checkpoint exists, else start fresh."""
+    experiment = get_experiment(session, project_id, experiment_id)
+    project = _get_project(session, project_id)
+    _check_trainable(project)
+    if experiment.status in ACTIVE:
+        raise Conflict(
+            f"Experiment {experiment_id} is already {experiment.status}; "
+            "stop it or wait for it to finish.",
+            code="experiment_running",
+            details={"job_id": experiment.job_id},
+        )
+    has_last = bool(experiment.checkpoints.get("last"))
+    if resume is None:
+        resume = has_last and experiment.status in ("stopped", "interrupted", "failed")
+    if resume and not has_last:
+        raise Conflict(
+            f"Experiment {experiment_id} has no checkpoint to resume from; train it first.",
+            code="nothing_to_resume",
+        )
+    if not resume and experiment.status != "created":
+        raise Conflict(
+            f"Experiment {experiment_id} was already trained ({experiment.status}); resume it "
+            "(optionally with more epochs) or create a new experiment.",
+            code="experiment_trained",
+        )
+    if epochs is not None:
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or not 1 <= epochs <= 1000:
+            raise Invalid("epochs must be an integer from 1 to 1000.", code="invalid_epochs")
+        if epochs < experiment.epochs_done:
+            raise Invalid(
+                f"epochs must be at least the {experiment.epochs_done} already trained.",
+                code="invalid_epochs",
+                details={"epochs_done": experiment.epochs_done},
+            )
+        config = dict(experiment.config)
+        config["epochs"] = epochs
+        experiment.config = TrainConfig.model_validate(
+            {**config, "image_size": config["image_size"]}
+        ).model_dump()
+    elif (
+        resume
+        and experiment.status == "completed"
+        and experiment.epochs_done >= int(experiment.config["epochs"])
+    ):
+        raise Conflict(
+            f"Experiment {experiment_id} completed all {experiment.config['epochs']} epochs; "
+            "resume with a higher epochs value.",
+            code="nothing_to_resume",
+        )
+    job = job_service.submit_job(
+        session,
+        kind="train",
+        queue=JobQueue.compute,
+        project_id=project_id,
+        target=f"experiment:{experiment_id}",
+        title=f"Train {experiment.name}",
+        params={"experiment_id": experiment_id, "resume": bool(resume)},
+        commit=False,
+    )
+    experiment.job_id = job.id
+    experiment.status = "queued"
+    experiment.finished_at = None
+    session.add(experiment)
+    session.commit()
+    session.refresh(job)
+    session.refresh(experiment)
+    return job
+
+
+def stop_training(session: Session, project_id: int, experiment_id: int) -> Experiment:
+    """Ask a running training to stop after its current step (it saves and records stopped);
+    a queued one is cancelled at once."""
+    experiment = get_experiment(session, project_id, experiment_id)
+    if experiment.status not in ACTIVE:
+        raise Conflict(
+            f"Experiment {experiment_id} is {experiment.status}, not training; nothing to stop.",
+            code="experiment_not_running",
+        )
+    job = session.get(Job, experiment.job_id) if experiment.job_id else None
+    if job is not None and job.status == JobStatus.queued.value:
+        job_service.cancel_job(session, job_id=job.id)  # type: ignore[arg-type]
+        session.refresh(experiment)
+        experiment.status = "stopped" if experiment.checkpoints.get("last") else "created"
+    else:
+        experiment.status = "stopping"
+    session.add(experiment)
+    session.commit()
+    session.refresh(experiment)
+    return experiment
+
+
+def metric_series(session: Session, project_id: int, experiment_id: int) -> dict[str, Any]:
+    """{"series": {key: [{"epoch", "step", "value"}, ...]}} ordered by step."""
+    experiment = get_experiment(session, project_id, experiment_id)
+    rows = session.exec(
+        select(MetricPoint)
+        .where(MetricPoint.experiment_id == experiment_id)
+        .order_by(col(MetricPoint.step), col(MetricPoint.id))
+    ).all()
+    series: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        series[row.key].append({"epoch": row.epoch, "step": row.step, "value": row.value})
+    return {
+        "experiment_id": experiment_id,
+        "status": experiment.status,
+        "job_id": experiment.job_id,
+        "series": dict(series),
+    }
+
+
+def read_experiment(experiment: Experiment) -> dict[str, Any]:
+    duration = None
+    if experiment.started_at is not None:
+        end = experiment.finished_at or utcnow()
+        start = experiment.started_at
+        duration = (_aware(end) - _aware(start)).total_seconds()
+    return {
+        "id": experiment.id,
+        "project_id": experiment.project_id,
+        "split_id": experiment.split_id,
+        "name": experiment.name,
+        "model_id": experiment.model_id,
+        "config": experiment.config,
+        "status": experiment.status,
+        "job_id": experiment.job_id,
+        "checkpoints": experiment.checkpoints,
+        "best_metric": experiment.best_metric,
+        "best_metric_key": experiment.best_metric_key,
+        "epochs_done": experiment.epochs_done,
+        "weights": experiment.provenance.get("weights"),
+        "test_metrics": experiment.provenance.get("test_metrics"),
+        "provenance": experiment.provenance,
+        "created_at": experiment.created_at,
+        "started_at": experiment.started_at,
+        "finished_at": experiment.finished_at,
+        "duration_seconds": duration,
+    }
+
+
+def _aware(value: datetime) -> datetime:
+    from datetime import UTC
+
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def catalog(task: str = "classification") -> list[dict[str, Any]]:
+    return [m.as_dict() for m in list_models(task)]
+
+
+# --- used by the training worker --------------------------------------------------------------
+
+
+def begin_run(session: Session, experiment_id: int, job_id: int | None) -> Experiment:
+    experiment = session.get(Experiment, experiment_id)
+    if experiment is None:
+        raise not_found("experiment", experiment_id)
+    if experiment.status == "stopping":
+        return experiment
+    experiment.status = "running"
+    experiment.job_id = job_id if job_id is not None else experiment.job_id
+    experiment.started_at = experiment.started_at or utcnow()
+    experiment.finished_at = None
+    session.add(experiment)
+    session.commit()
+    session.refresh(experiment)
+    return experiment
+
+
+def stop_requested(session: Session, experiment_id: int) -> bool:
+    status = session.exec(select(Experiment.status).where(Experiment.id == experiment_id)).first()
+    return status == "stopping"
+
+
+def add_points(session: Session, experiment_id: int, points: list[dict[str, Any]]) -> None:
+    for point in points:
+        session.add(MetricPoint(experiment_id=experiment_id, **point))
+    session.commit()
+
+
+def drop_points_after(session: Session, experiment_id: int, epoch: int) -> None:
+    """Before a resume from the end of `epoch`: curves of epochs that will be redone go."""
+    session.execute(
+        delete(MetricPoint).where(
+            col(MetricPoint.experiment_id) == experiment_id, col(MetricPoint.epoch) > epoch
+        )
+    )
+    session.commit()
+
+
+def record_checkpoint(
+    session: Session, experiment_id: int, which: str, info: dict[str, Any]
+) -> None:
+    experiment = session.get(Experiment, experiment_id)
+    if experiment is None:
+        return
+    experiment.checkpoints = {**experiment.checkpoints, which: info}
+    if which == "best" and info.get("metric") is not None:
+        experiment.best_metric = float(info["metric"])
+        experiment.best_metric_key = info.get("metric_key")
+    session.add(experiment)
+    session.commit()
+
+
+def record_epoch(session: Session, experiment_id: int, epoch: int) -> None:
+    experiment = session.get(Experiment, experiment_id)
+    if experiment is None:
+        return
+    experiment.epochs_done = epoch
+    session.add(experiment)
+    session.commit()
+
+
+def finish_run(
+    session: Session,
+    experiment_id: int,
+    *,
+    status: str,
+    provenance: dict[str, Any] | None = None,
+) -> Experiment:
+    experiment = session.get(Experiment, experiment_id)
+    if experiment is None:
+        raise not_found("experiment", experiment_id)
+    experiment.status = status
+    if provenance is not None:
+        keep = {k: v for k, v in experiment.provenance.items() if k == "description"}
+        experiment.provenance = {**keep, **provenance}
+    experiment.finished_at = utcnow()
+    session.add(experiment)
+    session.commit()
+    session.refresh(experiment)
+    return experiment

@@ -1,0 +1,92 @@
+"""The in-process tiny trainer other features' tests rely on, and the checkpoint contract."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from PIL import Image as PILImage
+from sqlmodel import Session, select
+
+from app.models import MetricPoint
+from app.storage import Storage
+from tests.factories import make_digits, make_split
+from tests.support.training import train_tiny_experiment
+from workers.ml.checkpoints import load_checkpoint, load_for_inference, preprocess
+from workers.ml.data import Sample
+from workers.ml.tasks.classification import evaluate
+
+
+@pytest.mark.slow
+def test_tiny_experiment_trains_and_records_everything(
+    session: Session, storage: Storage, project
+) -> None:
+    images = make_digits(session, storage, project.id, per_class=8)
+    split = make_split(session, project.id, images)
+    started = time.monotonic()
+    experiment = train_tiny_experiment(session, storage, project.id, split.id, epochs=2)
+    elapsed = time.monotonic() - started
+    assert experiment.status == "completed"
+    assert experiment.epochs_done == 2
+    assert set(experiment.checkpoints) == {"best", "last"}
+    for info in experiment.checkpoints.values():
+        assert storage.resolve(info["path"]).is_file()
+    provenance = experiment.provenance
+    assert provenance["split_fingerprint"] == split.fingerprint
+    assert provenance["classes"] == [str(i) for i in range(10)]
+    assert provenance["weights"] == "random-init"
+    assert provenance["preprocess"]["resize"] == [32, 32]
+    assert provenance["test_metrics"]["checkpoint"] == "best"
+    points = session.exec(
+        select(MetricPoint).where(MetricPoint.experiment_id == experiment.id)
+    ).all()
+    keys = {p.key for p in points}
+    assert {"train/loss", "val/acc", "val/loss", "test/acc"} <= keys
+    test_acc = next(p.value for p in points if p.key == "test/acc")
+    assert test_acc == provenance["test_metrics"]["accuracy"]
+    assert elapsed < 60, elapsed
+
+    # The checkpoint loads with weights_only=True and reproduces the test accuracy exactly
+    # through load_for_inference + preprocess, the way evaluation does it.
+    best = storage.resolve(experiment.checkpoints["best"]["path"])
+    checkpoint = load_checkpoint(best)
+    assert checkpoint["provenance"]["config"]["epochs"] == 2
+    model = load_for_inference(best)
+    assert model.classes == provenance["classes"] and not model.multi_label
+    test_ids = [i for i, s in split_subsets(session, split.id) if s == "test"]
+    by_id = {image.id: image for image in images}
+    correct = 0
+    for image_id in test_ids:
+        image = by_id[image_id]
+        with PILImage.open(storage.resolve(image.stored_path)) as pil:
+            logits = model.model(preprocess(pil, model).unsqueeze(0))
+        label = image_label(session, image_id)
+        correct += int(model.classes[int(torch.argmax(logits))] == label)
+    assert correct / len(test_ids) == pytest.approx(provenance["test_metrics"]["accuracy"])
+    samples = [
+        Sample(i, storage.resolve(by_id[i].stored_path), int(image_label(session, i)))
+        for i in test_ids
+    ]
+    assert evaluate(best, samples)["accuracy"] == provenance["test_metrics"]["accuracy"]
+
+
+def split_subsets(session: Session, split_id: int) -> list[tuple[int, str]]:
+    from app.models import SplitMember
+
+    rows = session.exec(
+        select(SplitMember.image_id, SplitMember.subset).where(SplitMember.split_id == split_id)
+    ).all()
+    return [(int(a), str(b)) for a, b in rows]
+
+
+def image_label(session: Session, image_id: int) -> str:
+    from app.models import Annotation, LabelClass
+
+    name = session.exec(
+        select(LabelClass.name)
+        .join(Annotation, Annotation.class_id == LabelClass.id)
+        .where(Annotation.image_id == image_id)
+    ).first()
+    assert name is not None
+    return name

@@ -1,0 +1,310 @@
+"""The "train" job: experiment row -> workers.ml.train.fit -> metric points, checkpoints, status.
+
+`run_experiment` is the one glue function; the job handler and tests/support/training.py (the
+in-process tiny trainer) both call it, so tests exercise the same path the worker runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session
+
+import app
+from app.models import Experiment, Project, Split
+from app.services import experiments as experiment_service
+from app.services import training as training_service
+from app.storage import Storage
+from workers.context import JobCancelled, JobContext
+from workers.handlers import register_handler
+
+SessionFactory = Callable[[], AbstractContextManager[Session]]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def git_revision() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+class _Throttle:
+    def __init__(self, check: Callable[[], bool], interval: float = 1.0) -> None:
+        self.check = check
+        self.interval = interval
+        self.last = 0.0
+        self.value = False
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if not self.value and now - self.last >= self.interval:
+            self.last = now
+            self.value = self.check()
+        return self.value
+
+
+def run_experiment(
+    open_session: SessionFactory,
+    storage: Storage,
+    experiment_id: int,
+    *,
+    job_id: int | None = None,
+    resume: bool = False,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    external_stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Train (or resume) one experiment; returns a result summary. Stop requests (experiment
+    status "stopping", or external_stop) end the run after the current step with a checkpoint."""
+    import torch
+
+    from workers.ml.data import samples_from_dicts
+    from workers.ml.tasks import get_task_code
+    from workers.ml.train import FitRequest, fit, now_iso, oom_policy
+
+    with open_session() as session:
+        experiment = experiment_service.begin_run(session, experiment_id, job_id)
+        project = session.get(Project, experiment.project_id)
+        split = session.get(Split, experiment.split_id) if experiment.split_id else None
+        assert project is not None
+        if split is None:
+            raise ValueError(f"experiment {experiment_id} has no split")
+        classes = training_service.project_classes(session, project.id)  # type: ignore[arg-type]
+        config = dict(experiment.config)
+        multi_label = (
+            bool(config["multi_label"])
+            if config.get("multi_label") is not None
+            else training_service.has_multi_label_images(session, project.id)  # type: ignore[arg-type]
+        )
+        rows = {
+            subset: training_service.samples_for(session, storage, split.id, subset)  # type: ignore[arg-type]
+            for subset in ("train", "val", "test")
+        }
+        checkpoints = dict(experiment.checkpoints)
+        project_id = project.id
+        base_provenance = {
+            "experiment_id": experiment_id,
+            "project_id": project_id,
+            "split_id": split.id,
+            "split_fingerprint": split.fingerprint,
+            "split_name": split.name,
+            "studio_version": app.__version__,
+            "git_revision": git_revision(),
+            "started_at": (
+                experiment.started_at.isoformat() if experiment.started_at else now_iso()
+            ),
+        }
+    assert project_id is not None
+    code = get_task_code(project.task_type)
+    if not multi_label:
+        dropped = {s: sum(1 for r in rs if not r["labels"]) for s, rs in rows.items()}
+        rows = {s: [r for r in rs if r["labels"]] for s, rs in rows.items()}
+    samples = {s: samples_from_dicts(rs, classes) for s, rs in rows.items()}
+    if not samples["train"]:
+        raise ValueError("the split's train subset has no labelled images")
+
+    def emit(event: dict[str, Any]) -> None:
+        if on_event is not None:
+            on_event(event)
+
+    def report(event: dict[str, Any]) -> None:
+        kind = event["type"]
+        with open_session() as session:
+            if kind == "step" and event.get("loss") is not None:
+                experiment_service.add_points(
+                    session,
+                    experiment_id,
+                    [
+                        {
+                            "step": event["step"],
+                            "epoch": event["epoch"],
+                            "key": "train/step_loss",
+                            "value": float(event["loss"]),
+                        }
+                    ],
+                )
+            elif kind == "epoch":
+                experiment_service.add_points(
+                    session,
+                    experiment_id,
+                    [
+                        {
+                            "step": event["step"],
+                            "epoch": event["epoch"],
+                            "key": k,
+                            "value": float(v),
+                        }
+                        for k, v in event["metrics"].items()
+                    ],
+                )
+                experiment_service.record_epoch(session, experiment_id, event["epoch"])
+            elif kind == "checkpoint":
+                info = {
+                    "path": storage.relative(Path(event["path"])),
+                    "epoch": event["epoch"],
+                    "metric": event.get("metric"),
+                    "metric_key": code.primary_metric,
+                    "saved_at": event["saved_at"],
+                }
+                experiment_service.record_checkpoint(session, experiment_id, event["which"], info)
+        emit(event)
+
+    def stop_in_db() -> bool:
+        with open_session() as session:
+            return experiment_service.stop_requested(session, experiment_id)
+
+    db_stop = _Throttle(stop_in_db)
+
+    def should_stop() -> bool:
+        return bool(external_stop and external_stop()) or db_stop()
+
+    out_dir = storage.experiment_dir(project_id, experiment_id)
+    resume_from = None
+    if resume and checkpoints.get("last"):
+        resume_from = storage.resolve(checkpoints["last"]["path"])
+        with open_session() as session:
+            experiment_service.drop_points_after(
+                session, experiment_id, int(checkpoints["last"]["epoch"])
+            )
+    notes: list[str] = []
+    while True:
+        request = FitRequest(
+            task=project.task_type,
+            config=config,
+            classes=classes,
+            multi_label=multi_label,
+            train=samples["train"],
+            val=samples["val"],
+            out_dir=out_dir,
+            provenance=base_provenance,
+            resume_from=resume_from,
+        )
+        try:
+            result = fit(request, report, should_stop)
+            break
+        except torch.cuda.OutOfMemoryError:
+            changed = oom_policy(int(config["batch_size"]), int(config["accumulate_grad_batches"]))
+            if changed is None:
+                raise RuntimeError(
+                    "CUDA out of memory even at batch size 1; choose a smaller model or image size"
+                ) from None
+            torch.cuda.empty_cache()
+            config = {**config, "batch_size": changed[0], "accumulate_grad_batches": changed[1]}
+            note = (
+                f"CUDA out of memory: batch size now {changed[0]}, gradient accumulation "
+                f"{changed[1]} (same effective batch); resuming from the last checkpoint."
+            )
+            notes.append(note)
+            emit({"type": "log", "message": note, "level": "warning"})
+            with open_session() as session:
+                row = session.get(Experiment, experiment_id)
+                assert row is not None
+                row.config = config
+                session.add(row)
+                session.commit()
+                last = row.checkpoints.get("last")
+            resume_from = storage.resolve(last["path"]) if last else None
+    provenance = {**result.provenance, "notes": [*result.notes, *notes]}
+    provenance["history_epochs"] = result.epochs_done
+    if result.best is not None:
+        provenance["best"] = {k: result.best[k] for k in ("epoch", "metric")}
+    stopped_by_user = result.status == "stopped" and db_stop.value
+    if result.status == "completed":
+        test_metrics: dict[str, Any] | None = None
+        best_path = out_dir / "best.ckpt"
+        if samples["test"] and best_path.exists():
+            metrics = code.evaluate(best_path, samples["test"])
+            test_metrics = {"checkpoint": "best", "subset": "test", **metrics}
+            with open_session() as session:
+                experiment_service.add_points(
+                    session,
+                    experiment_id,
+                    [
+                        {
+                            "step": result.global_step,
+                            "epoch": result.epochs_done,
+                            "key": "test/acc" if k == "accuracy" else f"test/{k}",
+                            "value": float(v),
+                        }
+                        for k, v in metrics.items()
+                        if k != "n" and isinstance(v, (int, float))
+                    ],
+                )
+            emit({"type": "test", "metrics": test_metrics})
+        provenance["test_metrics"] = test_metrics
+        status = "completed"
+    elif stopped_by_user or (external_stop is None):
+        status = "stopped"
+    else:
+        status = "interrupted"
+    with open_session() as session:
+        experiment_service.finish_run(session, experiment_id, status=status, provenance=provenance)
+    return {
+        "experiment_id": experiment_id,
+        "status": status,
+        "epochs_done": result.epochs_done,
+        "best": result.best,
+        "test_metrics": provenance.get("test_metrics"),
+        "weights": result.weights,
+        "multi_label": multi_label,
+        "dropped_unlabelled": dropped if not multi_label else {},
+    }
+
+
+@register_handler("train")
+def train_handler(ctx: JobContext) -> dict[str, Any]:
+    experiment_id = int(ctx.params["experiment_id"])
+
+    def progress(done: float, total: float, message: str, unit: str, **extra: Any) -> None:
+        # progress() raises JobCancelled once a stop was asked; here the training loop owns the
+        # safe point (it saves a checkpoint first), so the report must not raise.
+        with contextlib.suppress(JobCancelled):
+            ctx.progress(done, total, message=message, unit=unit, **extra)
+
+    def on_event(event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind == "step":
+            ctx.metric(**{k: v for k, v in event.items() if k != "type"}, kind="step")
+            progress(event["batch"], event["batches"], f"Epoch {event['epoch']}", "batches")
+        elif kind == "epoch":
+            ctx.metric(**{k: v for k, v in event.items() if k != "type"}, kind="epoch")
+            progress(
+                event["epoch"],
+                event["epochs"],
+                f"Epoch {event['epoch']}/{event['epochs']} done",
+                "epochs",
+                force=True,
+                train_eta_seconds=event.get("eta_seconds"),
+            )
+        elif kind == "checkpoint":
+            ctx.event("checkpoint", {k: v for k, v in event.items() if k not in ("type", "path")})
+        elif kind == "test":
+            ctx.metric(kind="test", **event["metrics"])
+        elif kind == "log":
+            ctx.log(event["message"], level=event.get("level", "info"))
+
+    result = run_experiment(
+        ctx.session,
+        ctx.storage,
+        experiment_id,
+        job_id=ctx.job_id,
+        resume=bool(ctx.params.get("resume")),
+        on_event=on_event,
+        external_stop=lambda: ctx.cancelled,
+    )
+    if result["status"] == "interrupted":
+        # The studio is shutting down (or the job was cancelled): say so to the pool.
+        if ctx.user_cancelled():
+            with ctx.session() as session:
+                experiment_service.finish_run(session, experiment_id, status="stopped")
+        raise JobCancelled
+    return result

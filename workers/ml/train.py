@@ -1,0 +1,453 @@
+"""fit(): the generic training run (Lightning) for any task with a code half in workers.ml.tasks.
+
+Takes a resolved config, samples, an output folder, a `report(event)` callable and a
+`should_stop()` callable; knows nothing about the database. Writes `best.ckpt` and `last.ckpt`
+atomically; `last` carries the trainer state (loops, optimizer, scheduler, callback state) so
+`resume_from` continues where it left off, also with a raised epoch count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import lightning as L  # noqa: N812 - the library's own convention
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from workers.ml.checkpoints import load_checkpoint, save_checkpoint
+from workers.ml.data import ImageDataset, Sample
+from workers.ml.tasks import get_task_code
+from workers.ml.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    EvalTransform,
+    TrainTransform,
+    preprocess_spec,
+)
+
+logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+
+Report = Callable[[dict[str, Any]], None]
+
+
+class StopRequested(Exception):
+    """Raised by the callback once the stop checkpoint is written; fit() returns "stopped"."""
+
+
+@dataclass
+class FitRequest:
+    task: str
+    config: dict[str, Any]  # TrainConfig.model_dump() with image_size resolved
+    classes: list[str]
+    multi_label: bool
+    train: list[Sample]
+    val: list[Sample]
+    out_dir: Path
+    provenance: dict[str, Any] = field(default_factory=dict)
+    resume_from: Path | None = None
+
+
+@dataclass
+class FitResult:
+    status: str  # completed | stopped
+    epochs_done: int
+    global_step: int
+    best: dict[str, Any] | None
+    last: dict[str, Any] | None
+    history: list[dict[str, Any]]
+    weights: str
+    provenance: dict[str, Any]
+    notes: list[str]
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in ("torch", "torchvision", "lightning", "numpy", "pillow"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    versions["python"] = platform.python_version()
+    return versions
+
+
+def packages_hash() -> str:
+    """SHA-256 over the sorted name==version list of installed distributions."""
+    lines = sorted(f"{dist.metadata['Name']}=={dist.version}" for dist in metadata.distributions())
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def oom_policy(batch_size: int, accumulate: int) -> tuple[int, int] | None:
+    """After CUDA out-of-memory: halve the batch and double accumulation (same effective batch);
+    None when the batch is already 1 (give up)."""
+    if batch_size <= 1:
+        return None
+    return max(1, batch_size // 2), accumulate * 2
+
+
+def resolve_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class StudioCallback(Callback):
+    """Reports steps (throttled) and epochs, writes best/last checkpoints, early stopping, stop."""
+
+    def __init__(
+        self,
+        request: FitRequest,
+        report: Report,
+        should_stop: Callable[[], bool],
+        provenance: dict[str, Any],
+        primary: str,
+        mode: str,
+        step_interval: float = 1.0,
+    ) -> None:
+        self.request = request
+        self.report = report
+        self.should_stop = should_stop
+        self.provenance = provenance
+        self.primary = primary
+        self.mode = mode
+        self.step_interval = step_interval
+        self.best_metric: float | None = None
+        self.best_epoch: int | None = None
+        self.wait = 0
+        self.history: list[dict[str, Any]] = []
+        self.best_info: dict[str, Any] | None = None
+        self.last_info: dict[str, Any] | None = None
+        self._last_step_report = 0.0
+        self._epoch_start = 0.0
+        self._epoch_images = 0
+        self._epoch_loss = 0.0
+        self._epoch_batches = 0
+        self._fit_start = time.monotonic()
+        self._images_total = 0
+
+    # Resume restores best/wait so "best" and early stopping survive a restart.
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch,
+            "wait": self.wait,
+            "best_info": self.best_info,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_metric = state_dict.get("best_metric")
+        self.best_epoch = state_dict.get("best_epoch")
+        self.wait = int(state_dict.get("wait") or 0)
+        self.best_info = state_dict.get("best_info")
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self._epoch_start = time.monotonic()
+        self._epoch_images = 0
+        self._epoch_loss = 0.0
+        self._epoch_batches = 0
+        self._train_time = 0.0
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        size = int(batch[0].shape[0])
+        self._epoch_images += size
+        self._images_total += size
+        loss = pl_module.last_loss
+        if loss is not None:
+            self._epoch_loss += loss
+            self._epoch_batches += 1
+        now = time.monotonic()
+        if now - self._last_step_report >= self.step_interval:
+            self._last_step_report = now
+            elapsed = now - self._epoch_start
+            self.report(
+                {
+                    "type": "step",
+                    "epoch": trainer.current_epoch + 1,
+                    "step": int(trainer.global_step),
+                    "batch": batch_idx + 1,
+                    "batches": int(trainer.num_training_batches),
+                    "loss": loss,
+                    "lr": _lr(trainer),
+                    "images_per_s": self._epoch_images / elapsed if elapsed > 0 else None,
+                }
+            )
+        if self.should_stop():
+            self.last_info = self._save(trainer, pl_module, "last", epoch=trainer.current_epoch)
+            raise StopRequested
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        epoch = trainer.current_epoch + 1
+        seconds = time.monotonic() - self._epoch_start
+        metrics: dict[str, float] = {}
+        if self._epoch_batches:
+            metrics["train/loss"] = self._epoch_loss / self._epoch_batches
+        for key, value in pl_module.val_metrics.items():
+            metrics[f"val/{key}"] = float(value)
+        lr = _lr(trainer)
+        if lr is not None:
+            metrics["lr"] = lr
+        metrics["images_per_s"] = self._epoch_images / seconds if seconds > 0 else 0.0
+        metric = metrics.get(self.primary)
+        if metric is None and "train/loss" in metrics:
+            metric = -metrics["train/loss"]
+        improved = metric is not None and (
+            self.best_metric is None
+            or (metric > self.best_metric if self.mode == "max" else metric < self.best_metric)
+        )
+        if improved:
+            self.best_metric, self.best_epoch, self.wait = metric, epoch, 0
+        else:
+            self.wait += 1
+        max_epochs = int(trainer.max_epochs or epoch)
+        per_epoch = (time.monotonic() - self._fit_start) / max(
+            1, epoch - self._first_epoch(trainer)
+        )
+        event = {
+            "type": "epoch",
+            "epoch": epoch,
+            "epochs": max_epochs,
+            "step": int(trainer.global_step),
+            "metrics": metrics,
+            "seconds": seconds,
+            "eta_seconds": per_epoch * (max_epochs - epoch),
+            "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch,
+        }
+        if torch.cuda.is_available():
+            event["gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        self.history.append(event)
+        if improved:
+            self.best_info = self._save(
+                trainer, pl_module, "best", epoch=epoch, metric=metric, trainer_state=False
+            )
+        self.last_info = self._save(trainer, pl_module, "last", epoch=epoch, metric=metric)
+        self.report(event)
+        patience = int(self.request.config["early_stopping_patience"])
+        if patience and self.wait >= patience:
+            trainer.should_stop = True
+            self.report({"type": "log", "message": f"Early stopping after epoch {epoch}."})
+
+    def _first_epoch(self, trainer: L.Trainer) -> int:
+        if not hasattr(self, "_start_epoch"):
+            self._start_epoch = trainer.current_epoch
+        return self._start_epoch
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self._fit_start = time.monotonic()
+        self._start_epoch = trainer.current_epoch
+
+    def _save(
+        self,
+        trainer: L.Trainer,
+        pl_module: Any,
+        which: str,
+        *,
+        epoch: int,
+        metric: float | None = None,
+        trainer_state: bool = True,
+    ) -> dict[str, Any]:
+        path = self.request.out_dir / f"{which}.ckpt"
+        provenance = {
+            **self.provenance,
+            "thresholds": list(pl_module.thresholds) if pl_module.thresholds else None,
+            "saved_at": now_iso(),
+        }
+        extra: dict[str, Any] = {
+            "epoch": epoch,
+            "global_step": int(trainer.global_step),
+            "metric": metric,
+            "metric_key": self.primary,
+        }
+        if trainer_state:
+            extra["trainer"] = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+        save_checkpoint(
+            path,
+            state_dict=pl_module.inference_model().state_dict(),
+            provenance=provenance,
+            extra=extra,
+        )
+        info = {
+            "path": str(path),
+            "epoch": epoch,
+            "metric": metric,
+            "saved_at": provenance["saved_at"],
+        }
+        self.report({"type": "checkpoint", "which": which, **info})
+        return info
+
+
+def _lr(trainer: L.Trainer) -> float | None:
+    if not trainer.optimizers:
+        return None
+    return float(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def _loader(
+    dataset: ImageDataset, batch_size: int, workers: int, shuffle: bool, seed: int
+) -> torch.utils.data.DataLoader:  # type: ignore[type-arg]
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        generator=generator,
+        persistent_workers=workers > 0,
+        pin_memory=torch.cuda.is_available(),
+    )
+
+
+def fit(
+    request: FitRequest,
+    report: Report | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> FitResult:
+    report = report or (lambda event: None)
+    should_stop = should_stop or (lambda: False)
+    config = request.config
+    code = get_task_code(request.task)
+    notes: list[str] = []
+    device = resolve_device()
+    precision = "32-true"
+    if config["mixed_precision"]:
+        if device == "cuda":
+            precision = "16-mixed"
+        else:
+            notes.append("mixed_precision ignored: no CUDA device, training in fp32.")
+    image_size = int(config["image_size"])
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    L.seed_everything(int(config["seed"]), workers=True, verbose=False)
+    module = code.build_module(config, request.classes, request.multi_label)
+    provenance = {
+        **request.provenance,
+        "task": request.task,
+        "model": config["model"],
+        "config": config,
+        "classes": list(request.classes),
+        "num_classes": len(request.classes),
+        "multi_label": request.multi_label,
+        "image_size": image_size,
+        "mean": list(mean),
+        "std": list(std),
+        "preprocess": preprocess_spec(image_size, mean, std),
+        "seed": int(config["seed"]),
+        "deterministic": bool(config["deterministic"]),
+        "weights": module.weights_note,
+        "versions": package_versions(),
+        "packages_sha256": packages_hash(),
+        "device": device,
+        "precision": precision,
+        "train_images": len(request.train),
+        "val_images": len(request.val),
+        "started_at": request.provenance.get("started_at") or now_iso(),
+    }
+    for note in notes:
+        report({"type": "log", "message": note})
+    request.out_dir.mkdir(parents=True, exist_ok=True)
+    train_set = ImageDataset(
+        request.train,
+        TrainTransform(image_size, mean, std, config["augment"]),
+        multi_label=request.multi_label,
+        num_classes=len(request.classes),
+    )
+    val_set = ImageDataset(
+        request.val,
+        EvalTransform(image_size, mean, std),
+        multi_label=request.multi_label,
+        num_classes=len(request.classes),
+    )
+    workers = int(config["num_workers"])
+    batch = int(config["batch_size"])
+    train_loader = _loader(train_set, batch, workers, True, int(config["seed"]))
+    val_loader = _loader(val_set, max(batch, 64), workers, False, 0) if len(val_set) else None
+    callback = StudioCallback(
+        request, report, should_stop, provenance, code.primary_metric, code.metric_mode
+    )
+    trainer = make_trainer(
+        config, [callback], request.out_dir, precision, has_val=val_loader is not None
+    )
+    ckpt_path = None
+    if request.resume_from is not None:
+        state = load_checkpoint(request.resume_from)
+        trainer_state = state["extra"].get("trainer")
+        if trainer_state is None:
+            raise ValueError(f"{request.resume_from.name} has no trainer state to resume from")
+        ckpt_path = request.out_dir / ".resume-state.ckpt"
+        torch.save(trainer_state, ckpt_path)
+        previous = state["provenance"].get("resumes", [])
+        provenance["resumes"] = [
+            *previous,
+            {"from_epoch": state["extra"].get("epoch"), "at": now_iso()},
+        ]
+        if state["provenance"].get("started_at"):
+            provenance["started_at"] = state["provenance"]["started_at"]
+    status = "completed"
+    try:
+        trainer.fit(
+            module, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt_path
+        )
+    except StopRequested:
+        status = "stopped"
+    finally:
+        if ckpt_path is not None:
+            ckpt_path.unlink(missing_ok=True)
+    epochs_done = callback.last_info["epoch"] if callback.last_info else int(trainer.current_epoch)
+    provenance["finished_at"] = now_iso()
+    return FitResult(
+        status=status,
+        epochs_done=int(epochs_done),
+        global_step=int(trainer.global_step),
+        best=callback.best_info,
+        last=callback.last_info,
+        history=callback.history,
+        weights=module.weights_note,
+        provenance=provenance,
+        notes=notes,
+    )
+
+
+def make_trainer(
+    config: dict[str, Any],
+    callbacks: list[Callback],
+    root: Path,
+    precision: str = "32-true",
+    *,
+    has_val: bool = True,
+) -> L.Trainer:
+    """The one trainer factory: devices auto, no Lightning logger/checkpointing (ours instead)."""
+    return L.Trainer(
+        accelerator="auto",
+        devices=1,
+        max_epochs=int(config["epochs"]),
+        precision=precision,  # type: ignore[arg-type]
+        accumulate_grad_batches=int(config["accumulate_grad_batches"]),
+        deterministic=bool(config["deterministic"]),
+        callbacks=callbacks,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=1.0 if has_val else 0,
+        default_root_dir=str(root),
+    )
+
+
+def steps_per_epoch(samples: int, batch_size: int, accumulate: int) -> int:
+    return math.ceil(math.ceil(samples / batch_size) / accumulate)
