@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from app.models import Annotation, Image, Job, LabelClass, SplitMember
+from app.services.events import list_events
 from app.storage import Storage
 from tests.factories import make_digits, make_project, make_split
 from tests.helpers import assert_api_error, wait_for
@@ -33,11 +34,13 @@ def wait_job(session: Session, job_id: int, timeout: float = 240) -> Job:
         return job if job and job.status not in ("queued", "running") else None
 
     job = wait_for(done, timeout=timeout, what=f"job {job_id} to end")
-    assert job.status == "succeeded", (job.status, job.error)
+    if job.status != "succeeded":
+        traces = [e.payload.get("traceback") for e in list_events(session, job_id=job_id)]
+        pytest.fail(f"job {job_id} {job.status}: {job.error}\n{[t for t in traces if t]}")
     return job
 
 
-def test_subset(session: Session, storage: Storage, split_id: int) -> list[tuple[Path, str]]:
+def subset_images(session: Session, storage: Storage, split_id: int) -> list[tuple[Path, str]]:
     rows = session.exec(
         select(Image.stored_path, LabelClass.name)
         .join(SplitMember, SplitMember.image_id == Image.id)
@@ -73,7 +76,7 @@ def test_export_validate_download_predict_and_reproduce_outside_the_studio(
     report = onnx_record["validation"]
     assert onnx_record["status"] == "completed" and onnx_record["valid"] is True
     assert report["subset"] == "test" and report["samples"] == len(
-        test_subset(session, storage, split.id)
+        subset_images(session, storage, split.id)
     )
     assert report["max_abs_diff"] <= 1e-4 and report["top1_agreement"] == 1.0
     # the export's accuracy on the test subset is the studio's recorded test accuracy
@@ -106,7 +109,7 @@ def test_export_validate_download_predict_and_reproduce_outside_the_studio(
     # a plain script, isolated from the repository (-I, another cwd), with only the metadata
     metadata_path = tmp_path / "model.json"
     metadata_path.write_text(json.dumps(meta))
-    truth = test_subset(session, storage, split.id)
+    truth = subset_images(session, storage, split.id)
     labels = tmp_path / "truth.tsv"
     labels.write_text("".join(f"{path}\t{name}\n" for path, name in truth))
     run = subprocess.run(

@@ -57,9 +57,12 @@ def parity_samples(
     for image_id, name in rows:
         if name in index:
             labels[image_id].append(index[name])
-    paths = dict(
-        session.exec(select(Image.id, Image.stored_path).where(col(Image.id).in_(image_ids)))
-    )
+    paths = {
+        image_id: stored
+        for image_id, stored in session.exec(
+            select(Image.id, Image.stored_path).where(col(Image.id).in_(image_ids))
+        )
+    }
     samples: list[tuple[Path, Any]] = []
     for image_id in image_ids:
         found = sorted(set(labels[image_id]))
