@@ -164,7 +164,7 @@ def file_name(session: Session, export: Export) -> str:
     """A download name built from names the user chose, reduced to safe characters."""
     experiment = session.get(Experiment, export.experiment_id)
     stem = f"{experiment.name if experiment else 'model'}-{export.checkpoint}-{export.format}"
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.") or "model"
+    safe = re.sub(r"[^A-Za-z0-9._]+", "-", stem.replace("-", " ")).strip("-.") or "model"
     return f"{safe[:120]}{FORMATS.get(export.format, '.bin')}"
 
 

@@ -90,9 +90,7 @@ def create_exports(
         service.submit_export(
             session=session, project_id=project_id, experiment_id=experiment_id, data=data
         )
-    response = render(request, "partials/_export_list.html", **_context(session, project_id))
-    response.headers["HX-Trigger"] = "exports-changed"
-    return response
+    return render(request, "partials/_export_list.html", **_context(session, project_id))
 
 
 @router.get("/projects/{project_id}/exports/{export_id}/item")
@@ -108,7 +106,17 @@ def export_item(
     row = service.get_export(session=session, project_id=project_id, export_id=export_id)
     if known and row.status == known and row.status in service.ExportStatus.active:
         return Response(status_code=204)
-    return render(request, "partials/_export_item.html", item=_item(session, project_id, row))
+    response = render(request, "partials/_export_item.html", item=_item(session, project_id, row))
+    if row.status not in service.ExportStatus.active:
+        response.headers["HX-Trigger"] = "exports-changed"  # the try-it panel reloads its models
+    return response
+
+
+@router.get("/projects/{project_id}/try-panel")
+def try_panel(
+    request: Request, project_id: int, session: Session = Depends(get_session)
+) -> Response:
+    return render(request, "partials/_try_panel.html", **_context(session, project_id))
 
 
 @router.delete("/projects/{project_id}/exports/{export_id}")
@@ -127,7 +135,9 @@ def delete_export(
         experiment_id=row.experiment_id,
         export_id=export_id,
     )
-    return render(request, "partials/_export_list.html", **_context(session, project_id))
+    response = render(request, "partials/_export_list.html", **_context(session, project_id))
+    response.headers["HX-Trigger"] = "exports-changed"
+    return response
 
 
 @router.post("/projects/{project_id}/try")
