@@ -25,6 +25,7 @@ TOP_K = 5
 class Upload:
     name: str
     data: bytes
+    content_type: str = ""
 
 
 def resolve_export(*, session: Session, project_id: int, export_id: int | None) -> Export:

@@ -24,6 +24,8 @@ router = APIRouter()
 register_project_page("export", "Export", "/export", 50)
 
 PREVIEW_BYTES = 2 * 1024 * 1024
+# Raster types only: the preview is echoed back as a data: URL.
+PREVIEW_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"}
 
 
 def _items(session: Session, project_id: int) -> list[dict[str, Any]]:
@@ -151,7 +153,11 @@ def try_model(
 ) -> Response:
     """The try-it panel: the same prediction path as POST /api/projects/{pid}/predict."""
     uploads = [
-        predict_service.Upload(name=f.filename or f"image{i + 1}", data=f.file.read())
+        predict_service.Upload(
+            name=f.filename or f"image{i + 1}",
+            data=f.file.read(),
+            content_type=f.content_type or "",
+        )
         for i, f in enumerate(files)
         if f.filename or f.size
     ]
@@ -166,8 +172,8 @@ def try_model(
     finished = predict_service.wait_for_job(session=session, job_id=job.id, timeout=60)
     answer = predict_service.prediction_answer(finished) if finished.status != "running" else {}
     previews = [
-        "data:image;base64," + base64.b64encode(u.data).decode()
-        if len(u.data) <= PREVIEW_BYTES
+        f"data:{u.content_type};base64," + base64.b64encode(u.data).decode()
+        if len(u.data) <= PREVIEW_BYTES and u.content_type in PREVIEW_TYPES
         else None
         for u in uploads
     ]

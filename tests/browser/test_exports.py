@@ -78,3 +78,4 @@ def test_export_parity_download_and_try_an_image(
     expect(top).to_be_visible()
     assert top.locator(".score-name").inner_text() in {str(i) for i in range(10)}
     expect(page.get_by_test_id("prediction-model")).to_contain_text(f"Export #{records[0]['id']}")
+    expect(prediction.locator("img")).to_be_visible()  # the image it was given, beside its scores
