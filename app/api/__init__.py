@@ -2,13 +2,17 @@
 
 from fastapi import APIRouter
 
-from app.api import exports, jobs, meta, predictions, projects
+from app.api import experiments, exports, jobs, meta, predictions, projects
 
 OPENAPI_TAGS = [
     {"name": "meta", "description": "Health, task types and what each supports."},
     {
         "name": "projects",
         "description": "Projects: a name and a task type; everything hangs off one.",
+    },
+    {
+        "name": "experiments",
+        "description": "Experiments: a training recipe on a split; train, stop, resume, curves.",
     },
     {
         "name": "jobs",
@@ -22,5 +26,5 @@ OPENAPI_TAGS = [
 ]
 
 api_router = APIRouter(prefix="/api")
-for module in (meta, projects, jobs, exports, predictions):
+for module in (meta, projects, experiments, jobs, exports, predictions):
     api_router.include_router(module.router)

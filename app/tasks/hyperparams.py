@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from app.errors import Invalid
 
@@ -16,13 +16,17 @@ from app.errors import Invalid
 class Augmentations(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    hflip: bool = Field(False, description="Random horizontal flip (off for digits and text).")
-    vflip: bool = Field(False, description="Random vertical flip (aerial or microscopy images).")
+    hflip: StrictBool = Field(
+        False, description="Random horizontal flip (off for digits and text)."
+    )
+    vflip: StrictBool = Field(
+        False, description="Random vertical flip (aerial or microscopy images)."
+    )
     rotation: float = Field(10.0, ge=0, le=180, description="Random rotation, ± degrees (0-180).")
     color_jitter: float = Field(
         0.0, ge=0, le=1, description="Brightness/contrast/saturation jitter strength (0-1)."
     )
-    random_resized_crop: bool = Field(
+    random_resized_crop: StrictBool = Field(
         False, description="Random crop of 70-100% of the image, resized back."
     )
     mixup_alpha: float = Field(0.0, ge=0, le=10, description="MixUp alpha; 0 turns it off.")
@@ -35,7 +39,7 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field("small_cnn", description="Catalog model id.")
-    pretrained: bool = Field(
+    pretrained: StrictBool = Field(
         True, description="Use local pretrained weights when present (else random init)."
     )
     optimizer: Literal["adamw", "sgd"] = Field("adamw", description="adamw or sgd.")
@@ -61,17 +65,17 @@ class TrainConfig(BaseModel):
     accumulate_grad_batches: int = Field(
         1, ge=1, le=1024, description="Gradient accumulation steps (1-1024)."
     )
-    mixed_precision: bool = Field(False, description="fp16 autocast on CUDA; ignored on CPU.")
-    ema: bool = Field(False, description="Keep an exponential moving average of the weights.")
+    mixed_precision: StrictBool = Field(False, description="fp16 autocast on CUDA; ignored on CPU.")
+    ema: StrictBool = Field(False, description="Keep an exponential moving average of the weights.")
     ema_decay: float = Field(0.999, ge=0.9, lt=1, description="EMA decay (0.9 ≤ d < 1).")
-    freeze_backbone: bool = Field(False, description="Train the head only.")
+    freeze_backbone: StrictBool = Field(False, description="Train the head only.")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Random seed (0 to 2^31-1).")
-    deterministic: bool = Field(True, description="Deterministic algorithms (reproducible).")
+    deterministic: StrictBool = Field(True, description="Deterministic algorithms (reproducible).")
     num_workers: int = Field(0, ge=0, le=32, description="Data-loader worker processes (0-32).")
-    multi_label: bool | None = Field(
+    multi_label: StrictBool | None = Field(
         None, description="Multi-label (sigmoid + BCE); None = decide from the data."
     )
-    tune_thresholds: bool = Field(True, description="Tune per-class thresholds on val.")
+    tune_thresholds: StrictBool = Field(True, description="Tune per-class thresholds on val.")
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> TrainConfig:

@@ -26,26 +26,29 @@ class Backbone(nn.Module):
         raise NotImplementedError
 
 
-def _conv_block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
-    )
+def _conv_block(cin: int, cout: int, convs: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for index in range(convs):
+        layers += [
+            nn.Conv2d(cin if index == 0 else cout, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+        ]
+    return nn.Sequential(*layers)
 
 
 class SmallCNN(Backbone):
-    """Four double-conv blocks with max-pooling: ~0.29 M parameters, seconds per epoch on CPU."""
+    """Four conv-BN-ReLU blocks with max-pooling (the last two doubled): ~0.3 M parameters and
+    ~9 M multiply-adds per 32 px image, so an epoch of the digits takes seconds on one core."""
 
-    def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 128)) -> None:
+    def __init__(
+        self, widths: tuple[int, ...] = (16, 32, 64, 128), convs: tuple[int, ...] = (1, 1, 2, 2)
+    ) -> None:
         super().__init__()
         blocks = []
         cin = 3
-        for width in widths:
-            blocks.append(nn.Sequential(_conv_block(cin, width), nn.MaxPool2d(2)))
+        for width, count in zip(widths, convs, strict=True):
+            blocks.append(nn.Sequential(_conv_block(cin, width, count), nn.MaxPool2d(2)))
             cin = width
         self.blocks = nn.ModuleList(blocks)
         self.out_channels = list(widths)

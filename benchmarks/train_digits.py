@@ -1,0 +1,62 @@
+"""Digits accuracy with the default recipe: stratified 80/10/10, CPU, wall time of training.
+
+.venv/bin/python benchmarks/train_digits.py [--epochs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from train_common import digits_samples, stratified_split
+
+from app.services.experiments import default_config
+from workers.ml.tasks.classification import evaluate
+from workers.ml.train import FitRequest, fit
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "digits-png")
+    args = parser.parse_args()
+    samples = digits_samples(args.data)
+    train, val, test = stratified_split(samples)
+    config = default_config()
+    if args.epochs:
+        config["epochs"] = args.epochs
+    classes = [str(i) for i in range(10)]
+    with tempfile.TemporaryDirectory() as out:
+        started = time.monotonic()
+        result = fit(
+            FitRequest("classification", config, classes, False, train, val, Path(out)),
+            lambda e: (
+                print(json.dumps({"epoch": e["epoch"], **e["metrics"]}), flush=True)
+                if e["type"] == "epoch"
+                else None
+            ),
+        )
+        seconds = time.monotonic() - started
+        metrics = evaluate(Path(out) / "best.ckpt", test)
+    print(
+        json.dumps(
+            {
+                "train_images": len(train),
+                "val_images": len(val),
+                "test_images": len(test),
+                "model": config["model"],
+                "epochs": result.epochs_done,
+                "best_epoch": result.best["epoch"] if result.best else None,
+                "train_seconds": round(seconds, 1),
+                "test_accuracy": metrics["accuracy"],
+                "test_f1_macro": metrics["f1_macro"],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
