@@ -269,3 +269,13 @@ def predictable_exports(*, session: Session, project_id: int) -> list[Export]:
         if row.format in ONNX_FORMATS and row.status == ExportStatus.completed
     ]
     return sorted(rows, key=lambda row: (not row.valid, -(row.id or 0)))
+
+
+def export_card(*, session: Session, project_id: int, export: Export) -> dict[str, object]:
+    """What the Export page shows per export: the read model, its experiment, its job."""
+    return {
+        "x": read_export(session=session, export=export, project_id=project_id),
+        "experiment": session.get(Experiment, export.experiment_id),
+        "job": session.get(Job, export.job_id) if export.job_id else None,
+        "title": FORMAT_TITLES.get(export.format, export.format),
+    }

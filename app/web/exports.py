@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from app.deps import get_session, get_storage
 from app.errors import BadRequest
-from app.models import Experiment, Export, ExportCreate, Job
+from app.models import Export, ExportCreate
 from app.services import exports as service
 from app.services import predictions as predict_service
 from app.services import projects as project_service
@@ -29,21 +29,12 @@ PREVIEW_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp", "image/bm
 
 
 def _items(session: Session, project_id: int) -> list[dict[str, Any]]:
-    """Each export with its read model, its experiment and its job (for the live card)."""
     rows = service.list_exports(session=session, project_id=project_id)
-    items = []
-    for row in rows:
-        items.append(_item(session, project_id, row))
-    return items
+    return [_item(session, project_id, row) for row in rows]
 
 
 def _item(session: Session, project_id: int, row: Export) -> dict[str, Any]:
-    return {
-        "x": service.read_export(session=session, export=row, project_id=project_id),
-        "experiment": session.get(Experiment, row.experiment_id),
-        "job": session.get(Job, row.job_id) if row.job_id else None,
-        "title": service.FORMAT_TITLES.get(row.format, row.format),
-    }
+    return service.export_card(session=session, project_id=project_id, export=row)
 
 
 def _context(session: Session, project_id: int) -> dict[str, Any]:
