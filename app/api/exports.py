@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from sqlmodel import Session
 
 from app.deps import get_session, get_storage
@@ -78,6 +78,21 @@ def download_export(
         path,
         media_type="application/octet-stream",
         filename=service.file_name(session, export),
+    )
+
+
+@router.get(BASE + "/{export_id}/metadata.json", summary="Download the export's metadata file")
+def download_metadata(
+    project_id: int, experiment_id: int, export_id: int, session: Session = Depends(get_session)
+) -> JSONResponse:
+    """The preprocessing, classes and output decoding a deployment needs (the same JSON is
+    inside an ONNX file's metadata_props as "studio.metadata")."""
+    export = service.get_export(
+        session=session, project_id=project_id, export_id=export_id, experiment_id=experiment_id
+    )
+    name = service.file_name(session, export).rsplit(".", 1)[0] + ".json"
+    return JSONResponse(
+        export.meta or {}, headers={"Content-Disposition": f'attachment; filename="{name}"'}
     )
 
 

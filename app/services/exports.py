@@ -222,7 +222,9 @@ def delete_export(
             details={"job_id": export.job_id},
         )
     if export.path:
-        storage.resolve(export.path).unlink(missing_ok=True)
+        path = storage.resolve(export.path)
+        path.unlink(missing_ok=True)
+        path.with_name(path.name + ".json").unlink(missing_ok=True)  # the metadata sidecar
     session.delete(export)
     session.commit()
 

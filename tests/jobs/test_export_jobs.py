@@ -58,7 +58,9 @@ def test_export_validate_download_predict_and_reproduce_outside_the_studio(
     project = make_project(session, name="Digits")
     images = make_digits(session, storage, project.id, per_class=10, size=32)
     split = make_split(session, project.id, images)
-    experiment = training.train_tiny_experiment(session, storage, project.id, split.id, epochs=2)
+    experiment = training.train_tiny_experiment(
+        session, storage, project.id, split.id, epochs=2, name="tiny digits"
+    )
     test_accuracy = experiment.provenance["test_metrics"]["accuracy"]
     base = f"/api/projects/{project.id}/experiments/{experiment.id}/exports"
 
@@ -107,8 +109,13 @@ def test_export_validate_download_predict_and_reproduce_outside_the_studio(
     assert json.loads(props["studio.metadata"])["preprocess"] == meta["preprocess"]
 
     # a plain script, isolated from the repository (-I, another cwd), with only the metadata
+    sidecar = client.get(onnx_record["download_url"].replace("/download", "/metadata.json"))
+    assert (
+        sidecar.headers["content-disposition"]
+        == 'attachment; filename="tiny-digits-best-onnx.json"'
+    )
     metadata_path = tmp_path / "model.json"
-    metadata_path.write_text(json.dumps(meta))
+    metadata_path.write_bytes(sidecar.content)
     truth = subset_images(session, storage, split.id)
     labels = tmp_path / "truth.tsv"
     labels.write_text("".join(f"{path}\t{name}\n" for path, name in truth))
