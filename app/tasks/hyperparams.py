@@ -52,7 +52,7 @@ class TrainConfig(BaseModel):
     warmup_epochs: float = Field(1.0, ge=0, le=100, description="Linear warmup for cosine.")
     step_size: int = Field(10, ge=1, le=10000, description="Epochs between step decays.")
     gamma: float = Field(0.1, gt=0, le=1, description="Step decay factor (0 < g ≤ 1).")
-    epochs: int = Field(15, ge=1, le=1000, description="Training epochs (1-1000).")
+    epochs: int = Field(10, ge=1, le=1000, description="Training epochs (1-1000).")
     batch_size: int = Field(32, ge=1, le=4096, description="Images per step (1-4096).")
     image_size: int | None = Field(
         None, ge=16, le=1024, description="Square input side in pixels (16-1024); model default."

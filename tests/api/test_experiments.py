@@ -264,4 +264,4 @@ def test_catalog_lists_every_model_and_tasks_report_train(client: TestClient) ->
     assert tasks["classification"]["features"]["train"] is True
     assert tasks["detection"]["features"]["train"] is False
     hyper = client.get("/api/catalog/hyperparameters").json()
-    assert hyper["defaults"]["epochs"] == 15 and "lr" in hyper["schema"]["properties"]
+    assert hyper["defaults"]["epochs"] == 10 and "lr" in hyper["schema"]["properties"]

@@ -286,7 +286,9 @@ def train_handler(ctx: JobContext) -> dict[str, Any]:
                 train_eta_seconds=event.get("eta_seconds"),
             )
         elif kind == "checkpoint":
-            ctx.event("checkpoint", {k: v for k, v in event.items() if k not in ("type", "path")})
+            ctx.metric(
+                kind="checkpoint", **{k: v for k, v in event.items() if k not in ("type", "path")}
+            )
         elif kind == "test":
             ctx.metric(kind="test", **event["metrics"])
         elif kind == "log":

@@ -281,7 +281,11 @@ class StudioCallback(Callback):
             "metric_key": self.primary,
         }
         if trainer_state:
-            extra["trainer"] = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+            dump = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+            if pl_module.ema is None:
+                # Same tensors as the top-level state_dict (prefixed "model."): stored once.
+                dump.pop("state_dict", None)
+            extra["trainer"] = dump
         save_checkpoint(
             path,
             state_dict=pl_module.inference_model().state_dict(),
@@ -397,6 +401,8 @@ def fit(
         trainer_state = state["extra"].get("trainer")
         if trainer_state is None:
             raise ValueError(f"{request.resume_from.name} has no trainer state to resume from")
+        if "state_dict" not in trainer_state:
+            trainer_state["state_dict"] = {f"model.{k}": v for k, v in state["state_dict"].items()}
         ckpt_path = request.out_dir / ".resume-state.ckpt"
         torch.save(trainer_state, ckpt_path)
         previous = state["provenance"].get("resumes", [])
