@@ -138,3 +138,34 @@ def test_classification_decoding_single_and_multi_label() -> None:
     assert {t["class"] for t in multi["labels"]} == {"a", "b", "c"}
     assert decoder.metric(logits, [[0, 1, 2]], meta=multi_meta) == 1.0
     assert decoder.metric(logits, [[1]], meta=multi_meta) == 0.0
+
+
+@pytest.mark.parametrize("opset", [13, 20])
+def test_other_opsets_export_and_match(tmp_path: Path, spec: ExportSpec, opset: int) -> None:
+    model = tiny_cnn()
+    inputs = batch(4)
+    out = run_export(
+        model,
+        spec=spec,
+        fmt="onnx",
+        path=tmp_path / "m.onnx",
+        inputs=inputs,
+        targets=[0] * 4,
+        opset=opset,
+    )
+    assert onnx.load(str(out["path"])).opset_import[0].version == opset
+    assert out["validation"]["max_abs_diff"] <= 1e-4 and out["metadata"]["opset"] == opset
+
+
+def test_unsupported_opset_is_refused(tmp_path: Path, spec: ExportSpec) -> None:
+    with pytest.raises(ValueError, match="13-20"):
+        run_export(
+            tiny_cnn(),
+            spec=spec,
+            fmt="onnx",
+            path=tmp_path / "m.onnx",
+            inputs=batch(2),
+            targets=[0, 0],
+            opset=9,
+        )
+    assert not (tmp_path / "m.onnx").exists()
