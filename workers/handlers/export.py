@@ -77,8 +77,8 @@ def parity_samples(
 def _set(ctx: JobContext, export_id: int, **values: Any) -> None:
     with ctx.session() as session:
         export = session.get(Export, export_id)
-        if export is None:
-            raise NotFound(f"Export {export_id} was deleted.", code="export_not_found")
+        if export is None:  # deleted meanwhile (with its experiment): nothing left to record
+            return
         for key, value in values.items():
             setattr(export, key, value)
         session.add(export)
