@@ -15,6 +15,7 @@ Status lifecycle (experiment.status):
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -29,10 +30,11 @@ from app.errors import Conflict, Invalid, not_found
 from app.models import Experiment, Job, JobQueue, JobStatus, MetricPoint, Project, Split
 from app.services import jobs as job_service
 from app.storage import Storage
-from app.tasks import enable_features, get_task
+from app.tasks import enable_features, get_task, register_task
 from app.tasks.hyperparams import TrainConfig, validate_config
 
 enable_features("classification", "train")
+register_task(replace(get_task("classification"), default_model="small_cnn"))
 
 ACTIVE = ("queued", "running", "stopping")
 RESUMABLE = ("stopped", "interrupted", "completed", "failed")
@@ -495,3 +497,25 @@ def finish_run(
     session.commit()
     session.refresh(experiment)
     return experiment
+
+
+# --- what the training pages show ----------------------------------------------------------------
+
+
+def splits_for_training(session: Session, project_id: int) -> list[Split]:
+    """The project's splits, newest first (the experiment form's choices)."""
+    return list(
+        session.exec(
+            select(Split).where(Split.project_id == project_id).order_by(col(Split.id).desc())
+        ).all()
+    )
+
+
+def experiment_detail(session: Session, project_id: int, experiment_id: int) -> dict[str, Any]:
+    """The experiment (read form) with its current job and its split, for the detail page."""
+    experiment = get_experiment(session, project_id, experiment_id)
+    return {
+        "e": read_experiment(experiment),
+        "job": session.get(Job, experiment.job_id) if experiment.job_id else None,
+        "split": session.get(Split, experiment.split_id) if experiment.split_id else None,
+    }

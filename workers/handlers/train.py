@@ -270,18 +270,26 @@ def train_handler(ctx: JobContext) -> dict[str, Any]:
         with contextlib.suppress(JobCancelled):
             ctx.progress(done, total, message=message, unit=unit, **extra)
 
+    batches = {"n": 1}
+
     def on_event(event: dict[str, Any]) -> None:
         kind = event["type"]
         if kind == "step":
             ctx.metric(**{k: v for k, v in event.items() if k != "type"}, kind="step")
-            progress(event["batch"], event["batches"], f"Epoch {event['epoch']}", "batches")
+            batches["n"] = int(event["batches"]) or 1
+            progress(
+                (event["epoch"] - 1) * batches["n"] + event["batch"],
+                event["epochs"] * batches["n"],
+                f"Epoch {event['epoch']}/{event['epochs']}",
+                "batches",
+            )
         elif kind == "epoch":
             ctx.metric(**{k: v for k, v in event.items() if k != "type"}, kind="epoch")
             progress(
-                event["epoch"],
-                event["epochs"],
+                event["epoch"] * batches["n"],
+                event["epochs"] * batches["n"],
                 f"Epoch {event['epoch']}/{event['epochs']} done",
-                "epochs",
+                "batches",
                 force=True,
                 train_eta_seconds=event.get("eta_seconds"),
             )

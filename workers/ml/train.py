@@ -8,6 +8,7 @@ atomically; `last` carries the trainer state (loops, optimizer, scheduler, callb
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -76,6 +77,7 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
+@functools.cache
 def package_versions() -> dict[str, str]:
     versions = {}
     for name in ("torch", "torchvision", "lightning", "numpy", "pillow"):
@@ -84,9 +86,10 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "absent"
     versions["python"] = platform.python_version()
-    return versions
+    return dict(versions)
 
 
+@functools.cache
 def packages_hash() -> str:
     """SHA-256 over the sorted name==version list of installed distributions."""
     lines = sorted(f"{dist.metadata['Name']}=={dist.version}" for dist in metadata.distributions())
@@ -185,6 +188,7 @@ class StudioCallback(Callback):
                 {
                     "type": "step",
                     "epoch": trainer.current_epoch + 1,
+                    "epochs": int(trainer.max_epochs or 0),
                     "step": int(trainer.global_step),
                     "batch": batch_idx + 1,
                     "batches": int(trainer.num_training_batches),

@@ -1,0 +1,233 @@
+"""Training page: experiment form and list, experiment detail with live curves, compare view."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from sqlmodel import Session
+
+from app.catalog import list_models
+from app.deps import get_session
+from app.errors import Invalid
+from app.services import experiments as service
+from app.services import projects as project_service
+from app.tasks.hyperparams import Augmentations, TrainConfig
+from app.templating import render
+from app.web.common import nav_context
+from app.web.nav import register_project_page
+
+router = APIRouter()
+register_project_page("training", "Training", "/training", 30)
+
+# Form fields shown in the experiment form, in order (the rest keep their defaults).
+NUMBER_FIELDS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "image_size",
+    "warmup_epochs",
+    "label_smoothing",
+    "early_stopping_patience",
+    "accumulate_grad_batches",
+    "seed",
+    "num_workers",
+)
+CHOICE_FIELDS = ("model", "optimizer", "scheduler")
+BOOL_FIELDS = ("pretrained", "ema", "freeze_backbone", "deterministic", "mixed_precision")
+AUGMENT_BOOLS = ("hflip", "vflip", "random_resized_crop")
+AUGMENT_NUMBERS = ("rotation", "color_jitter", "mixup_alpha", "cutmix_alpha")
+
+
+def _number(name: str, raw: str) -> int | float | None:
+    raw = raw.strip()
+    if raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise Invalid(f"{name}: {raw!r} is not a number.", code="invalid_hyperparameters") from None
+    return int(value) if value.is_integer() and "." not in raw and "e" not in raw else value
+
+
+def form_to_body(form: dict[str, Any]) -> dict[str, Any]:
+    """Form fields -> the API's JSON body (same validation afterwards, same messages)."""
+    body: dict[str, Any] = {"name": str(form.get("name", "")).strip()}
+    split = str(form.get("split_id", "")).strip()
+    body["split_id"] = int(split) if split.isdigit() else split
+    for name in CHOICE_FIELDS:
+        if form.get(name):
+            body[name] = str(form[name])
+    for name in NUMBER_FIELDS:
+        if name in form:
+            value = _number(name, str(form[name]))
+            if value is not None:
+                body[name] = value
+    for name in BOOL_FIELDS:
+        body[name] = form.get(name) == "on"
+    augment: dict[str, Any] = {name: form.get(f"augment_{name}") == "on" for name in AUGMENT_BOOLS}
+    for name in AUGMENT_NUMBERS:
+        if f"augment_{name}" in form:
+            value = _number(f"augment.{name}", str(form[f"augment_{name}"]))
+            if value is not None:
+                augment[name] = value
+    body["augment"] = augment
+    return body
+
+
+def _fields() -> dict[str, Any]:
+    """Defaults and help texts for the form, from the pydantic model (one source of truth)."""
+    fields = {n: f for n, f in TrainConfig.model_fields.items()}
+    fields.update({f"augment_{n}": f for n, f in Augmentations.model_fields.items()})
+    return fields
+
+
+def _page_context(session: Session, project_id: int) -> dict[str, Any]:
+    project = project_service.get_project(session=session, project_id=project_id)
+    read = project_service.read_project(session=session, project=project)
+    splits = service.splits_for_training(session, project_id)
+    experiments = service.list_experiments(session, project_id)
+    return {
+        "p": read,
+        "splits": splits,
+        "experiments": [service.read_experiment(e) for e in experiments],
+        "models": list_models(project.task_type),
+        "defaults": TrainConfig().model_dump(),
+        "fields": _fields(),
+        **nav_context(read, "training"),
+    }
+
+
+@router.get("/projects/{project_id}/training")
+def training_page(
+    request: Request, project_id: int, session: Session = Depends(get_session)
+) -> Response:
+    return render(request, "pages/training/index.html", **_page_context(session, project_id))
+
+
+@router.get("/projects/{project_id}/training/list")
+def experiment_list(
+    request: Request, project_id: int, session: Session = Depends(get_session)
+) -> Response:
+    context = _page_context(session, project_id)
+    return render(request, "partials/_experiment_list.html", **context)
+
+
+@router.post("/projects/{project_id}/training/experiments")
+async def create_experiment(
+    request: Request, project_id: int, session: Session = Depends(get_session)
+) -> Response:
+    form = dict(await request.form())
+    experiment = service.create_experiment(session, project_id, form_to_body(form))
+    return Response(
+        status_code=204,
+        headers={"HX-Redirect": f"/projects/{project_id}/training/{experiment.id}"},
+    )
+
+
+def _detail_context(session: Session, project_id: int, experiment_id: int) -> dict[str, Any]:
+    project = project_service.get_project(session=session, project_id=project_id)
+    read = project_service.read_project(session=session, project=project)
+    return {
+        "p": read,
+        **service.experiment_detail(session, project_id, experiment_id),
+        "fields": _fields(),
+        **nav_context(read, "training"),
+    }
+
+
+@router.get("/projects/{project_id}/training/compare")
+def compare_page(
+    request: Request,
+    project_id: int,
+    ids: list[int] = Query(default_factory=list),
+    session: Session = Depends(get_session),
+) -> Response:
+    project = project_service.get_project(session=session, project_id=project_id)
+    read = project_service.read_project(session=session, project=project)
+    if len(ids) < 2:
+        raise Invalid("Select at least two experiments to compare.", code="compare_needs_two")
+    experiments = [
+        service.read_experiment(service.get_experiment(session, project_id, i)) for i in ids[:8]
+    ]
+    keys = sorted({k for e in experiments for k in flatten(e["config"])})
+    rows = []
+    for key in keys:
+        values = [flatten(e["config"]).get(key) for e in experiments]
+        rows.append({"key": key, "values": values, "differs": len({repr(v) for v in values}) > 1})
+    rows.sort(key=lambda r: (not r["differs"], r["key"]))
+    return render(
+        request,
+        "pages/training/compare.html",
+        p=read,
+        experiments=experiments,
+        rows=rows,
+        **nav_context(read, "training"),
+    )
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+@router.get("/projects/{project_id}/training/{experiment_id}")
+def experiment_page(
+    request: Request, project_id: int, experiment_id: int, session: Session = Depends(get_session)
+) -> Response:
+    context = _detail_context(session, project_id, experiment_id)
+    return render(request, "pages/training/experiment.html", **context)
+
+
+@router.get("/projects/{project_id}/training/{experiment_id}/summary")
+def experiment_summary(
+    request: Request, project_id: int, experiment_id: int, session: Session = Depends(get_session)
+) -> Response:
+    context = _detail_context(session, project_id, experiment_id)
+    return render(request, "partials/_experiment_summary.html", **context)
+
+
+@router.post("/projects/{project_id}/training/{experiment_id}/{action}")
+async def experiment_action(
+    request: Request,
+    project_id: int,
+    experiment_id: int,
+    action: str,
+    session: Session = Depends(get_session),
+) -> Response:
+    """train | stop | resume | delete; the page reloads and reconnects its curves."""
+    form = dict(await request.form())
+    if action == "train":
+        service.start_training(session, project_id, experiment_id, resume=False)
+    elif action == "resume":
+        epochs = _number("epochs", str(form.get("epochs", "")))
+        service.start_training(
+            session,
+            project_id,
+            experiment_id,
+            resume=True,
+            epochs=int(epochs) if epochs is not None else None,
+        )
+    elif action == "stop":
+        service.stop_training(session, project_id, experiment_id)
+        context = _detail_context(session, project_id, experiment_id)
+        return render(request, "partials/_experiment_summary.html", **context)
+    elif action == "delete":
+        from app.deps import get_storage
+
+        service.delete_experiment(session, get_storage(request), project_id, experiment_id)
+        return Response(
+            status_code=204, headers={"HX-Redirect": f"/projects/{project_id}/training"}
+        )
+    else:
+        raise Invalid(
+            f"action={action!r} is not valid; use train, stop, resume or delete.",
+            code="unknown_action",
+        )
+    return Response(status_code=204, headers={"HX-Refresh": "true"})

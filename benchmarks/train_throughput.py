@@ -1,0 +1,95 @@
+"""Studio training throughput vs a plain PyTorch loop: same model, data, transforms, batch size,
+optimizer, scheduler, threads and loader workers; training images/s per epoch (no validation).
+
+    .venv/bin/python benchmarks/train_throughput.py [--epochs 3] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from train_common import digits_samples, stratified_split
+
+from app.services.experiments import default_config
+from workers.ml.data import ImageDataset
+from workers.ml.heads import build_classifier
+from workers.ml.tasks.classification import schedule_factor
+from workers.ml.train import FitRequest, _loader, cpu_threads, fit
+from workers.ml.transforms import IMAGENET_MEAN, IMAGENET_STD, TrainTransform
+
+CLASSES = [str(i) for i in range(10)]
+
+
+def studio_rates(config: dict, train: list, out: Path) -> list[float]:
+    result = fit(FitRequest("classification", config, CLASSES, False, train, [], out))
+    return [e["metrics"]["images_per_s"] for e in result.history]
+
+
+def plain_rates(config: dict, train: list) -> list[float]:
+    torch.manual_seed(config["seed"])
+    torch.set_num_threads(cpu_threads())
+    size = config["image_size"]
+    dataset = ImageDataset(
+        train, TrainTransform(size, IMAGENET_MEAN, IMAGENET_STD, config["augment"])
+    )
+    loader = _loader(dataset, config["batch_size"], config["num_workers"], True, config["seed"])
+    model, _ = build_classifier(config["model"], len(CLASSES), pretrained=False)
+    model.train()
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"]
+    )
+    total = len(loader) * config["epochs"]
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, schedule_factor(config, len(loader), total)
+    )
+    rates = []
+    for _ in range(config["epochs"]):
+        started, seen = time.monotonic(), 0
+        for x, y, _ in loader:
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            seen += x.shape[0]
+        rates.append(seen / (time.monotonic() - started))
+    return rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "digits-png")
+    args = parser.parse_args()
+    train, _, _ = stratified_split(digits_samples(args.data))
+    config = default_config()
+    config["epochs"] = args.epochs
+    studio, plain = [], []
+    for _ in range(args.rounds):  # interleaved, so load changes on a shared box hit both
+        plain += plain_rates(config, train)[1:]  # first epoch decodes and caches the images
+        with tempfile.TemporaryDirectory() as out:
+            studio += studio_rates(config, train, Path(out))[1:]
+    report = {
+        "model": config["model"],
+        "batch_size": config["batch_size"],
+        "images": len(train),
+        "threads": cpu_threads(),
+        "plain_images_per_s": round(statistics.median(plain), 1),
+        "studio_images_per_s": round(statistics.median(studio), 1),
+        "ratio": round(statistics.median(studio) / statistics.median(plain), 3),
+        "plain_epochs": [round(r, 1) for r in plain],
+        "studio_epochs": [round(r, 1) for r in studio],
+    }
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

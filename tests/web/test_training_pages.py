@@ -1,0 +1,138 @@
+"""Training pages: form with defaults and help, create via form, errors in place, detail,
+compare with a config diff, actions."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from app.models import Project
+from app.storage import Storage
+from tests.factories import make_image, make_split
+
+HTMX = {"HX-Request": "true"}
+
+
+def make_data(session: Session, storage: Storage, project: Project) -> int:
+    assert project.id is not None
+    images = [make_image(session, storage, project.id, labels=[c]) for c in "abab"]
+    split = make_split(session, project.id, images, ratios=(0.5, 0.25, 0.25), name="main")
+    assert split.id is not None
+    return split.id
+
+
+def form(split_id: int, **extra: str) -> dict[str, str]:
+    data = {
+        "name": "baseline",
+        "split_id": str(split_id),
+        "model": "small_cnn",
+        "epochs": "3",
+        "batch_size": "16",
+        "lr": "0.003",
+        "optimizer": "adamw",
+        "scheduler": "cosine",
+        "image_size": "",
+        "warmup_epochs": "1",
+        "augment_rotation": "10",
+        "augment_hflip": "on",
+        "deterministic": "on",
+        "pretrained": "on",
+    }
+    data.update(extra)
+    return data
+
+
+def test_page_without_splits_says_what_to_do(client: TestClient, project: Project) -> None:
+    page = client.get(f"/projects/{project.id}/training")
+    assert page.status_code == 200
+    assert 'data-testid="no-splits"' in page.text
+    assert f'href="/projects/{project.id}/training"' in page.text  # in the project nav
+
+
+def test_form_shows_defaults_help_and_catalog(
+    client: TestClient, session: Session, storage: Storage, project: Project
+) -> None:
+    make_data(session, storage, project)
+    page = client.get(f"/projects/{project.id}/training").text
+    assert 'data-testid="experiment-form"' in page
+    assert "Training epochs (1-1000)." in page  # help text from the pydantic model
+    assert 'name="epochs" type="text" inputmode="decimal" value="10"' in page
+    for model_id in ("small_cnn", "resnet50", "mobilenet_v3_large", "efficientnet_b3"):
+        assert f'value="{model_id}"' in page
+    assert "No experiments yet" in page
+
+
+def test_create_via_form_redirects_to_the_experiment(
+    client: TestClient, session: Session, storage: Storage, project: Project
+) -> None:
+    split_id = make_data(session, storage, project)
+    response = client.post(
+        f"/projects/{project.id}/training/experiments", data=form(split_id), headers=HTMX
+    )
+    assert response.status_code == 204, response.text
+    location = response.headers["HX-Redirect"]
+    experiment = client.get(f"/api/projects/{project.id}/experiments").json()["items"][0]
+    assert location == f"/projects/{project.id}/training/{experiment['id']}"
+    assert experiment["config"]["epochs"] == 3
+    assert experiment["config"]["augment"]["hflip"] is True
+    assert experiment["config"]["augment"]["vflip"] is False
+    assert experiment["config"]["image_size"] == 32
+    page = client.get(location).text
+    assert 'data-testid="train"' in page and "baseline" in page
+    assert 'data-testid="chart-loss"' in page
+
+
+def test_form_errors_show_in_place(
+    client: TestClient, session: Session, storage: Storage, project: Project
+) -> None:
+    split_id = make_data(session, storage, project)
+    response = client.post(
+        f"/projects/{project.id}/training/experiments",
+        data=form(split_id, epochs="0", lr="fast"),
+        headers={**HTMX, "X-Error-Target": "#experiment-form-error"},
+    )
+    assert response.status_code == 422
+    assert response.headers["HX-Retarget"] == "#experiment-form-error"
+    assert "lr" in response.text and "alert-error" in response.text
+    response = client.post(
+        f"/projects/{project.id}/training/experiments",
+        data=form(split_id, epochs="0"),
+        headers={**HTMX, "X-Error-Target": "#experiment-form-error"},
+    )
+    assert response.status_code == 422 and "epochs" in response.text
+
+
+def test_actions_and_compare_with_config_diff(
+    client: TestClient, session: Session, storage: Storage, project: Project
+) -> None:
+    split_id = make_data(session, storage, project)
+    for name, lr in (("a", "0.003"), ("b", "0.01")):
+        client.post(
+            f"/projects/{project.id}/training/experiments",
+            data=form(split_id, name=name, lr=lr),
+            headers=HTMX,
+        )
+    items = client.get(f"/api/projects/{project.id}/experiments").json()["items"]
+    ids = sorted(e["id"] for e in items)
+    listing = client.get(f"/projects/{project.id}/training").text
+    assert listing.count('data-testid="experiment-row"') == 2
+    assert 'data-testid="compare"' in listing
+    page = client.get(f"/projects/{project.id}/training/compare?ids={ids[0]}&ids={ids[1]}")
+    assert page.status_code == 200
+    assert page.text.count('data-testid="diff-row"') == 1  # only lr differs
+    assert "<td>lr</td>" in page.text
+    one = client.get(f"/projects/{project.id}/training/compare?ids={ids[0]}", headers=HTMX)
+    assert one.status_code == 422
+    # train -> stop (queued: cancelled at once) -> delete
+    response = client.post(f"/projects/{project.id}/training/{ids[0]}/train", headers=HTMX)
+    assert response.status_code == 204 and response.headers["HX-Refresh"] == "true"
+    again = client.post(
+        f"/projects/{project.id}/training/{ids[0]}/train",
+        headers={**HTMX, "X-Error-Target": "#experiment-action-error"},
+    )
+    assert again.status_code == 409 and "already" in again.text
+    stopped = client.post(f"/projects/{project.id}/training/{ids[0]}/stop", headers=HTMX)
+    assert stopped.status_code == 200 and 'data-status="created"' in stopped.text
+    deleted = client.post(f"/projects/{project.id}/training/{ids[0]}/delete", headers=HTMX)
+    assert deleted.status_code == 204
+    assert client.get(f"/projects/{project.id}/training/{ids[0]}").status_code == 404
