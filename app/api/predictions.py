@@ -25,11 +25,12 @@ def predict(
     session: Session = Depends(get_session),
     storage: Storage = Depends(get_storage),
 ) -> Any:
-    """The images are predicted together, as one batch, by a `predict` job on the light
-    queue. Default model: the project's newest valid ONNX export. Answers 200 with per-image
-    results (`ok`, `top`, `labels` or a per-image `error`), the model and timing; 422 when no
-    file is a readable image; 202 with the job when it takes longer than `wait` seconds (its
-    `result` holds the same answer)."""
+    """The images are predicted together, as one batch, by a `predict` job that the resident
+    predictor process runs (a light worker when the predictor is down). Default model: the
+    project's newest valid ONNX export. Answers 200 with per-image results (`ok`, `top`,
+    `labels` or a per-image `error`), the model and timing; 422 when no file is a readable
+    image; 202 with the job when it takes longer than `wait` seconds (its `result` holds the
+    same answer)."""
     uploads = [
         service.Upload(name=f.filename or f"file{i + 1}", data=f.file.read())
         for i, f in enumerate(files)

@@ -1,6 +1,7 @@
-"""Predictions: images in, classes and scores out, computed by a `predict` job on the light
-queue (onnxruntime never loads in the web process). The caller waits for the job up to a
-timeout; past it, the answer is the job to poll."""
+"""Predictions: images in, classes and scores out, computed by a `predict` job on the predict
+queue, which the resident predictor process (workers/predictor.py, model cache) claims within
+tens of milliseconds; onnxruntime never loads in the web process. The caller polls the job
+every 20 ms up to a timeout; past it, the answer is the job to poll."""
 
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ def submit_prediction(
     job = submit_job(
         session,
         kind="predict",
-        queue=JobQueue.light,
+        queue=JobQueue.predict,
         project_id=project_id,
         target=f"export:{export.id}",
         title=f"Predict {len(uploads)} image(s)",

@@ -1,5 +1,6 @@
-"""A predict worker must start fast: loading every handler and running a prediction with an
-exported ONNX file imports no torch (nor lightning, torchvision)."""
+"""A predict worker must start fast: loading every handler, the resident predictor's module
+and running a prediction with an exported ONNX file imports no torch (nor lightning,
+torchvision)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import sys
 from pathlib import Path
 from workers.handlers import load_handlers
 load_handlers([])
+import workers.predictor
 from workers.ml.predict import Predictor
 answer = Predictor(Path(sys.argv[1]), threads=1).predict([Path(sys.argv[2])])
 assert answer["results"][0]["ok"], answer

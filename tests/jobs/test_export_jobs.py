@@ -153,7 +153,9 @@ def test_export_validate_download_predict_and_reproduce_outside_the_studio(
     latency = time.perf_counter() - started
     assert response.status_code == 200, response.text
     answer = response.json()
-    print(f"predict round trip with a fresh worker: {latency:.2f} s; timing {answer['timing']}")
+    print(
+        f"predict round trip (resident predictor, cold): {latency:.2f} s; timing {answer['timing']}"
+    )
     assert answer["model"]["export_id"] == onnx_record["id"]  # the default: newest valid fp32 ONNX
     assert answer["timing"]["batch_size"] == 3
     results = answer["results"]
