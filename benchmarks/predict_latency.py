@@ -1,10 +1,12 @@
-"""Round-trip latency of POST /api/projects/{pid}/predict: a `predict` job per request on the
-light queue (a fresh worker process each time), against running the same Predictor in a
-process that already has the model loaded (what a long-lived predictor would cost).
+"""Round-trip latency of POST /api/projects/{pid}/predict through the real app and a real
+worker pool, served by the resident predictor (cold: right after the pool starts, and the
+first request for a model not yet cached; warm: a cached model), against the fallback that
+spawns a worker per request (STUDIO_RESIDENT_PREDICTOR=false) and against the same Predictor
+called in-process (the floor).
 
     .venv/bin/python benchmarks/predict_latency.py [--requests 8] [--poll 0.5]
 
-Uses a temporary workspace and SQLite database, a real worker pool and the real app.
+Uses a temporary workspace and SQLite database.
 """
 
 from __future__ import annotations
@@ -47,9 +49,95 @@ def png(seed: int) -> bytes:
     return buffer.getvalue()
 
 
+def build(settings: Settings, storage: Storage) -> tuple[int, list[int], Path]:
+    """A project with two identical tiny-CNN ONNX exports (two cache entries)."""
+    engine = engine_for(settings.resolved_database_url)
+    spec = ExportSpec("classification", [str(i) for i in range(10)], 32, [0.5] * 3, [0.25] * 3)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16, 10),
+    ).eval()
+    export_ids = []
+    with Session(engine, expire_on_commit=False) as session:
+        project = make_project(session, name="Bench")
+        assert project.id is not None
+        for name in ("a", "b"):
+            experiment = Experiment(project_id=project.id, name=name, checkpoints={"best": {}})
+            session.add(experiment)
+            session.commit()
+            assert experiment.id is not None
+            path = storage.export_dir(project.id, experiment.id) / "bench.onnx"
+            formats.export_onnx(
+                model, path, spec=spec, metadata=spec.metadata(fmt="onnx", opset=17), opset=17
+            )
+            export = Export(
+                experiment_id=experiment.id,
+                checkpoint="best",
+                format="onnx",
+                status="completed",
+                path=storage.relative(path),
+                valid=True,
+                finished_at=utcnow(),
+            )
+            session.add(export)
+            session.commit()
+            assert export.id is not None
+            export_ids.append(export.id)
+        return project.id, export_ids, path
+
+
+def start_pool(settings: Settings) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **settings.child_env(), "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "workers.pool"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def timed(client: TestClient, project_id: int, export_id: int, batch: int) -> tuple[float, dict]:
+    files = [("files", (f"{i}.png", png(i), "image/png")) for i in range(batch)]
+    started = time.perf_counter()
+    response = client.post(
+        f"/api/projects/{project_id}/predict",
+        files=files,
+        data={"export_id": str(export_id)},
+        params={"wait": 120},
+    )
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 200, response.text
+    return elapsed, response.json()["timing"]
+
+
+def predictor_cpu_seconds(pool_pid: int) -> float | None:
+    """utime + stime of the pool's predictor child, from /proc (Linux)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat[1]) == pool_pid and b"workers.predictor" in args:
+            return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+    return None
+
+
+def cached(timings: list[dict]) -> str:
+    return ", ".join(sorted({str(t["model_cached"]).lower() for t in timings}))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=8, help="warm requests per batch size")
+    parser.add_argument("--spawned", type=int, default=3, help="requests without the predictor")
     parser.add_argument(
         "--poll", type=float, default=0.5, help="pool poll interval (default 0.5 s)"
     )
@@ -62,67 +150,50 @@ def main() -> int:
     migrate(settings.resolved_database_url)
     storage = Storage(settings.workspace_dir)
     storage.ensure()
-    engine = engine_for(settings.resolved_database_url)
-    with Session(engine, expire_on_commit=False) as session:
-        project = make_project(session, name="Bench")
-        experiment = Experiment(project_id=project.id, name="bench", checkpoints={"best": {}})
-        session.add(experiment)
-        session.commit()
-        spec = ExportSpec("classification", [str(i) for i in range(10)], 32, [0.5] * 3, [0.25] * 3)
-        model = torch.nn.Sequential(
-            torch.nn.Conv2d(3, 16, 3, padding=1),
-            torch.nn.ReLU(),
-            torch.nn.AdaptiveAvgPool2d(1),
-            torch.nn.Flatten(),
-            torch.nn.Linear(16, 10),
-        ).eval()
-        path = storage.export_dir(project.id, experiment.id) / "bench.onnx"
-        formats.export_onnx(
-            model, path, spec=spec, metadata=spec.metadata(fmt="onnx", opset=17), opset=17
-        )
-        export = Export(
-            experiment_id=experiment.id,
-            checkpoint="best",
-            format="onnx",
-            status="completed",
-            path=storage.relative(path),
-            valid=True,
-            finished_at=utcnow(),
-        )
-        session.add(export)
-        session.commit()
-        project_id = project.id
+    project_id, (first, second), path = build(settings, storage)
+    client = TestClient(create_app(settings), base_url="http://127.0.0.1")
+    rows: list[tuple[str, list[float], list[dict]]] = []
 
-    env = {**os.environ, **settings.child_env(), "PYTHONPATH": str(ROOT)}
-    pool = subprocess.Popen(
-        [sys.executable, "-m", "workers.pool"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    def row(label: str, runs: list[tuple[float, dict]]) -> None:
+        rows.append((label, [t for t, _ in runs], [timing for _, timing in runs]))
+
+    pool = start_pool(settings)
     try:
-        client = TestClient(create_app(settings), base_url="http://127.0.0.1")
-        rows = []
+        row(
+            "resident, first request after pool start (predictor booting)",
+            [timed(client, project_id, first, 1)],
+        )
+        row("resident, first request for an uncached model", [timed(client, project_id, second, 1)])
         for batch in (1, 32):
-            files = [("files", (f"{i}.png", png(i), "image/png")) for i in range(batch)]
-            trips, workers = [], []
-            for _ in range(args.requests):
-                started = time.perf_counter()
-                answer = client.post(f"/api/projects/{project_id}/predict", files=files).json()
-                trips.append(time.perf_counter() - started)
-                workers.append(answer["timing"]["worker_ms"] / 1000)
-            rows.append((batch, trips, workers))
+            row(
+                f"resident, warm (cached model), batch {batch}",
+                [timed(client, project_id, first, batch) for _ in range(args.requests)],
+            )
+        before = predictor_cpu_seconds(pool.pid)
+        time.sleep(10)
+        after = predictor_cpu_seconds(pool.pid)
+        idle = (after - before) / 10 if before is not None and after is not None else None
     finally:
         pool.terminate()
-        pool.wait(timeout=30)
+        pool.wait(timeout=60)
+
+    fallback = settings.model_copy(update={"resident_predictor": False})
+    pool = start_pool(fallback)
+    try:
+        row(
+            "no predictor: a worker per request, batch 1",
+            [timed(client, project_id, first, 1) for _ in range(args.spawned)],
+        )
+    finally:
+        pool.terminate()
+        pool.wait(timeout=60)
 
     predictor = Predictor(path, threads=1)
     inputs = tmp / "in"
     inputs.mkdir()
     for i in range(32):
         (inputs / f"{i}.png").write_bytes(png(i))
-    warm = {}
+    floor: dict[int, float] = {}
     for batch in (1, 32):
         paths = sorted(inputs.iterdir())[:batch]
         times = []
@@ -130,16 +201,26 @@ def main() -> int:
             started = time.perf_counter()
             predictor.predict(paths)
             times.append(time.perf_counter() - started)
-        warm[batch] = statistics.median(times)
+        floor[batch] = statistics.median(times)
 
-    print(f"\npool poll {args.poll} s, {args.requests} requests per row")
-    print("\n| batch | request round trip median s | min s | in the worker s | warm predictor s |")
-    print("|---:|---:|---:|---:|---:|")
-    for batch, trips, workers in rows:
+    load = os.getloadavg()
+    print(f"\npool poll {args.poll} s; load average {load[0]:.1f} on {os.cpu_count()} cores")
+    print(
+        "\n| request | n | round trip median s | min s | in the worker/predictor ms | "
+        "model cached |"
+    )
+    print("|---|---:|---:|---:|---:|---|")
+    for label, trips, timings in rows:
         print(
-            f"| {batch} | {statistics.median(trips):.2f} | {min(trips):.2f} | "
-            f"{statistics.median(workers):.3f} | {warm[batch]:.4f} |"
+            f"| {label} | {len(trips)} | {statistics.median(trips):.3f} | {min(trips):.3f} | "
+            f"{statistics.median(t['worker_ms'] for t in timings):.1f} | {cached(timings)} |"
         )
+    if idle is not None:
+        print(f"\nidle predictor (polling every 20 ms): {idle * 100:.1f} % of one core")
+    print(
+        f"\nin-process Predictor floor: batch 1 {floor[1] * 1000:.1f} ms, "
+        f"batch 32 {floor[32] * 1000:.1f} ms"
+    )
     return 0
 
 

@@ -72,6 +72,13 @@ def worker_alive(pid: int, job_id: int) -> bool:
     return str(job_id).encode() in args
 
 
+def is_predictor(pid: int) -> bool:
+    try:
+        return b"workers.predictor" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
@@ -303,6 +310,8 @@ class Supervisor:
                     log.warning("job %s ignored SIGTERM for %.0f s; killing it", job_id, grace)
                     _signal_group(pid, signal.SIGKILL)
                     child.killed = True
+            elif job.pid is not None and is_predictor(job.pid):
+                continue  # never signal the resident predictor for one job (it takes ms)
             elif job.pid is not None and worker_alive(job.pid, job_id):
                 sent = self.adopted_term.get(job_id)
                 if sent is None:
