@@ -2,18 +2,26 @@
 
 A worker process per prediction costs seconds (interpreter start, imports, the pool's poll,
 loading the model) for under a millisecond of inference. This process stays up, claims jobs
-of the `predict` queue itself every POLL_SECONDS, and keeps loaded models in a small LRU
-keyed by export id, so the round trip is the real work. It records each job exactly like
-`python -m workers.run` (status, result, events, heartbeats, its own pid), and a failing
-prediction fails that job only. It exits on SIGTERM/SIGINT (after the job in hand) and when
-the pool that started it is gone, so it is never orphaned.
+of the `predict` queue itself, and keeps loaded models in a small LRU keyed by export id, so
+the round trip is the real work. It sleeps on a named pipe in the workspace that the web
+process writes a byte into after queueing a predict job (app.services.predictions
+.wake_predictor), so it starts a job within a millisecond of its commit while costing almost
+no CPU when idle; a database poll every IDLE_POLL_SECONDS catches jobs whose submitter could
+not wake it (and POLL_SECONDS polling is used where no pipe can be made).
+
+It records each job exactly like `python -m workers.run` (status, result, events, heartbeats,
+its own pid), and a failing prediction fails that job only. It exits on SIGTERM/SIGINT
+(after the job in hand) and when the pool that started it is gone, so it is never orphaned.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import select as _select
 import signal
+import stat
 import sys
 import threading
 import time
@@ -38,7 +46,8 @@ from workers.ml.predict import Predictor
 
 log = logging.getLogger("workers.predictor")
 
-POLL_SECONDS = 0.02
+POLL_SECONDS = 0.02  # without a wake pipe
+IDLE_POLL_SECONDS = 0.5  # with one
 CACHE_SIZE = 4
 PRUNE_SECONDS = 10.0
 
@@ -111,6 +120,34 @@ class ModelCache:
                 log.info("dropped cached model of export %s", export_id)
 
 
+def open_wake_pipe(path: Path) -> int | None:
+    """The read side of the wake pipe, made if missing; None where no FIFO can be made.
+
+    Opened read-write so the pipe always has a writer: otherwise, once the last web-process
+    writer closes, select() reports end-of-file as readable forever (a busy loop)."""
+    try:
+        if path.exists() and not stat.S_ISFIFO(path.lstat().st_mode):
+            path.unlink()
+        if not path.exists():
+            with contextlib.suppress(FileExistsError):
+                os.mkfifo(path, 0o600)
+        return os.open(path, os.O_RDWR | os.O_NONBLOCK)
+    except OSError:
+        log.warning("no wake pipe at %s; polling every %s s", path, POLL_SECONDS, exc_info=True)
+        return None
+
+
+def wait_for_wake(fd: int, timeout: float) -> bool:
+    """Sleep until a wake-up byte arrives or `timeout` passes; drain the pipe. True if woken."""
+    ready, _, _ = _select.select([fd], [], [], timeout)
+    if not ready:
+        return False
+    with contextlib.suppress(BlockingIOError):
+        while os.read(fd, 4096):
+            pass
+    return True
+
+
 class ResidentPredictor:
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
@@ -126,7 +163,12 @@ class ResidentPredictor:
         signal.signal(signal.SIGINT, lambda *_: self.stop.set())
         beat = threading.Thread(target=self._heartbeat_loop, daemon=True)
         beat.start()
-        log.info("resident predictor up (pid %s)", os.getpid())
+        wake = open_wake_pipe(Storage(self.settings.workspace_dir).predictor_wake_path)
+        log.info(
+            "resident predictor up (pid %s), %s",
+            os.getpid(),
+            "waiting on its wake pipe" if wake is not None else "polling",
+        )
         while not self.stop.is_set():
             if os.getppid() != self.parent:
                 log.warning("the pool that started this predictor is gone; exiting")
@@ -136,8 +178,14 @@ class ResidentPredictor:
             except Exception:  # a database hiccup must not end the predictor
                 log.exception("predictor step failed")
                 worked = False
-            if not worked:
+            if worked:
+                continue
+            if wake is None:
                 self.stop.wait(POLL_SECONDS)
+            else:
+                wait_for_wake(wake, IDLE_POLL_SECONDS)
+        if wake is not None:
+            os.close(wake)
         log.info("resident predictor stopped")
         return 0
 

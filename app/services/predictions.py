@@ -5,6 +5,10 @@ every 20 ms up to a timeout; past it, the answer is the job to poll."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import stat
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -90,7 +94,30 @@ def submit_prediction(
     session.add(job)
     session.commit()
     session.refresh(job)
+    wake_predictor(storage)
     return job, export
+
+
+def wake_predictor(storage: Storage) -> bool:
+    """Tell a waiting resident predictor that a job is queued: one byte into its named pipe,
+    never blocking. False when there is no predictor listening (it then finds the job by its
+    idle poll, or the pool's fallback runs it)."""
+    path = storage.predictor_wake_path
+    try:
+        if not stat.S_ISFIFO(path.stat().st_mode):
+            return False
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # no pipe, or ENXIO: nobody has it open for reading
+        return False
+    try:
+        os.write(fd, b"\x01")
+    except OSError as exc:
+        if exc.errno != errno.EAGAIN:  # a full pipe has wake-ups enough
+            return False
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    return True
 
 
 def wait_for_job(*, session: Session, job_id: int, timeout: float, interval: float = 0.02) -> Job:

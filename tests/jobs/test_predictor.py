@@ -20,13 +20,14 @@ from sqlmodel import Session
 from app.config import Settings
 from app.db import utcnow
 from app.models import Experiment, Export, Job
+from app.services.predictions import wake_predictor
 from app.storage import Storage
 from tests.factories import make_project
 from tests.helpers import assert_api_error, wait_for
 from tests.jobs.conftest import PoolRunner, worker_pid_alive
 from workers.ml.export.formats import export_onnx
 from workers.ml.export.spec import ExportSpec
-from workers.predictor import ModelCache
+from workers.predictor import ModelCache, open_wake_pipe, wait_for_wake
 
 pytestmark = [pytest.mark.slow]
 
@@ -137,6 +138,7 @@ def test_requests_are_served_by_one_resident_predictor_with_a_model_cache(
     assert first.status_code == 200, first.text
     job = job_of(session, first.json())
     assert job.queue == "predict" and job.status == "succeeded" and job.pid is not None
+    assert "waiting on its wake pipe" in (storage.root / "predictor.log").read_text()
     assert "workers.predictor" in cmdline(job.pid)  # not a per-request `workers.run` process
     assert first.json()["timing"]["served_by"] == "predictor"
     assert first.json()["timing"]["model_cached"] is False
@@ -255,3 +257,28 @@ def test_model_cache_reuses_reloads_changed_files_and_drops_deleted_exports(
     session.commit()
     cache.prune(session, storage.resolve)
     assert cache.entries == {}
+
+
+def test_the_wake_pipe_wakes_a_waiting_predictor_and_never_blocks_the_web_process(
+    storage: Storage,
+) -> None:
+    assert wake_predictor(storage) is False  # no pipe yet: nothing to do
+    fd = open_wake_pipe(storage.predictor_wake_path)
+    assert fd is not None
+    try:
+        assert wait_for_wake(fd, 0.01) is False
+        assert all(wake_predictor(storage) for _ in range(3))
+        assert wait_for_wake(fd, 5) is True
+        assert wait_for_wake(fd, 0.01) is False  # drained: three wake-ups, one wake
+        for _ in range(70_000):  # more than a pipe holds: a full pipe is no error
+            wake_predictor(storage)
+        assert wait_for_wake(fd, 5) is True and wait_for_wake(fd, 0.01) is False
+    finally:
+        os.close(fd)
+    assert wake_predictor(storage) is False  # nobody listening: ENXIO, not an error
+    storage.predictor_wake_path.unlink()
+    storage.predictor_wake_path.write_text("not a pipe")
+    assert wake_predictor(storage) is False
+    fd = open_wake_pipe(storage.predictor_wake_path)  # the predictor replaces it
+    assert fd is not None
+    os.close(fd)
