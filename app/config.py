@@ -64,6 +64,18 @@ class Settings(BaseSettings):
         "the torch hub cache. Nothing is ever downloaded.",
     )
     start_pool: bool = Field(default=True, description="Start the worker pool with the server.")
+    resident_predictor: bool = Field(
+        default=True,
+        description="Run predict jobs in one long-lived process with a model cache (started by "
+        "the pool when light workers > 0); off: a worker process per prediction.",
+    )
+    predict_fallback_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=600,
+        description="A predict job the resident predictor has not claimed after this long is "
+        "run by a light worker instead (at once while the predictor is down).",
+    )
 
     _split = field_validator("import_roots", "allowed_hosts", "job_plugins", mode="before")(
         _split_list
@@ -141,6 +153,8 @@ class Settings(BaseSettings):
             "STUDIO_WORKERS": str(self.workers),
             "STUDIO_LIGHT_WORKERS": str(self.light_workers),
             "STUDIO_JOB_PLUGINS": ",".join(self.job_plugins),
+            "STUDIO_RESIDENT_PREDICTOR": str(self.resident_predictor).lower(),
+            "STUDIO_PREDICT_FALLBACK_SECONDS": str(self.predict_fallback_seconds),
         }
         if self.weights_dir is not None:
             env["STUDIO_WEIGHTS_DIR"] = str(self.weights_dir)

@@ -75,6 +75,11 @@ class Storage:
     def tmp_root(self) -> Path:
         return self.root / ".tmp"
 
+    @property
+    def predictor_wake_path(self) -> Path:
+        """The named pipe the resident predictor waits on; a byte in it means "new job"."""
+        return self.root / ".predictor-wake"
+
     def project_dir(self, project_id: int) -> Path:
         return self.projects_root / str(int(project_id))
 

@@ -4,6 +4,13 @@ Each tick it reaps finished workers, forwards cancel requests as signals, claims
 while a lane has free slots, and (every few seconds) sweeps running jobs whose worker is
 gone. Workers run in their own process group, so a worker and everything it started can be
 signalled together; a worker that outlives a pool restart is adopted by the next pool.
+
+It also keeps the resident predictor (`python -m workers.predictor`) running while there are
+light slots: started with the pool, restarted with backoff when it dies (its job in hand is
+reconciled like a dead worker's), stopped with the pool. Predict jobs go to their own queue,
+which the predictor claims within tens of milliseconds; a light slot takes one over at once
+while the predictor is down, or once it has waited STUDIO_PREDICT_FALLBACK_SECONDS (the
+predictor is busy or stuck), so predictions complete without it, only slower.
 """
 
 from __future__ import annotations
@@ -16,19 +23,22 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from app.config import Settings, get_settings
-from app.db import engine_for
+from app.db import engine_for, utcnow
 from app.models import Job, JobQueue, JobStatus
 from app.services import jobs as job_service
 
 log = logging.getLogger("workers.pool")
 
 SWEEP_SECONDS = 5.0
+PREDICTOR_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+PREDICTOR_STABLE_SECONDS = 30.0  # a predictor that lived this long resets the backoff
 
 
 @dataclass
@@ -55,9 +65,18 @@ def worker_alive(pid: int, job_id: int) -> bool:
         args = cmdline.read_bytes().split(b"\0")
     except OSError:
         return False
+    if b"workers.predictor" in args:
+        return True  # the resident predictor runs many jobs; its heartbeat tells if it is stuck
     if b"workers.run" not in args:
         return False
     return str(job_id).encode() in args
+
+
+def is_predictor(pid: int) -> bool:
+    try:
+        return b"workers.predictor" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -83,6 +102,11 @@ class Supervisor:
         self.parent_pid = int(parent) if parent.isdigit() else None
         cores = os.cpu_count() or 1
         self.threads_per_worker = max(1, cores // max(1, settings.workers))
+        self.predictor_enabled = settings.resident_predictor and settings.light_workers > 0
+        self.predictor: subprocess.Popen[bytes] | None = None
+        self.predictor_started = 0.0
+        self.predictor_failures = 0
+        self.predictor_next_start = 0.0
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -91,6 +115,7 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._on_stop)
         log.info("worker pool up: %s", self.slots)
         self.sweep()
+        self.supervise_predictor()
         while not self.stopping:
             try:
                 self.tick()
@@ -108,6 +133,7 @@ class Supervisor:
             self.stopping = True
             return
         self.reap()
+        self.supervise_predictor()
         self.forward_cancels()
         if time.monotonic() - self._last_sweep >= SWEEP_SECONDS:
             self.sweep()
@@ -116,15 +142,110 @@ class Supervisor:
     # --- steps ----------------------------------------------------------------------------
 
     def fill(self) -> None:
-        for queue, slots in self.slots.items():
-            while sum(1 for c in self.children.values() if c.queue == queue) < slots:
+        for lane, slots in self.slots.items():
+            while sum(1 for c in self.children.values() if c.queue == lane) < slots:
                 with Session(self.engine, expire_on_commit=False) as session:
-                    job = job_service.claim_next_job(session, queue=queue)
+                    job = None
+                    if lane == JobQueue.light.value:
+                        job = self._claim_predict_fallback(session)
+                    if job is None:
+                        job = job_service.claim_next_job(session, queue=lane)
                 if job is None:
                     break
-                self.spawn(job)
+                self.spawn(job, lane)
 
-    def spawn(self, job: Job) -> None:
+    def _claim_predict_fallback(self, session: Session) -> Job | None:
+        """A predict job for a light slot: any while the predictor is down, else only one the
+        predictor has left waiting for predict_fallback_seconds."""
+        wait = self.settings.predict_fallback_seconds if self.predictor_alive() else 0.0
+        job = job_service.claim_next_job(
+            session,
+            queue=JobQueue.predict.value,
+            queued_before=utcnow() - timedelta(seconds=wait),
+        )
+        if job is not None:
+            log.info(
+                "predict job %s runs in a worker (resident predictor %s)",
+                job.id,
+                "busy" if wait else "down",
+            )
+        return job
+
+    # --- the resident predictor -------------------------------------------------------------
+
+    def predictor_alive(self) -> bool:
+        return self.predictor is not None and self.predictor.poll() is None
+
+    def supervise_predictor(self) -> None:
+        if not self.predictor_enabled or self.stopping:
+            return
+        now = time.monotonic()
+        if self.predictor is not None:
+            code = self.predictor.poll()
+            lived = now - self.predictor_started
+            if code is None:
+                if lived >= PREDICTOR_STABLE_SECONDS:
+                    self.predictor_failures = 0
+                return
+            pid = self.predictor.pid
+            self.predictor = None
+            if lived >= PREDICTOR_STABLE_SECONDS:
+                self.predictor_failures = 0
+            delay = PREDICTOR_BACKOFF[min(self.predictor_failures, len(PREDICTOR_BACKOFF) - 1)]
+            self.predictor_failures += 1
+            self.predictor_next_start = now + delay
+            log.warning(
+                "resident predictor (pid %s) exited with %s after %.1f s; restart in %.1f s",
+                pid,
+                code,
+                lived,
+                delay,
+            )
+            self._reconcile_predictor_jobs(pid, code)
+        if now >= self.predictor_next_start:
+            self.start_predictor()
+
+    def _reconcile_predictor_jobs(self, pid: int, code: int) -> None:
+        with Session(self.engine) as session:
+            mine = [
+                j.id
+                for j in job_service.running_jobs(session)
+                if j.pid == pid and j.queue == JobQueue.predict.value
+            ]
+        for job_id in mine:
+            assert job_id is not None
+            self.reconcile(job_id, code)
+
+    def start_predictor(self) -> None:
+        env = {**os.environ, **self.settings.child_env()}
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", STUDIO_WORKER_THREADS="1")
+        with open(self.settings.workspace_dir / "predictor.log", "ab") as out:
+            self.predictor = subprocess.Popen(
+                [sys.executable, "-m", "workers.predictor"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        self.predictor_started = time.monotonic()
+        log.info("resident predictor started as pid %s", self.predictor.pid)
+
+    def stop_predictor(self, deadline: float) -> None:
+        if self.predictor is None:
+            return
+        _signal_group(self.predictor.pid, signal.SIGTERM)
+        try:
+            self.predictor.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(self.predictor.pid, signal.SIGKILL)
+            self.predictor.wait()
+        pid, code = self.predictor.pid, self.predictor.returncode
+        self.predictor = None
+        self._reconcile_predictor_jobs(pid, code)
+
+    # --- workers --------------------------------------------------------------------------
+
+    def spawn(self, job: Job, lane: str) -> None:
         assert job.id is not None
         log_dir = self.settings.workspace_dir / "jobs" / str(job.id)
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -139,7 +260,7 @@ class Supervisor:
                 env=env,
                 start_new_session=True,
             )
-        self.children[job.id] = Child(job_id=job.id, queue=job.queue, process=process)
+        self.children[job.id] = Child(job_id=job.id, queue=lane, process=process)
         with Session(self.engine) as session:
             job_service.set_pid(session, job_id=job.id, pid=process.pid)
         log.info("job %s (%s) started as pid %s", job.id, job.kind, process.pid)
@@ -197,6 +318,8 @@ class Supervisor:
                     log.warning("job %s ignored SIGTERM for %.0f s; killing it", job_id, grace)
                     _signal_group(pid, signal.SIGKILL)
                     child.killed = True
+            elif job.pid is not None and is_predictor(job.pid):
+                continue  # never signal the resident predictor for one job (it takes ms)
             elif job.pid is not None and worker_alive(job.pid, job_id):
                 sent = self.adopted_term.get(job_id)
                 if sent is None:
@@ -243,6 +366,7 @@ class Supervisor:
         for child in self.children.values():
             _signal_group(child.process.pid, signal.SIGTERM)
         deadline = time.monotonic() + self.settings.cancel_grace_seconds
+        self.stop_predictor(deadline)
         while self.children and time.monotonic() < deadline:
             self.reap()
             time.sleep(0.1)

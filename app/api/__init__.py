@@ -2,7 +2,19 @@
 
 from fastapi import APIRouter
 
-from app.api import classes, evaluations, experiments, images, imports, jobs, meta, projects, splits
+from app.api import (
+    classes,
+    evaluations,
+    experiments,
+    exports,
+    images,
+    imports,
+    jobs,
+    meta,
+    predictions,
+    projects,
+    splits,
+)
 
 OPENAPI_TAGS = [
     {"name": "meta", "description": "Health, task types and what each supports."},
@@ -35,12 +47,29 @@ OPENAPI_TAGS = [
         "description": "Evaluate a checkpoint: metrics, per-image results, leakage audit.",
     },
     {
+        "name": "exports",
+        "description": "Model files (ONNX, INT8 ONNX, TorchScript) with a parity report.",
+    },
+    {"name": "predict", "description": "Classify images with an exported model."},
+    {
         "name": "jobs",
         "description": "Background work (imports, training, ...): status, events, cancel.",
     },
 ]
 
 api_router = APIRouter(prefix="/api")
-for module in (meta, projects, imports, images, classes, splits, experiments, evaluations, jobs):
+for module in (
+    meta,
+    projects,
+    imports,
+    images,
+    classes,
+    splits,
+    experiments,
+    evaluations,
+    exports,
+    predictions,
+    jobs,
+):
     api_router.include_router(module.router)
 api_router_docs = meta.docs_router

@@ -4,7 +4,7 @@ from app.models.common import Page
 from app.models.dataset_import import DatasetImport
 from app.models.evaluation import Evaluation, EvaluationResult
 from app.models.experiment import Experiment, MetricPoint
-from app.models.export import Export
+from app.models.export import Export, ExportCreate, ExportRead
 from app.models.image import ANNOTATION_KINDS, Annotation, Image
 from app.models.job import (
     TERMINAL_STATUSES,
@@ -34,6 +34,8 @@ __all__ = [
     "EvaluationResult",
     "Experiment",
     "Export",
+    "ExportCreate",
+    "ExportRead",
     "Image",
     "Job",
     "JobEvent",

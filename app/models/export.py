@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
+from pydantic import Field as PydanticField
 from sqlmodel import Field, SQLModel
 
 from app.models.common import created_at_field, json_field, timestamp_field
@@ -28,3 +30,32 @@ class Export(SQLModel, table=True):
     meta: dict[str, Any] = json_field()
     created_at: datetime = created_at_field()
     finished_at: datetime | None = timestamp_field()
+
+
+class ExportCreate(BaseModel):
+    """POST body: which checkpoint of the experiment, in which format, with which opset."""
+
+    format: str = PydanticField(
+        default="onnx", max_length=20, description="onnx | onnx_int8 | torchscript"
+    )
+    checkpoint: str = PydanticField(default="best", max_length=40, description="best | last")
+    opset: int | None = PydanticField(default=None, description="ONNX opset (13-20); default 17")
+
+
+class ExportRead(BaseModel):
+    id: int
+    experiment_id: int
+    project_id: int
+    checkpoint: str
+    format: str
+    options: dict[str, Any]
+    status: str
+    job_id: int | None
+    bytes: int | None
+    valid: bool | None
+    validation: dict[str, Any]
+    metadata: dict[str, Any]
+    file_name: str
+    download_url: str | None
+    created_at: datetime
+    finished_at: datetime | None

@@ -43,10 +43,12 @@ TERMINAL_STATUSES = tuple(s.value for s in JobStatus if s.terminal)
 
 
 class JobQueue(StrEnum):
-    """Two lanes so a long training run never blocks an import or a prediction."""
+    """Two lanes so a long training run never blocks an import or a prediction, plus the
+    resident predictor's queue, which the lanes only take over when it is down or stuck."""
 
     compute = "compute"  # train, evaluate, export: STUDIO_WORKERS slots
-    light = "light"  # import, predict: STUDIO_LIGHT_WORKERS slots
+    light = "light"  # import (and predict fallback): STUDIO_LIGHT_WORKERS slots
+    predict = "predict"  # claimed by `python -m workers.predictor`; see workers/pool.py
 
 
 class Job(SQLModel, table=True):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, update
@@ -121,19 +121,20 @@ def cancel_job(session: Session, *, job_id: int) -> Job:
 # --- used by the worker pool and the worker processes ---------------------------------------
 
 
-def claim_next_job(session: Session, *, queue: str) -> Job | None:
+def claim_next_job(
+    session: Session, *, queue: str, queued_before: datetime | None = None
+) -> Job | None:
     """Atomically move the oldest queued job of a lane to running; None when there is none.
 
     The conditional UPDATE (status still 'queued') makes two pools, or two passes of one,
-    unable to claim the same job on SQLite and PostgreSQL alike.
+    unable to claim the same job on SQLite and PostgreSQL alike. `queued_before` limits the
+    claim to jobs waiting since then (the pool's fallback for the resident predictor).
     """
     for _ in range(5):
-        candidate = session.exec(
-            select(Job.id)
-            .where(Job.status == JobStatus.queued.value, Job.queue == queue)
-            .order_by(col(Job.id))
-            .limit(1)
-        ).first()
+        query = select(Job.id).where(Job.status == JobStatus.queued.value, Job.queue == queue)
+        if queued_before is not None:
+            query = query.where(col(Job.created_at) <= queued_before)
+        candidate = session.exec(query.order_by(col(Job.id)).limit(1)).first()
         if candidate is None:
             return None
         now = utcnow()

@@ -16,6 +16,8 @@ BUILTIN: tuple[str, ...] = (
     "workers.handlers.imports",
     "workers.handlers.train",
     "workers.handlers.evaluate",
+    "workers.handlers.export",
+    "workers.handlers.predict",
 )
 
 _HANDLERS: dict[str, Handler] = {}

@@ -1,0 +1,80 @@
+"""Classification outputs: logits [N, C] → softmax (single-label) or sigmoid (multi-label)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from workers.ml.decoding import register_decoder
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+def thresholds_of(meta: dict[str, Any], classes: int) -> np.ndarray:
+    values = meta.get("thresholds") or [0.5] * classes
+    return np.asarray(values, dtype=np.float64)
+
+
+class ClassificationDecoder:
+    """Single-label: top-k classes by softmax score; the metric is accuracy (argmax == label).
+    Multi-label: classes whose sigmoid score reaches the class threshold; the metric is
+    exact-match (subset) accuracy, the strictest reading, so a change in any label counts."""
+
+    task = "classification"
+    primary_metric = "accuracy"
+
+    def scores(self, outputs: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
+        logits = np.asarray(outputs, dtype=np.float64)
+        return sigmoid(logits) if meta.get("multi_label") else softmax(logits)
+
+    def predicted_sets(self, outputs: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
+        scores = self.scores(outputs, meta)
+        if meta.get("multi_label"):
+            return scores >= thresholds_of(meta, scores.shape[1])[None, :]
+        return np.eye(scores.shape[1], dtype=bool)[scores.argmax(axis=1)]
+
+    def decode(
+        self, outputs: np.ndarray, *, meta: dict[str, Any], top_k: int = 5
+    ) -> list[dict[str, Any]]:
+        classes: list[str] = list(meta["classes"])
+        scores = self.scores(outputs, meta)
+        chosen = self.predicted_sets(outputs, meta)
+        results = []
+        for row, picked in zip(scores, chosen, strict=True):
+            order = np.argsort(-row, kind="stable")[: max(1, top_k)]
+            top = [{"class": classes[i], "index": int(i), "score": float(row[i])} for i in order]
+            labels = [
+                {"class": classes[i], "index": int(i), "score": float(row[i])}
+                for i in np.flatnonzero(picked)
+            ]
+            labels.sort(key=lambda item: -item["score"])
+            results.append({"top": top, "labels": labels})
+        return results
+
+    def metric(self, outputs: np.ndarray, targets: list[Any], *, meta: dict[str, Any]) -> float:
+        if not targets:
+            return float("nan")
+        chosen = self.predicted_sets(outputs, meta)
+        truth = np.zeros_like(chosen)
+        for row, target in enumerate(targets):
+            indices = target if isinstance(target, list | tuple) else [target]
+            truth[row, list(indices)] = True
+        return float((chosen == truth).all(axis=1).mean())
+
+    def agreement(self, a: np.ndarray, b: np.ndarray, *, meta: dict[str, Any]) -> float:
+        if len(a) == 0:
+            return float("nan")
+        same = (self.predicted_sets(a, meta) == self.predicted_sets(b, meta)).all(axis=1)
+        return float(same.mean())
+
+
+register_decoder(ClassificationDecoder())

@@ -1,0 +1,103 @@
+"""Prediction with an exported ONNX file: PIL + numpy preprocessing from the file's own
+metadata, onnxruntime, per-task decoding. Imports no torch, so a predict worker starts fast."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from workers.ml.decoding import get_decoder
+from workers.ml.export.runtime import onnx_session
+
+MAX_PIXELS = 40_000_000
+_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
+
+
+class BadImage(ValueError):
+    """An input that is not a decodable image; reported per image, never fatal for the batch."""
+
+
+def open_image(path: Path) -> Image.Image:
+    """Decode fully (load(), not verify(), which misses truncation), apply EXIF orientation,
+    and treat decompression-bomb warnings as errors."""
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                oriented = ImageOps.exif_transpose(image)
+                return oriented.copy() if oriented is image else oriented
+    except (
+        OSError,
+        ValueError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as exc:
+        raise BadImage(f"not a readable image: {exc}") from None
+
+
+def preprocess(image: Image.Image, spec: dict[str, Any]) -> np.ndarray:
+    """The metadata's preprocessing: RGB, resize, 0-1 float32, normalize, CHW."""
+    width, height = spec["resize"][1], spec["resize"][0]
+    rgb = image.convert("RGB")
+    resized = rgb.resize((width, height), _RESAMPLE[spec.get("interpolation", "bilinear")])
+    array = np.asarray(resized, dtype=np.float32) / np.float32(255.0)
+    mean = np.asarray(spec["mean"], dtype=np.float32)
+    std = np.asarray(spec["std"], dtype=np.float32)
+    return ((array - mean) / std).transpose(2, 0, 1).astype(np.float32)
+
+
+class Predictor:
+    """One loaded ONNX model; predict() takes a batch of image files and runs them together."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        started = time.perf_counter()
+        self.session = onnx_session(path, threads)
+        custom = self.session.get_modelmeta().custom_metadata_map
+        if "studio.metadata" not in custom:
+            raise ValueError(f"{path.name} carries no studio metadata; export it again.")
+        self.meta: dict[str, Any] = json.loads(custom["studio.metadata"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.decoder = get_decoder(self.meta["task"])
+        self.load_seconds = time.perf_counter() - started
+
+    def predict(self, files: list[Path], *, top_k: int = 5) -> dict[str, Any]:
+        started = time.perf_counter()
+        arrays: list[np.ndarray] = []
+        slots: list[int] = []
+        results: list[dict[str, Any]] = [{} for _ in files]
+        for position, path in enumerate(files):
+            try:
+                arrays.append(preprocess(open_image(path), self.meta["preprocess"]))
+                slots.append(position)
+            except BadImage as exc:
+                results[position] = {
+                    "ok": False,
+                    "error": {"code": "bad_image", "message": str(exc)},
+                }
+        decode_started = time.perf_counter()
+        inference_ms = 0.0
+        if arrays:
+            batch = np.stack(arrays)
+            run_started = time.perf_counter()
+            outputs = self.session.run(None, {self.input_name: batch})[0]
+            inference_ms = (time.perf_counter() - run_started) * 1000
+            decoded = self.decoder.decode(np.asarray(outputs), meta=self.meta, top_k=top_k)
+            for position, item in zip(slots, decoded, strict=True):
+                results[position] = {"ok": True, **item}
+        return {
+            "results": results,
+            "timing": {
+                "preprocess_ms": round((decode_started - started) * 1000, 2),
+                "inference_ms": round(inference_ms, 2),
+                "total_ms": round((time.perf_counter() - started) * 1000, 2),
+                "batch_size": len(arrays),
+            },
+        }
