@@ -1,7 +1,7 @@
 """Evaluation results: true and predicted class index columns for confusion-matrix filters.
 
 Revision ID: a7950bf22c9e
-Revises: 42cfd93ca2ca
+Revises: 79e8bbb8274a
 Create Date: 2026-11-23 16:37:03.600812
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "a7950bf22c9e"
-down_revision: str | None = "42cfd93ca2ca"
+down_revision: str | None = "79e8bbb8274a"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -161,6 +161,7 @@ def test_export_validate_download_predict_and_reproduce_outside_the_studio(
     results = answer["results"]
     assert [r["ok"] for r in results] == [True, True, True, False]
     assert results[3]["error"]["code"] == "bad_image" and results[3]["file"] == "notes.txt"
+    assert "/" not in results[3]["error"]["message"]  # no workspace path in the answer
     expected = {r["image"]: r["class"] for r in outside["predictions"]}
     for result, (path, _name) in zip(results[:3], truth[:3], strict=True):
         assert result["top"][0]["class"] == expected[str(path)]

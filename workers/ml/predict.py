@@ -40,7 +40,9 @@ def open_image(path: Path) -> Image.Image:
         Image.DecompressionBombError,
         Image.DecompressionBombWarning,
     ) as exc:
-        raise BadImage(f"not a readable image: {exc}") from None
+        # PIL's messages name the file, and that is a path inside the workspace: keep it out.
+        reason = str(exc).replace(str(path), "the file")
+        raise BadImage(f"not a readable image: {reason}") from None
 
 
 def preprocess(image: Image.Image, spec: dict[str, Any]) -> np.ndarray:
