@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, BinaryIO
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -46,9 +46,7 @@ BODY_DOC = {
 }
 
 
-async def _source(
-    request: Request, settings: Settings
-) -> tuple[service.FolderImport | None, UploadFile | None, str | None]:
+async def _source(request: Request, settings: Settings) -> service.ImportSource:
     """Either a JSON folder request or a multipart zip upload (size-checked up front)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json":
@@ -56,7 +54,7 @@ async def _source(
         if len(raw) > settings.max_json_kb * 1024:
             raise TooLarge("The JSON body is too large.", code="body_too_large")
         try:
-            return service.FolderImport.model_validate_json(raw), None, None
+            return service.ImportSource(folder=service.FolderImport.model_validate_json(raw))
         except ValidationError as exc:
             raise Invalid(
                 'Send {"path": "<folder below an import root>", "format": "<optional>"}: '
@@ -81,7 +79,11 @@ async def _source(
     fmt = form.get("format")
     if not isinstance(upload, UploadFile):
         raise BadRequest("The form needs a zip file in the `file` field.", code="file_missing")
-    return None, upload, (fmt if isinstance(fmt, str) and fmt else None)
+    return service.ImportSource(
+        stream=upload.file,
+        filename=upload.filename or "upload.zip",
+        fmt=fmt if isinstance(fmt, str) and fmt else None,
+    )
 
 
 @router.post(
@@ -99,28 +101,15 @@ async def start_import(
 ) -> JSONResponse:
     """202 with `{"job": {...}, "import": {...}}`; follow GET /api/jobs/{id}. The format is
     detected unless `format` names one (see GET /api/projects/{pid}/imports/formats)."""
-    folder, upload, fmt = await _source(request, settings)
-    if folder is not None:
-        job, row = await run_in_threadpool(
-            service.start_folder_import,
-            session,
-            settings=settings,
-            project_id=project_id,
-            data=folder,
-        )
-    else:
-        assert upload is not None
-        stream: BinaryIO = upload.file
-        job, row = await run_in_threadpool(
-            service.start_upload_import,
-            session,
-            settings=settings,
-            storage=storage,
-            project_id=project_id,
-            filename=upload.filename or "upload.zip",
-            stream=stream,
-            fmt=fmt,
-        )
+    source = await _source(request, settings)
+    job, row = await run_in_threadpool(
+        service.start_import,
+        session,
+        settings=settings,
+        storage=storage,
+        project_id=project_id,
+        source=source,
+    )
     return JSONResponse(_started(job, row), status_code=202)
 
 
@@ -145,20 +134,14 @@ async def analyze_import(
     storage: Storage = Depends(get_storage),
 ) -> service.Analysis:
     """Same body as starting an import; reads annotation files only and writes nothing."""
-    folder, upload, fmt = await _source(request, settings)
-    if folder is not None:
-        return await run_in_threadpool(
-            service.analyze_folder, session, settings=settings, project_id=project_id, data=folder
-        )
-    assert upload is not None
+    source = await _source(request, settings)
     return await run_in_threadpool(
-        service.analyze_upload,
+        service.analyze_source,
         session,
         settings=settings,
         storage=storage,
         project_id=project_id,
-        stream=upload.file,
-        fmt=fmt,
+        source=source,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -365,6 +366,52 @@ def analyze_upload(
         return analyze(single_root(folder / "src"), project.task_type, fmt)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class ImportSource:
+    """What the API (JSON or multipart) and the import dialog (form) both hand over: a server
+    folder or an uploaded zip stream, and an optional format override."""
+
+    folder: FolderImport | None = None
+    stream: BinaryIO | None = None
+    filename: str = "upload.zip"
+    fmt: str | None = None
+
+
+def start_import(
+    session: Session, *, settings: Settings, storage: Storage, project_id: int, source: ImportSource
+) -> tuple[Job, DatasetImport]:
+    if source.folder is not None:
+        return start_folder_import(
+            session, settings=settings, project_id=project_id, data=source.folder
+        )
+    assert source.stream is not None
+    return start_upload_import(
+        session,
+        settings=settings,
+        storage=storage,
+        project_id=project_id,
+        filename=source.filename,
+        stream=source.stream,
+        fmt=source.fmt,
+    )
+
+
+def analyze_source(
+    session: Session, *, settings: Settings, storage: Storage, project_id: int, source: ImportSource
+) -> Analysis:
+    if source.folder is not None:
+        return analyze_folder(session, settings=settings, project_id=project_id, data=source.folder)
+    assert source.stream is not None
+    return analyze_upload(
+        session,
+        settings=settings,
+        storage=storage,
+        project_id=project_id,
+        stream=source.stream,
+        fmt=source.fmt,
+    )
 
 
 def formats_for(task_type: str) -> list[tuple[str, str]]:

@@ -20,7 +20,7 @@ from app.templating import render
 router = APIRouter()
 
 
-async def _form(request: Request) -> tuple[str, str | None, UploadFile | None, str]:
+async def _form(request: Request) -> service.ImportSource:
     form = await request.form(max_files=1, max_fields=10)
     source = str(form.get("source") or "upload")
     fmt = str(form.get("format") or "") or None
@@ -29,10 +29,10 @@ async def _form(request: Request) -> tuple[str, str | None, UploadFile | None, s
     if source == "upload":
         if not isinstance(upload, UploadFile) or not upload.filename:
             raise BadRequest("Choose a .zip file to upload.", code="file_missing")
-        return source, fmt, upload, ""
+        return service.ImportSource(stream=upload.file, filename=upload.filename, fmt=fmt)
     if not path:
         raise BadRequest("Enter a server folder below an import root.", code="bad_path")
-    return source, fmt, None, path
+    return service.ImportSource(folder=service.FolderImport(path=path, format=fmt), fmt=fmt)
 
 
 @router.get("/projects/{project_id}/imports/dialog")
@@ -61,22 +61,14 @@ async def analyze(
     settings: Settings = Depends(get_settings),
     storage: Storage = Depends(get_storage),
 ) -> Response:
-    _, fmt, upload, path = await _form(request)
-    if upload is not None:
-        analysis = await run_in_threadpool(
-            service.analyze_upload,
-            session,
-            settings=settings,
-            storage=storage,
-            project_id=project_id,
-            stream=upload.file,
-            fmt=fmt,
-        )
-    else:
-        data = service.FolderImport(path=path, format=fmt)
-        analysis = await run_in_threadpool(
-            service.analyze_folder, session, settings=settings, project_id=project_id, data=data
-        )
+    analysis = await run_in_threadpool(
+        service.analyze_source,
+        session,
+        settings=settings,
+        storage=storage,
+        project_id=project_id,
+        source=await _form(request),
+    )
     return render(request, "partials/_import_analysis.html", analysis=analysis)
 
 
@@ -92,27 +84,14 @@ async def start(
     settings: Settings = Depends(get_settings),
     storage: Storage = Depends(get_storage),
 ) -> Response:
-    _, fmt, upload, path = await _form(request)
-    if upload is not None:
-        job, row = await run_in_threadpool(
-            service.start_upload_import,
-            session,
-            settings=settings,
-            storage=storage,
-            project_id=project_id,
-            filename=upload.filename or "upload.zip",
-            stream=upload.file,
-            fmt=fmt,
-        )
-    else:
-        data = service.FolderImport(path=path, format=fmt)
-        job, row = await run_in_threadpool(
-            service.start_folder_import,
-            session,
-            settings=settings,
-            project_id=project_id,
-            data=data,
-        )
+    job, row = await run_in_threadpool(
+        service.start_import,
+        session,
+        settings=settings,
+        storage=storage,
+        project_id=project_id,
+        source=await _form(request),
+    )
     return _started(request, job, row)
 
 

@@ -45,18 +45,19 @@ def _number(value: str, field: str) -> float:
 
 
 def _request(
-    name: str,
-    strategy: str,
-    ratio_train: str,
-    ratio_val: str,
-    ratio_test: str,
-    seed: str,
-    k: str,
-    test_percent: str,
-    group_attribute: str,
-    near_duplicates: str,
+    name: str = Form(""),
+    strategy: str = Form("stratified"),
+    ratio_train: str = Form("80"),
+    ratio_val: str = Form("10"),
+    ratio_test: str = Form("10"),
+    seed: str = Form("42"),
+    k: str = Form("5"),
+    test_percent: str = Form("0"),
+    group_attribute: str = Form(""),
+    near_duplicates: str = Form("group"),
 ) -> SplitRequest:
-    """The form's fields (percentages) as the API's request body."""
+    """The form's fields (percentages) as the API's request body; a dependency, so preview
+    and save read the same form the same way."""
     data: dict[str, Any] = {
         "name": name,
         "strategy": strategy,
@@ -125,30 +126,9 @@ def splits_page(
 def preview(
     request: Request,
     project_id: int,
-    name: str = Form(""),
-    strategy: str = Form("stratified"),
-    ratio_train: str = Form("80"),
-    ratio_val: str = Form("10"),
-    ratio_test: str = Form("10"),
-    seed: str = Form("42"),
-    k: str = Form("5"),
-    test_percent: str = Form("0"),
-    group_attribute: str = Form(""),
-    near_duplicates: str = Form("group"),
+    data: SplitRequest = Depends(_request),
     session: Session = Depends(get_session),
 ) -> Response:
-    data = _request(
-        name,
-        strategy,
-        ratio_train,
-        ratio_val,
-        ratio_test,
-        seed,
-        k,
-        test_percent,
-        group_attribute,
-        near_duplicates,
-    )
     result: SplitPreview = service.preview_split(session, project_id, data)
     charts = [_chart(planned, result.classes) for planned in result.splits[:8]]
     return render(
@@ -164,30 +144,9 @@ def preview(
 def create(
     request: Request,
     project_id: int,
-    name: str = Form(""),
-    strategy: str = Form("stratified"),
-    ratio_train: str = Form("80"),
-    ratio_val: str = Form("10"),
-    ratio_test: str = Form("10"),
-    seed: str = Form("42"),
-    k: str = Form("5"),
-    test_percent: str = Form("0"),
-    group_attribute: str = Form(""),
-    near_duplicates: str = Form("group"),
+    data: SplitRequest = Depends(_request),
     session: Session = Depends(get_session),
 ) -> Response:
-    data = _request(
-        name,
-        strategy,
-        ratio_train,
-        ratio_val,
-        ratio_test,
-        seed,
-        k,
-        test_percent,
-        group_attribute,
-        near_duplicates,
-    )
     service.create_split(session, project_id, data)
     response = _list(request, session, project_id)
     response.headers["HX-Trigger"] = "split-created"
