@@ -32,14 +32,38 @@ def digits_samples(folder: Path, size: int = 32) -> list[Sample]:
 
 
 def stratified_split(
-    samples: list[Sample], seed: int = 0
+    samples: list[Sample], seed: int = 42
 ) -> tuple[list[Sample], list[Sample], list[Sample]]:
-    """Stratified 80/10/10 (our own, until the splits service's stratified split is merged)."""
-    from sklearn.model_selection import train_test_split
+    """Stratified 80/10/10 by the splits service's own algorithm, with its default guards
+    (exact duplicates and near duplicates at perceptual-hash distance 6 kept together), so
+    the figures are those of a split made in the studio with the same seed."""
+    import hashlib
 
-    targets = [s.target for s in samples]
-    train, rest = train_test_split(samples, test_size=0.2, stratify=targets, random_state=seed)
-    val, test = train_test_split(
-        rest, test_size=0.5, stratify=[s.target for s in rest], random_state=seed
+    from app.services.split_strategies import (
+        Item,
+        build_units,
+        expand,
+        find_duplicates,
+        iterative_stratification,
     )
-    return list(train), list(val), list(test)
+    from workers.imaging import phash
+
+    items = []
+    for sample in samples:
+        data = sample.path.read_bytes()
+        with Image.open(sample.path) as picture:
+            items.append(
+                Item(
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    labels=frozenset({str(sample.target)}),
+                    phash=phash(picture),
+                )
+            )
+    report = find_duplicates(items, near_threshold=6)
+    units = build_units(items, near_pairs=report.near_pairs)
+    per_unit = iterative_stratification(units, {"train": 0.8, "val": 0.1, "test": 0.1}, seed)
+    subsets = expand(units, per_unit, len(items))
+    parts: dict[str, list[Sample]] = {"train": [], "val": [], "test": []}
+    for sample, subset in zip(samples, subsets, strict=True):
+        parts[subset].append(sample)
+    return parts["train"], parts["val"], parts["test"]

@@ -1,6 +1,9 @@
 """Digits accuracy with the default recipe: stratified 80/10/10, CPU, wall time of training.
 
-.venv/bin/python benchmarks/train_digits.py [--epochs N]
+.venv/bin/python benchmarks/train_digits.py [--epochs N] [--seeds 42,0,1]
+
+Each split seed is one run: the split is the splits service's stratified algorithm, so a
+seed here gives the same kind of split as the studio's split page with that seed.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from train_common import digits_samples, stratified_split
 
 from app.services.experiments import default_config
+from workers.ml.data import Sample
 from workers.ml.tasks.classification import evaluate
 from workers.ml.train import FitRequest, fit
 
@@ -21,13 +25,19 @@ from workers.ml.train import FitRequest, fit
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--seeds", default="42", help="comma-separated split seeds")
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "digits-png")
     args = parser.parse_args()
     samples = digits_samples(args.data)
-    train, val, test = stratified_split(samples)
+    for seed in (int(s) for s in args.seeds.split(",")):
+        run(samples, seed, args.epochs)
+
+
+def run(samples: list[Sample], seed: int, epochs: int | None) -> None:
+    train, val, test = stratified_split(samples, seed)
     config = default_config()
-    if args.epochs:
-        config["epochs"] = args.epochs
+    if epochs:
+        config["epochs"] = epochs
     classes = [str(i) for i in range(10)]
     with tempfile.TemporaryDirectory() as out:
         started = time.monotonic()
@@ -44,6 +54,7 @@ def main() -> None:
     print(
         json.dumps(
             {
+                "split_seed": seed,
                 "train_images": len(train),
                 "val_images": len(val),
                 "test_images": len(test),
