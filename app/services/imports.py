@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from sqlmodel import Session, col, func, select
 
 from app.config import Settings
-from app.errors import BadRequest, Invalid, NotFound, TooLarge, not_found
+from app.errors import BadRequest, Conflict, Invalid, NotFound, TooLarge, not_found
 from app.importers import list_importers, read_source
 from app.importers.archive import extract_zip, single_root
 from app.models import TERMINAL_STATUSES, DatasetImport, Job, JobQueue, Project
@@ -253,6 +253,22 @@ def start_sample_import(
             f"The {sample} sample is a classification dataset; this project is "
             f"{project.task_type}.",
             code="sample_task_mismatch",
+        )
+    earlier = session.exec(
+        select(DatasetImport).where(
+            DatasetImport.project_id == project.id,
+            DatasetImport.source == f"sample:{sample}",
+            col(DatasetImport.status).not_in(("failed", "cancelled", "interrupted")),
+        )
+    ).first()
+    if earlier is not None:
+        # A second copy would only add 1,797 exact duplicates (a double click does it too).
+        raise Conflict(
+            f"The {sample} sample is already in this project (import {earlier.id}, "
+            f"{earlier.status}); importing it again would duplicate every image. Create a new "
+            "project to start over.",
+            code="sample_already_imported",
+            details={"import_id": earlier.id},
         )
     return _submit(
         session,

@@ -248,6 +248,23 @@ def _check_subsets(plan: _Plan, planned: _Planned, wanted: dict[str, float]) -> 
                 split=planned.name,
                 subset=name,
             )
+    if wanted and planned.k is None:
+        if wanted.get("val", 0) <= 0:
+            _warn(
+                plan.warnings,
+                "no_val_subset",
+                f"{prefix}no validation subset: training will have nothing to choose its best "
+                "checkpoint by or to stop early on",
+                split=planned.name,
+            )
+        if planned.held_out is None and wanted.get("test", 0) <= 0:
+            _warn(
+                plan.warnings,
+                "no_test_subset",
+                f"{prefix}no test subset: evaluation and the export parity check will have no "
+                "held-out images to measure on",
+                split=planned.name,
+            )
 
 
 def _warn_large_units(plan: _Plan, units: list[Unit], targets: dict[str, float], what: str) -> None:

@@ -112,4 +112,8 @@ def report(
     storage: Storage = Depends(get_storage),
 ) -> Response:
     row = service.get_import(session, project_id=project_id, import_id=import_id, storage=storage)
-    return render(request, "partials/_import_report.html", imp=row)
+    response = render(request, "partials/_import_report.html", imp=row)
+    if row.status == "succeeded":
+        # The dataset page's grid, counts, classes and statistics listen for this.
+        response.headers["HX-Trigger"] = "dataset-imported"
+    return response

@@ -39,12 +39,21 @@
         });
         this.ratios[key] = v;
       },
+      // After a save: the form's own reset() puts range inputs at their midpoint, so the
+      // shares are set again from the defaults (a new object, so every binding re-renders).
+      resetForm: function () {
+        this.name = "";
+        this.strategy = "stratified";
+        this.ratios = { train: 80, val: 10, test: 10 };
+      },
       init: function () {
         var self = this;
-        this.$watch("strategy", function () {
-          if (self.strategy === "leave_one_group_out") {
+        this.$watch("strategy", function (now, before) {
+          if (now === "leave_one_group_out") {
             self.ratios.test = 0;
             self.setRatio("train", self.ratios.train);
+          } else if (before === "leave_one_group_out" && self.ratios.test === 0) {
+            self.setRatio("test", 10); // test was the held-out group there; give it back
           }
         });
       },

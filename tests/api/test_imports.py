@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
 from app.config import Settings
 from app.models import (
@@ -188,6 +188,11 @@ def test_digits_sample_starts_an_import_job(
     assert summary["images"] == 1797 and summary["classes"] == 10
     image = session.exec(select(Image).where(Image.project_id == project.id)).first()
     assert image is not None and (image.width, image.height, image.channels) == (32, 32, 1)
+    again = assert_api_error(
+        client.post(f"/api/projects/{project.id}/samples/digits"), 409, "sample_already_imported"
+    )
+    assert "already in this project" in again["message"]
+    assert session.exec(select(func.count()).select_from(Job)).one() == 1  # no second job
     assert_api_error(
         client.post(f"/api/projects/{project.id}/samples/cifar"), 404, "sample_not_found"
     )

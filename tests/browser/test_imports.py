@@ -53,3 +53,23 @@ def test_digits_sample_button_imports_1797_images(page: Page, studio: LiveStudio
     page.get_by_test_id("import-sample-digits").click()
     expect(page.get_by_test_id("job-status")).to_have_text("succeeded", timeout=120_000)
     expect(page.get_by_test_id("report-images")).to_have_text("1797", timeout=30_000)
+
+
+def test_dataset_page_fills_in_when_an_import_ends_and_refuses_the_sample_twice(
+    page: Page, studio: LiveStudio
+) -> None:
+    project = studio.api.post(
+        "/api/projects", json={"name": "Digits on the dataset page", "task_type": "classification"}
+    ).json()
+    page.goto(f"/projects/{project['id']}/dataset")
+    expect(page.get_by_test_id("dataset-counts")).to_contain_text("0 images")
+    page.get_by_test_id("import-open").click()
+    page.get_by_test_id("import-sample-digits").click()
+    expect(page.get_by_test_id("report-images")).to_have_text("1797", timeout=120_000)
+    # No reload: the grid, the counts and the class panel follow the finished import.
+    expect(page.get_by_test_id("dataset-counts")).to_contain_text("1797 images · 10 classes")
+    expect(page.locator("#image-grid img").first).to_be_visible()
+    expect(page.get_by_test_id("class-panel")).to_contain_text("9")
+    page.get_by_test_id("import-sample-digits").click()
+    expect(page.locator("#import-error")).to_contain_text("already in this project")
+    assert studio.api.get(f"/api/projects/{project['id']}").json()["counts"]["images"] == 1797

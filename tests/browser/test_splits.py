@@ -59,6 +59,10 @@ def test_create_a_split_and_see_it_locked(
     row = page.locator(".split-row", has_text="main")
     expect(row).to_be_visible()
     expect(row.get_by_test_id("lock-badge")).to_have_text("locked")
+    # the form is back at its defaults, sliders included (not at the range midpoint)
+    expect(page.get_by_test_id("ratio-value-train")).to_have_text("80%")
+    expect(page.get_by_test_id("ratio-train")).to_have_value("80")
+    expect(page.get_by_test_id("ratio-test")).to_have_value("10")
     saved = studio.api.get(f"/api/projects/{digits_project}/splits").json()["items"][0]
     expect(row.get_by_test_id("fingerprint")).to_have_attribute("title", saved["fingerprint"])
     assert sum(saved["counts"].values()) == 40
@@ -86,3 +90,20 @@ def test_group_strategy_errors_are_shown_in_place(page: Page, digits_project: in
     expect(page.get_by_test_id("ratio-train")).to_be_hidden()
     page.get_by_test_id("preview-split").click()
     expect(page.locator("#split-form-error [role=alert]")).to_contain_text("group_attribute")
+
+
+def test_a_hidden_kfold_field_never_blocks_saving(
+    page: Page, studio: LiveStudio, digits_project: int
+) -> None:
+    page.goto(f"/projects/{digits_project}/splits")
+    page.get_by_test_id("strategy").select_option("stratified_kfold")
+    page.get_by_label("Folds (k)").fill("1")  # invalid, then hidden again
+    page.get_by_test_id("strategy").select_option("leave_one_group_out")
+    expect(page.get_by_test_id("ratio-value-test")).to_be_hidden()
+    page.get_by_test_id("strategy").select_option("stratified")
+    expect(page.get_by_test_id("ratio-value-test")).to_have_text("10%")  # test share is back
+    page.get_by_label("Name", exact=True).fill("after kfold")
+    page.get_by_test_id("save-split").click()
+    expect(page.locator(".split-row", has_text="after kfold")).to_be_visible()
+    saved = studio.api.get(f"/api/projects/{digits_project}/splits").json()["items"][0]
+    assert saved["strategy"] == "stratified" and saved["counts"]["test"] > 0

@@ -236,3 +236,22 @@ def test_preview_warns_about_a_group_too_large_and_missing_attributes(
     assert big.details["groups"] == ["big"] and big.details["sizes"] == [28]
     # nothing was saved
     assert service.list_splits(session, project.id) == []
+
+
+def test_preview_warns_when_ratios_leave_out_val_or_test(
+    session: Session, storage: Storage, project: Project
+) -> None:
+    assert project.id is not None
+    for i in range(20):
+        make_image(session, storage, project.id, labels=[f"c{i % 2}"])
+
+    def codes(ratios: dict[str, float]) -> set[str]:
+        preview = service.preview_split(session, project.id, request(ratios=ratios))
+        return {w.code for w in preview.warnings}
+
+    assert {"no_val_subset", "no_test_subset"} & codes(
+        {"train": 0.8, "val": 0.1, "test": 0.1}
+    ) == set()
+    assert "no_test_subset" in codes({"train": 0.9, "val": 0.1})
+    assert "no_val_subset" not in codes({"train": 0.9, "val": 0.1})
+    assert {"no_val_subset", "no_test_subset"} <= codes({"train": 1.0})
