@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlmodel import Session
 
 from app.deps import get_session, get_storage
-from app.errors import NotFound
+from app.errors import Invalid, NotFound
 from app.models import Experiment
 from app.models.evaluation import EVALUATION_SUBSETS, EvaluationStart
 from app.services import evaluations as service
@@ -139,6 +139,9 @@ async def start(
     storage: Storage = Depends(get_storage),
 ) -> Response:
     form = await request.form()
+    if not form.getlist("subsets"):
+        # The API defaults to test; a form with every box cleared means the user forgot.
+        raise Invalid("Tick at least one subset to evaluate.", code="validation_error")
     data = parse_form(
         EvaluationStart,
         {

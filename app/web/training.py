@@ -126,12 +126,52 @@ async def create_experiment(
     )
 
 
+# Settings that only mean something with another one chosen: hidden otherwise, so the
+# configuration card shows what the run actually used.
+_APPLIES_WHEN: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "momentum": ("optimizer", ("sgd",)),
+    "step_size": ("scheduler", ("step",)),
+    "gamma": ("scheduler", ("step",)),
+    "warmup_epochs": ("scheduler", ("cosine",)),
+    "ema_decay": ("ema", (True,)),
+}
+
+
+def _shown(value: Any) -> str:
+    if value is True:
+        return "yes"
+    if value is False:
+        return "no"
+    if value is None:
+        return "auto"
+    return str(value)
+
+
+def config_rows(config: dict[str, Any], weights: str | None) -> list[tuple[str, str]]:
+    """The experiment's configuration as the card lists it: flattened, only the settings that
+    apply, readable values, and `pretrained` stated with what was actually loaded."""
+    rows = []
+    for key, value in flatten(config).items():
+        condition = _APPLIES_WHEN.get(key)
+        if condition is not None and config.get(condition[0]) not in condition[1]:
+            continue
+        if key == "pretrained":
+            wanted = "if found locally" if value else "no"
+            rows.append(("pretrained", f"{wanted}; used: {weights or 'not trained yet'}"))
+            continue
+        rows.append((key, _shown(value)))
+    return rows
+
+
 def _detail_context(session: Session, project_id: int, experiment_id: int) -> dict[str, Any]:
     project = project_service.get_project(session=session, project_id=project_id)
     read = project_service.read_project(session=session, project=project)
+    detail = service.experiment_detail(session, project_id, experiment_id)
+    experiment = detail["e"]
     return {
         "p": read,
-        **service.experiment_detail(session, project_id, experiment_id),
+        **detail,
+        "config_rows": config_rows(experiment["config"], experiment.get("weights")),
         "fields": _fields(),
         **nav_context(read, "training"),
     }

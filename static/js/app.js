@@ -29,6 +29,16 @@
     var status = evt.detail.xhr ? evt.detail.xhr.status : 0;
     flash("The studio answered " + status + ". Try again; if it persists, check the server log.");
   });
+  // A success clears the error region its request names, so an old message never sits next
+  // to a result it no longer describes.
+  document.addEventListener("htmx:afterRequest", function (evt) {
+    var xhr = evt.detail.xhr;
+    if (!xhr || xhr.status < 200 || xhr.status >= 300) return;
+    var headers = (evt.detail.requestConfig && evt.detail.requestConfig.headers) || {};
+    var selector = headers["X-Error-Target"];
+    var region = selector ? document.querySelector(selector) : null;
+    if (region) region.replaceChildren();
+  });
   document.addEventListener("htmx:sendError", function () {
     flash("The studio did not answer. Is it still running?");
   });

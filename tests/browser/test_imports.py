@@ -64,8 +64,11 @@ def test_dataset_page_fills_in_when_an_import_ends_and_refuses_the_sample_twice(
     page.goto(f"/projects/{project['id']}/dataset")
     expect(page.get_by_test_id("dataset-counts")).to_contain_text("0 images")
     page.get_by_test_id("import-open").click()
+    page.get_by_test_id("import-start").click()  # no file chosen
+    expect(page.locator("#import-error")).to_contain_text("Choose a .zip file")
     page.get_by_test_id("import-sample-digits").click()
     expect(page.get_by_test_id("report-images")).to_have_text("1797", timeout=120_000)
+    expect(page.locator("#import-error")).to_be_empty()  # the old message went with the success
     # No reload: the grid, the counts and the class panel follow the finished import.
     expect(page.get_by_test_id("dataset-counts")).to_contain_text("1797 images · 10 classes")
     expect(page.locator("#image-grid img").first).to_be_visible()

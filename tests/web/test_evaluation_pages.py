@@ -152,6 +152,11 @@ def test_evaluate_and_reset_from_the_page(
     split = make_split(session, project.id, images, ratios=(0.5, 0.0, 0.5))
     experiment = make_experiment(session, storage, project.id, split)
     base = f"/projects/{project.id}/evaluation/{experiment.id}"
+    none_ticked = client.post(
+        base, data={"checkpoint": "last"}, headers={**HTMX, "X-Error-Target": "#eval-config-error"}
+    )
+    assert none_ticked.status_code == 422 and "at least one subset" in none_ticked.text
+    assert service.find_evaluation(session, experiment_id=experiment.id) is None  # type: ignore[arg-type]
     started = client.post(
         base,
         data={
