@@ -67,6 +67,16 @@ def get_project(*, session: Session, project_id: int) -> Project:
     return project
 
 
+def project_names(*, session: Session, project_ids: set[int]) -> dict[int, str]:
+    """Names for lists that show rows of several projects (the jobs page)."""
+    if not project_ids:
+        return {}
+    rows = session.exec(
+        select(Project.id, Project.name).where(col(Project.id).in_(sorted(project_ids)))
+    ).all()
+    return {pid: name for pid, name in rows if pid is not None}
+
+
 def _counts(session: Session, project_ids: list[int]) -> dict[int, ProjectCounts]:
     counts = {pid: ProjectCounts() for pid in project_ids}
     if not project_ids:

@@ -23,8 +23,16 @@ router = APIRouter()
 @router.get("/jobs")
 def jobs_page(request: Request, session: Session = Depends(get_session)) -> Response:
     jobs, total = service.list_jobs(session, page_size=100)
+    names = project_service.project_names(
+        session=session, project_ids={j.project_id for j in jobs if j.project_id is not None}
+    )
     return render(
-        request, "pages/jobs/list.html", jobs=jobs, total=total, **nav_context(None, "jobs")
+        request,
+        "pages/jobs/list.html",
+        jobs=jobs,
+        total=total,
+        project_names=names,
+        **nav_context(None, "jobs"),
     )
 
 

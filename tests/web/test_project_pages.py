@@ -98,8 +98,13 @@ def test_hostile_names_are_escaped_everywhere(client: TestClient, name: str) -> 
 def test_jobs_pages_and_card(client: TestClient, session) -> None:  # type: ignore[no-untyped-def]
     from tests.factories import make_job
 
-    job = make_job(session, title="Counting <b>things</b>")
-    assert "Counting &lt;b&gt;" in client.get("/jobs").text
+    from tests.factories import make_project
+
+    owner = make_project(session, name="Owner <i>of</i> jobs")
+    job = make_job(session, title="Counting <b>things</b>", project_id=owner.id)
+    listing = client.get("/jobs").text
+    assert "Counting &lt;b&gt;" in listing
+    assert 'data-testid="job-project">· Owner &lt;i&gt;of&lt;/i&gt; jobs<' in listing
     page = client.get(f"/jobs/{job.id}")
     assert page.status_code == 200
     assert f'sse-connect="/jobs/{job.id}/card-stream"' in page.text
