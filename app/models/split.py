@@ -58,6 +58,9 @@ STRATEGIES: tuple[str, ...] = get_args(SplitStrategy)
 GROUP_STRATEGIES = ("group", "group_kfold", "leave_one_group_out")
 KFOLD_STRATEGIES = ("stratified_kfold", "group_kfold")
 SubsetName = Literal["train", "val", "test"]
+# Hamming distance (bits of the 64-bit perceptual hash) up to which two images count as near
+# duplicates: one figure for the dataset statistics, the split guard and the leakage audit.
+NEAR_DUPLICATE_BITS = 6
 SUBSETS: tuple[str, ...] = get_args(SubsetName)
 Ratio = Annotated[float, PydanticField(ge=0, le=1)]
 DEFAULT_RATIOS = {"train": 0.8, "val": 0.1, "test": 0.1}
@@ -85,7 +88,10 @@ class SplitRequest(BaseModel):
     )
     near_duplicates: Literal["group", "report"] = "group"
     near_duplicate_threshold: int = PydanticField(
-        6, ge=0, le=32, description="Max Hamming distance of 64-bit perceptual hashes"
+        NEAR_DUPLICATE_BITS,
+        ge=0,
+        le=32,
+        description="Max Hamming distance of 64-bit perceptual hashes",
     )
 
     @model_validator(mode="after")
@@ -141,7 +147,7 @@ class DuplicateSummary(BaseModel):
     exact_images: int = 0
     near_pairs: int = 0
     near_mode: str = "group"
-    near_threshold: int = 6
+    near_threshold: int = NEAR_DUPLICATE_BITS
 
 
 class SplitPreview(BaseModel):

@@ -24,9 +24,9 @@ import numpy as np
 from sqlmodel import Session, col, select
 
 from app.models import Experiment, Image, MetricPoint, Split, SplitMember
+from app.models.split import NEAR_DUPLICATE_BITS
 from app.services.splits import compute_fingerprint
 
-NEAR_DUPLICATE_BITS = 4
 GAP_WARNING_POINTS = 5.0
 GAP_ALARM_POINTS = 10.0
 MAX_LISTED_PAIRS = 100

@@ -11,13 +11,14 @@ from sqlmodel import Session, col, select
 
 from app.models import Annotation, Image, LabelClass
 from app.models.browse import ClassCount, DatasetStats, Dimension, DuplicateGroup, SizeBucket
+from app.models.split import NEAR_DUPLICATE_BITS
 from app.services.projects import get_project
 
 # Longest side, in pixels: where images of a dataset usually differ.
 SIZE_EDGES = (0, 64, 128, 256, 512, 1024, 2048, 4096)
 MAX_GROUPS = 50  # duplicate groups returned; the total is reported separately
 MAX_CANDIDATES = 2_000_000  # near-duplicate pairs compared before giving up (reported)
-DEFAULT_NEAR_THRESHOLD = 6
+DEFAULT_NEAR_THRESHOLD = NEAR_DUPLICATE_BITS
 
 
 def _size_histogram(dims: list[tuple[int, int, int]]) -> list[SizeBucket]:
