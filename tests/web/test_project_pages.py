@@ -96,9 +96,7 @@ def test_hostile_names_are_escaped_everywhere(client: TestClient, name: str) -> 
 
 
 def test_jobs_pages_and_card(client: TestClient, session) -> None:  # type: ignore[no-untyped-def]
-    from tests.factories import make_job
-
-    from tests.factories import make_project
+    from tests.factories import make_job, make_project
 
     owner = make_project(session, name="Owner <i>of</i> jobs")
     job = make_job(session, title="Counting <b>things</b>", project_id=owner.id)
