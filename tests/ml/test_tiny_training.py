@@ -109,3 +109,39 @@ def test_project_with_several_labels_per_image_trains_multi_label(
     assert {"accuracy", "f1_macro", "map"} <= set(provenance["test_metrics"])
     model = load_for_inference(storage.resolve(experiment.checkpoints["best"]["path"]))
     assert model.multi_label and model.classes == ["cat", "dog", "bird"]
+
+
+@pytest.mark.slow
+def test_cuda_out_of_memory_halves_the_batch_and_resumes_from_the_last_checkpoint(
+    session: Session, storage: Storage, project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The handler's recovery loop with real fits and a real checkpoint: the first fit trains
+    and writes `last`, then CUDA reports out of memory (no GPU here, so the error is raised
+    by a wrapper around the real fit); the second fit must resume from that checkpoint with
+    half the batch and twice the accumulation."""
+    import workers.ml.train as train_module
+
+    real_fit = train_module.fit
+    calls: list[tuple[int, int, bool]] = []
+
+    def fit_then_oom_once(request, report, should_stop=None):  # type: ignore[no-untyped-def]
+        calls.append(
+            (
+                request.config["batch_size"],
+                request.config["accumulate_grad_batches"],
+                request.resume_from is not None,
+            )
+        )
+        result = real_fit(request, report, should_stop)
+        if len(calls) == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return result
+
+    monkeypatch.setattr(train_module, "fit", fit_then_oom_once)
+    images = make_digits(session, storage, project.id, per_class=4)
+    split = make_split(session, project.id, images)
+    experiment = train_tiny_experiment(session, storage, project.id, split.id, epochs=1)
+    assert calls == [(16, 1, False), (8, 2, True)]
+    assert experiment.status == "completed"
+    assert (experiment.config["batch_size"], experiment.config["accumulate_grad_batches"]) == (8, 2)
+    assert any("CUDA out of memory: batch size now 8" in n for n in experiment.provenance["notes"])
