@@ -37,7 +37,11 @@
     var headers = (evt.detail.requestConfig && evt.detail.requestConfig.headers) || {};
     var selector = headers["X-Error-Target"];
     var region = selector ? document.querySelector(selector) : null;
-    if (region) region.replaceChildren();
+    var target = evt.detail.target;
+    // Some requests name their own target (or a region around it) for errors: that region
+    // now holds the fresh answer, so leave it alone.
+    if (!region || (target && (region === target || region.contains(target) || target.contains(region)))) return;
+    region.querySelectorAll("[role=alert]").forEach(function (alert) { alert.remove(); });
   });
   document.addEventListener("htmx:sendError", function () {
     flash("The studio did not answer. Is it still running?");
