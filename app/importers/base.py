@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from app.errors import Invalid
 from app.storage import UnsafePath, contained
 
@@ -160,6 +158,8 @@ def _reject_constant(name: str) -> float:
 
 def read_yaml(path: Path) -> Any:
     """safe_load only: tags that would construct objects are an error; keys are just data."""
+    import yaml
+
     text = _capped(path, LIMITS.yaml_bytes, "YAML").decode("utf-8-sig", errors="replace")
     try:
         return yaml.safe_load(text)

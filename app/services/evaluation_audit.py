@@ -17,15 +17,18 @@ with a status (ok | warning | alarm | unavailable), and an overall status (the w
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlmodel import Session, col, select
 
 from app.models import Experiment, Image, MetricPoint, Split, SplitMember
 from app.models.split import NEAR_DUPLICATE_BITS
 from app.services.splits import compute_fingerprint
+
+if TYPE_CHECKING:
+    import numpy as np
 
 GAP_WARNING_POINTS = 5.0
 GAP_ALARM_POINTS = 10.0
@@ -112,10 +115,16 @@ def _exact_check(
 
 
 def _hash_matrix(hashes: list[str], width: int) -> np.ndarray:
+    import numpy as np
+
     return np.array([list(bytes.fromhex(h)) for h in hashes], dtype=np.uint8).reshape(-1, width)
 
 
-_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+@functools.cache
+def _popcount() -> np.ndarray:
+    import numpy as np
+
+    return np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
 def _near_check(
@@ -123,6 +132,8 @@ def _near_check(
     evaluated: dict[str, list[tuple[int, str, str]]],
     max_bits: int,
 ) -> dict[str, Any]:
+    import numpy as np
+
     def usable(items: list[tuple[int, str, str]]) -> list[tuple[int, str, str]]:
         return [item for item in items if item[2] and len(item[2]) % 2 == 0]
 
@@ -158,7 +169,7 @@ def _near_check(
         eval_bits = _hash_matrix([item[2] for item in items], width)
         for start in range(0, len(items), 256):  # bounded memory: 256 x train x width bytes
             chunk = eval_bits[start : start + 256]
-            distance = _POPCOUNT[chunk[:, None, :] ^ train_bits[None, :, :]].sum(
+            distance = _popcount()[chunk[:, None, :] ^ train_bits[None, :, :]].sum(
                 axis=2, dtype=np.int32
             )
             for i, j in zip(*np.nonzero(distance <= max_bits), strict=True):

@@ -8,8 +8,8 @@ import io
 import mimetypes
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
 from sqlmodel import Session, col, select
@@ -18,6 +18,9 @@ from app.errors import Invalid, NotFound, not_found
 from app.models import Annotation, LabelClass
 from app.services.images import get_image
 from app.storage import Storage, atomic_write_bytes
+
+if TYPE_CHECKING:
+    import numpy as np
 
 THUMB_SIDE = 256
 MEDIA_TYPES = {
@@ -83,6 +86,8 @@ def _make_thumbnail(source: Path) -> tuple[bytes, str]:
 
 
 def _to_8bit(picture: PILImage.Image) -> PILImage.Image:
+    import numpy as np
+
     if picture.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         array = np.asarray(picture, dtype=np.float64)
         low, high = float(array.min()), float(array.max())
@@ -122,6 +127,8 @@ def _hex_rgb(color: str) -> tuple[int, int, int]:
 def _load_mask(
     session: Session, storage: Storage, project_id: int, image_id: int, annotation_id: int
 ) -> tuple[Annotation, np.ndarray]:
+    import numpy as np
+
     image = get_image(session=session, project_id=project_id, image_id=image_id)
     annotation = session.get(Annotation, annotation_id)
     if annotation is None or annotation.image_id != image.id or annotation.kind != "mask":
@@ -143,6 +150,8 @@ def mask_class_ids(
     *, session: Session, storage: Storage, project_id: int, image_id: int, annotation_id: int
 ) -> list[int]:
     """The classes a mask paints (its own class for a binary mask), for the viewer's toggles."""
+    import numpy as np
+
     annotation, values = _load_mask(session, storage, project_id, image_id, annotation_id)
     present = {int(v) for v in np.unique(values).tolist()} - {255}
     if annotation.class_id is not None and present <= {0, 1}:
@@ -169,6 +178,8 @@ def mask_overlay(
     Background classes (named like "background") are hidden unless asked for, since painting
     them would cover the whole image. Returns the PNG bytes and an ETag.
     """
+    import numpy as np
+
     annotation, values = _load_mask(session, storage, project_id, image_id, annotation_id)
     classes = session.exec(select(LabelClass).where(LabelClass.project_id == project_id)).all()
     hidden = hide if hide is not None else {c.id for c in classes if _is_background(c)}

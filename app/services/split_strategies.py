@@ -15,8 +15,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ def find_duplicates(items: Sequence[Item], near_threshold: int | None) -> Duplic
     compared with each other. Distances are computed blockwise with XOR and popcount, so a few
     thousand images take milliseconds and memory stays bounded.
     """
+    import numpy as np
+
     by_sha: dict[str, list[int]] = {}
     for index, item in enumerate(items):
         by_sha.setdefault(item.sha256, []).append(index)
@@ -172,6 +176,8 @@ def iterative_stratification(
     takes a subset below zero demand, the remainder phase only gives to subsets still wanting
     some). Returns one subset name per unit, in the units' order.
     """
+    import numpy as np
+
     names = [name for name, ratio in ratios.items() if ratio > 0]
     if not names:
         raise ValueError("at least one ratio must be positive")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 from collections import defaultdict
 
-import numpy as np
 from sqlalchemy import distinct, func
 from sqlmodel import Session, col, select
 
@@ -77,6 +76,8 @@ def _close_pairs_numpy(
     """The same search vectorized for hashes of at most 64 bits, with threshold + 2 chunks:
     close values then agree on at least two chunks, so keying on chunk pairs (16 bits for a
     64-bit hash at threshold 6) keeps buckets tiny even for 100k images."""
+    import numpy as np
+
     array = np.array(values, dtype=np.uint64)
     chunks = threshold + 2
     width = -(-bits // chunks)
