@@ -39,6 +39,7 @@ from app.models import (
     Split,
     SplitMember,
 )
+from app.services import image_index
 
 N_CLASSES = 20
 CHUNK = 10_000
@@ -120,6 +121,7 @@ def populate(engine: Any, n: int, seed: int = 0) -> dict[str, int]:
             conn.execute(insert(Annotation), annotations[start : start + CHUNK * 2])
         for start in range(0, len(members), CHUNK * 2):
             conn.execute(insert(SplitMember), members[start : start + CHUNK * 2])
+        image_index.refresh(conn, ids)  # what the importer does after its inserts
         conn.exec_driver_sql("ANALYZE")
     return {"project_id": pid, "class_id": class_ids[3], "split_id": split_id}
 

@@ -23,6 +23,7 @@ from app.models import (
     Split,
     SplitMember,
 )
+from app.services import image_index
 from app.services import jobs as job_service
 from app.services import projects as project_service
 from app.services import splits as split_service
@@ -103,7 +104,10 @@ def make_image(
                 project_id=project_id, image_id=image.id, class_id=label_class.id, kind="label"
             )
         )
+    session.flush()
+    image_index.refresh(session, [image.id])  # as the importer does
     session.commit()
+    session.refresh(image)
     return image
 
 
@@ -184,6 +188,8 @@ def make_annotation(
         attributes=attributes or {},
     )
     session.add(annotation)
+    session.flush()
+    image_index.refresh(session, [image.id])
     session.commit()
     session.refresh(annotation)
     return annotation

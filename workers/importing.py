@@ -28,6 +28,7 @@ from app.importers import read_source
 from app.importers.archive import extract_zip, remove, single_root
 from app.importers.base import ImportProblem, ReadResult, Sample
 from app.models import Annotation, DatasetImport, Image, LabelClass, Project, Split, SplitMember
+from app.services import image_index
 from app.services.imports import PALETTE, parse_source, work_dir
 from app.services.splits import compute_fingerprint
 from app.storage import Storage
@@ -333,6 +334,7 @@ def _commit(
                 )
         if annotation_values:
             session.execute(insert(Annotation), annotation_values)
+        image_index.refresh(session, image_ids)
         annotations = len(annotation_values)
         subsets = {s.subset for s, _, _ in records if s.subset}
         split_id = None

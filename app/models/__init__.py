@@ -5,7 +5,7 @@ from app.models.dataset_import import DatasetImport
 from app.models.evaluation import Evaluation, EvaluationResult
 from app.models.experiment import Experiment, MetricPoint
 from app.models.export import Export, ExportCreate, ExportRead
-from app.models.image import ANNOTATION_KINDS, Annotation, Image
+from app.models.image import ANNOTATION_KINDS, UNLABELLED_SORT, Annotation, Image, ImageAttribute
 from app.models.job import (
     TERMINAL_STATUSES,
     Job,
@@ -28,6 +28,7 @@ from app.models.split import Split, SplitMember
 __all__ = [
     "ANNOTATION_KINDS",
     "TERMINAL_STATUSES",
+    "UNLABELLED_SORT",
     "Annotation",
     "DatasetImport",
     "Evaluation",
@@ -37,6 +38,7 @@ __all__ = [
     "ExportCreate",
     "ExportRead",
     "Image",
+    "ImageAttribute",
     "Job",
     "JobEvent",
     "JobEventRead",

@@ -18,6 +18,7 @@ from app.models.common import created_at_field, json_field
 #   obb      {"cx": .., "cy": .., "w": .., "h": .., "angle": degrees}
 #   value    {"values": [float, ...]}               (regression targets)
 ANNOTATION_KINDS = ("label", "bbox", "polygon", "mask", "obb", "value")
+UNLABELLED_SORT = 2**31 - 1  # sorts images without a class after every class
 
 
 class Image(SQLModel, table=True):
@@ -31,6 +32,7 @@ class Image(SQLModel, table=True):
         # The dataset grid pages through these orders (benchmarks/browse_speed.py).
         Index("ix_image_project_created_at", "project_id", "created_at"),
         Index("ix_image_project_bytes", "project_id", "bytes"),
+        Index("ix_image_project_sort_class", "project_id", "sort_class", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -50,6 +52,24 @@ class Image(SQLModel, table=True):
     phash: str = Field(default="", max_length=32)
     attributes: dict[str, Any] = json_field()
     created_at: datetime = created_at_field()
+    # Derived, for the grid's "sort by class": the smallest class index among the image's
+    # annotations, UNLABELLED_SORT when it has none. Kept by app.services.image_index.
+    sort_class: int = Field(
+        default=UNLABELLED_SORT, sa_column_kwargs={"server_default": str(UNLABELLED_SORT)}
+    )
+
+
+class ImageAttribute(SQLModel, table=True):
+    """One scalar of Image.attributes as text, so an attribute filter reads an index instead of
+    parsing every image's JSON. Derived; kept by app.services.image_index."""
+
+    __tablename__ = "image_attribute"
+    __table_args__ = (Index("ix_image_attribute_lookup", "project_id", "key", "value", "image_id"),)
+
+    image_id: int = Field(foreign_key="image.id", ondelete="CASCADE", primary_key=True)
+    key: str = Field(max_length=100, primary_key=True)
+    project_id: int = Field(foreign_key="project.id", ondelete="CASCADE")
+    value: str = Field(max_length=300)
 
 
 class Annotation(SQLModel, table=True):

@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, distinct, exists, func, literal
+from sqlalchemy import and_, distinct, exists, func
 from sqlmodel import Session, col, select
 
 from app.errors import Invalid, not_found
-from app.models import Annotation, Image, LabelClass, Split, SplitMember
+from app.models import Annotation, Image, ImageAttribute, LabelClass, Split, SplitMember
 from app.models.browse import SUBSETS, AnnotationRead, ImageDetail, ImageQuery, ImageRead
 from app.services.projects import get_project
 
@@ -82,7 +82,13 @@ def _filtered(session: Session, project_id: int, query: ImageQuery) -> _Filters:
         )
     if query.attr:
         key, value = _parse_attr(query.attr)
-        clauses.append(col(Image.attributes)[key].as_string() == value)
+        members.append(
+            select(ImageAttribute.image_id).where(
+                col(ImageAttribute.project_id) == project_id,
+                col(ImageAttribute.key) == key,
+                col(ImageAttribute.value) == value,
+            )
+        )
     if query.q:
         escaped = query.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         pattern = f"%{escaped}%"
@@ -107,7 +113,7 @@ def _walk(session: Session, project_id: int, query: ImageQuery, total: int) -> b
     Walking visits about (offset + limit) * N / M rows for M matches of N images; sorting
     loads and orders all M. The id range stands in for N (imports make contiguous ids).
     """
-    if not total or query.sort.lstrip("-") == "class":
+    if not total:
         return False
     # Two queries: SQLite answers a lone min() or max() from the index, both together by a scan.
     in_project = col(Image.project_id) == project_id
@@ -122,18 +128,13 @@ def _walk(session: Session, project_id: int, query: ImageQuery, total: int) -> b
 def _order(sort: str) -> list[Any]:
     descending = sort.startswith("-")
     key = sort.lstrip("-")
-    if key == "class":
-        # The image's first class in taxonomy order; unlabelled images sort last.
-        column: Any = (
-            select(func.min(col(LabelClass.index)))
-            .join(Annotation, col(Annotation.class_id) == col(LabelClass.id))
-            .where(col(Annotation.image_id) == col(Image.id))
-            .correlate(Image)
-            .scalar_subquery()
-        )
-        nulls = func.coalesce(column, literal(2**31 - 1))
-        return [nulls.desc() if descending else nulls, col(Image.id)]
-    column = {"name": Image.original_name, "date": Image.created_at, "size": Image.bytes}[key]
+    # "class": the image's first class in class order (Image.sort_class); unlabelled last.
+    column = {
+        "name": Image.original_name,
+        "date": Image.created_at,
+        "size": Image.bytes,
+        "class": Image.sort_class,
+    }[key]
     direction = col(column).desc() if descending else col(column).asc()
     tie = col(Image.id).desc() if descending else col(Image.id).asc()
     return [direction, tie]

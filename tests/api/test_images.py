@@ -106,6 +106,29 @@ def test_filter_by_class_annotation_attribute_and_name(
     assert _names(client.get(url, params={"q": "%"})) == ["d_none_100%.png"]
 
 
+def test_attribute_filter_matches_numbers_and_booleans_as_written(
+    client: TestClient, session: Session, storage: Storage, project: Project
+) -> None:
+    assert project.id is not None
+    make_image(
+        session, storage, project.id, attributes={"count": 3, "ok": True}, original_name="n.png"
+    )
+    make_image(
+        session,
+        storage,
+        project.id,
+        attributes={"count": "3x", "tags": ["a"]},
+        original_name="m.png",
+    )
+    url = f"/api/projects/{project.id}/images"
+    assert _names(client.get(url, params={"attr": "count=3"})) == ["n.png"]
+    assert _names(client.get(url, params={"attr": "ok=true"})) == ["n.png"]
+    assert _names(client.get(url, params={"attr": "count=3x"})) == ["m.png"]
+    assert (
+        client.get(url, params={"attr": "tags=a"}).json()["total"] == 0
+    )  # lists are not filterable
+
+
 def test_sorts_by_size_date_and_class(
     client: TestClient, session: Session, storage: Storage, project: Project
 ) -> None:

@@ -36,3 +36,63 @@ def test_sqlite_runs_with_wal_and_foreign_keys(db_url: str, engine, db_backend: 
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+
+
+def test_image_index_migration_backfills_existing_rows(db_url: str) -> None:
+    """Rows written before revision 3fdbfd1cbb23 get their sort class and attribute rows."""
+    from sqlalchemy import create_engine, text
+
+    config = alembic_config(db_url)
+    config.attributes["configure_logger"] = False
+    command.downgrade(config, "a7950bf22c9e")
+    engine = create_engine(db_url)
+    now = "CURRENT_TIMESTAMP"
+    # SQLite stores JSON as text (CAST … AS JSON would make it a number there).
+    as_json = "{}" if engine.dialect.name == "sqlite" else "CAST({} AS JSON)"
+    image_sql = (
+        "INSERT INTO image (project_id, stored_path, original_name, width, height, channels, "
+        "format, bytes, sha256, phash, attributes, created_at) VALUES (:p, 's', :n, 1, 1, 1, "
+        f"'PNG', 1, 'x', '', {as_json.format(':a')}, {now})"
+    )
+    with engine.begin() as conn:
+        pid = conn.execute(
+            text(
+                "INSERT INTO project (name, name_key, task_type, description, created_at, "
+                f"updated_at) VALUES ('m', 'm', 'classification', '', {now}, {now}) RETURNING id"
+            )
+        ).scalar_one()
+        classes = [
+            conn.execute(
+                text(
+                    'INSERT INTO label_class (project_id, name, "index", color, created_at) '
+                    f"VALUES (:p, :n, :i, '#000000', {now}) RETURNING id"
+                ),
+                {"p": pid, "n": name, "i": index},
+            ).scalar_one()
+            for index, name in ((0, "cat"), (1, "dog"))
+        ]
+        labelled = conn.execute(
+            text(image_sql + " RETURNING id"),
+            {"p": pid, "n": "a.png", "a": '{"camera": "c1", "count": 3, "tags": ["x"]}'},
+        ).scalar_one()
+        bare = conn.execute(
+            text(image_sql + " RETURNING id"), {"p": pid, "n": "b.png", "a": "{}"}
+        ).scalar_one()
+        for class_id in reversed(classes):
+            conn.execute(
+                text(
+                    "INSERT INTO annotation (project_id, image_id, class_id, kind, geometry, "
+                    f"attributes) VALUES (:p, :i, :c, 'label', {as_json.format(':e')}, "
+                    f"{as_json.format(':e')})"
+                ),
+                {"p": pid, "i": labelled, "c": class_id, "e": "{}"},
+            )
+    command.upgrade(config, "head")
+    with engine.connect() as conn:
+        sort = dict(conn.execute(text("SELECT id, sort_class FROM image")).all())
+        attributes = sorted(
+            conn.execute(text("SELECT image_id, key, value FROM image_attribute")).all()
+        )
+    engine.dispose()
+    assert sort == {labelled: 0, bare: 2**31 - 1}
+    assert attributes == [(labelled, "camera", "c1"), (labelled, "count", "3")]

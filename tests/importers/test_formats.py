@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 
 from app.importers import detect_format, read_source
 from app.importers.base import ImportProblem
-from app.models import Annotation, DatasetImport, LabelClass
+from app.models import Annotation, DatasetImport, Image, ImageAttribute, LabelClass
 from app.storage import Storage
 from tests.factories import make_project
 from tests.importers.builders import class_folders, coco, picture, run_now, yolo
@@ -171,6 +171,20 @@ def test_csv_multilabel_regression_and_attributes(
     )
     summary, annotations, classes = imported(session, storage, engine, root, "classification")
     assert summary["images"] == 3 and len(annotations) == 4 and sorted(classes) == ["cat", "dog"]
+    # The import also writes the grid's index rows: the extra column as attribute rows, and
+    # each image's first class for sorting.
+    indexed = session.exec(select(ImageAttribute).where(ImageAttribute.key == "site")).all()
+    assert sorted(row.value for row in indexed) == ["north", "north", "south"]
+    rows = session.exec(select(Image).where(Image.project_id == indexed[0].project_id)).all()
+    cat, dog = (
+        session.exec(select(LabelClass).where(LabelClass.name == n)).one() for n in ("cat", "dog")
+    )
+    first = {r.original_name: r.sort_class for r in rows}
+    assert first == {
+        "images/0.jpg": min(cat.index, dog.index),
+        "images/1.jpg": cat.index,
+        "images/2.jpg": dog.index,
+    }
     reg = tmp_path / "reg"
     for i in range(2):
         picture(reg / f"{i}.png", seed=i)
