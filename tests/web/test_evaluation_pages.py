@@ -119,6 +119,15 @@ def test_page_with_a_completed_evaluation(
     )
     assert [int(n) for _, _, n in cells] == [n for row in cm for n in row]
     assert 'data-testid="audit-metric_gap" data-status="warning"' in text
+    assert f'href="/projects/{project.id}/export" data-testid="next-export"' in text
+    # and the completed experiment's own page points here (a real one has its full config)
+    from app.services.experiments import default_config
+
+    experiment.config = default_config()
+    session.add(experiment)
+    session.commit()
+    trained = client.get(f"/projects/{project.id}/training/{experiment.id}").text
+    assert f'href="/projects/{project.id}/evaluation?experiment={experiment.id}"' in trained
     assert "7.5 pts" in text
 
     base = f"/projects/{project.id}/evaluation/{experiment.id}"

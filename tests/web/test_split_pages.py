@@ -73,6 +73,7 @@ def test_create_then_delete_and_in_use_cannot_be_deleted(
     assert created.status_code == 200 and created.headers["HX-Trigger"] == "split-created"
     assert 'data-testid="lock-badge"' in created.text
     assert f"/projects/{project.id}/dataset?split_id=" in created.text
+    assert f'href="/projects/{project.id}/training" data-testid="next-train"' in created.text
     split_id = int(re.findall(r'data-split-id="(\d+)"', created.text)[0])
     again = client.post(f"/projects/{project.id}/splits", data=FORM, headers=HTMX)
     assert again.status_code == 409 and 'data-code="split_exists"' in again.text
