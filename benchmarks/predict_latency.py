@@ -32,11 +32,10 @@ from fastapi.testclient import TestClient  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
 from app.config import Settings  # noqa: E402
-from app.db import engine_for, migrate, utcnow  # noqa: E402
+from app.db import engine_for, migrate  # noqa: E402
 from app.main import create_app  # noqa: E402
-from app.models import Experiment, Export  # noqa: E402
 from app.storage import Storage  # noqa: E402
-from tests.factories import make_project  # noqa: E402
+from tests.factories import make_onnx_export, make_project  # noqa: E402
 from workers.ml.export import formats  # noqa: E402
 from workers.ml.export.spec import ExportSpec  # noqa: E402
 from workers.ml.predict import Predictor  # noqa: E402
@@ -66,27 +65,18 @@ def build(settings: Settings, storage: Storage) -> tuple[int, list[int], Path]:
         project = make_project(session, name="Bench")
         assert project.id is not None
         for name in ("a", "b"):
-            experiment = Experiment(project_id=project.id, name=name, checkpoints={"best": {}})
-            session.add(experiment)
-            session.commit()
-            assert experiment.id is not None
-            path = storage.export_dir(project.id, experiment.id) / "bench.onnx"
-            formats.export_onnx(
-                model, path, spec=spec, metadata=spec.metadata(fmt="onnx", opset=17), opset=17
+            export = make_onnx_export(
+                session,
+                storage,
+                project.id,
+                name,
+                lambda path: formats.export_onnx(
+                    model, path, spec=spec, metadata=spec.metadata(fmt="onnx", opset=17), opset=17
+                ),
             )
-            export = Export(
-                experiment_id=experiment.id,
-                checkpoint="best",
-                format="onnx",
-                status="completed",
-                path=storage.relative(path),
-                valid=True,
-                finished_at=utcnow(),
-            )
-            session.add(export)
-            session.commit()
-            assert export.id is not None
+            assert export.id is not None and export.path is not None
             export_ids.append(export.id)
+            path = storage.resolve(export.path)
         return project.id, export_ids, path
 
 

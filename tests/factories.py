@@ -5,15 +5,19 @@ from __future__ import annotations
 import hashlib
 import io
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image as PILImage
 from sqlmodel import Session, select
 
+from app.db import utcnow
 from app.models import (
     Annotation,
+    Experiment,
+    Export,
     Image,
     Job,
     JobQueue,
@@ -210,3 +214,33 @@ def make_mask(
     return make_annotation(
         session, image, "mask", {"path": storage.relative(path)}, label_class=label_class
     )
+
+
+def make_onnx_export(
+    session: Session,
+    storage: Storage,
+    project_id: int,
+    name: str,
+    write_model: Callable[[Path], None],
+) -> Export:
+    """A new experiment with one completed, valid ONNX export whose file `write_model` writes:
+    the rows as the export job leaves them, for prediction tests and benchmarks."""
+    experiment = Experiment(project_id=project_id, name=name, checkpoints={"best": {}})
+    session.add(experiment)
+    session.commit()
+    assert experiment.id is not None
+    path = storage.export_dir(project_id, experiment.id) / f"{name}.onnx"
+    write_model(path)
+    export = Export(
+        experiment_id=experiment.id,
+        checkpoint="best",
+        format="onnx",
+        status="completed",
+        path=storage.relative(path),
+        valid=True,
+        finished_at=utcnow(),
+    )
+    session.add(export)
+    session.commit()
+    session.refresh(export)
+    return export

@@ -256,21 +256,16 @@ def start_evaluation(
     )
     session.add(evaluation)
     session.flush()
-    job = job_service.submit_job(
+    job = job_service.submit_job_for(
         session,
+        evaluation,
         kind="evaluate",
         queue=JobQueue.compute,
         project_id=project_id,
         target=f"experiment:{experiment_id}",
         title=f"Evaluate {experiment.name} ({data.checkpoint}, {'+'.join(data.subsets)})",
         params={"evaluation_id": evaluation.id, "experiment_id": experiment_id},
-        commit=False,
     )
-    evaluation.job_id = job.id
-    session.add(evaluation)
-    session.commit()
-    session.refresh(evaluation)
-    session.refresh(job)
     return evaluation, job
 
 

@@ -315,24 +315,18 @@ def start_training(
             "resume with a higher epochs value.",
             code="nothing_to_resume",
         )
-    job = job_service.submit_job(
+    experiment.status = "queued"
+    experiment.finished_at = None
+    return job_service.submit_job_for(
         session,
+        experiment,
         kind="train",
         queue=JobQueue.compute,
         project_id=project_id,
         target=f"experiment:{experiment_id}",
         title=f"Train {experiment.name}",
         params={"experiment_id": experiment_id, "resume": bool(resume)},
-        commit=False,
     )
-    experiment.job_id = job.id
-    experiment.status = "queued"
-    experiment.finished_at = None
-    session.add(experiment)
-    session.commit()
-    session.refresh(job)
-    session.refresh(experiment)
-    return job
 
 
 def stop_training(session: Session, project_id: int, experiment_id: int) -> Experiment:

@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 from app.db import utcnow
 from app.errors import Conflict, Invalid, NotFound, not_found
 from app.models import Experiment, Export, ExportCreate, ExportRead, Job, Project
-from app.services.jobs import submit_job
+from app.services.jobs import submit_job_for
 from app.storage import Storage
 from app.tasks import enable_features, get_task
 
@@ -100,20 +100,15 @@ def submit_export(
     )
     session.add(export)
     session.flush()
-    job = submit_job(
+    job = submit_job_for(
         session,
+        export,
         kind="export",
         project_id=project_id,
         target=f"export:{export.id}",
         title=f"Export {experiment.name} ({data.checkpoint}) as {FORMAT_TITLES[data.format]}",
         params={"export_id": export.id, "experiment_id": experiment_id},
-        commit=False,
     )
-    export.job_id = job.id
-    session.add(export)
-    session.commit()
-    session.refresh(export)
-    session.refresh(job)
     return job, export
 
 

@@ -149,21 +149,16 @@ def _submit(
     row = DatasetImport(project_id=project.id, source=source[:2000], format=fmt)  # type: ignore[arg-type]
     session.add(row)
     session.flush()
-    job = job_service.submit_job(
+    job = job_service.submit_job_for(
         session,
+        row,
         kind="import",
         queue=JobQueue.light,
         project_id=project.id,
         target=f"import:{row.id}",
         title=title,
         params={"import_id": row.id},
-        commit=False,
     )
-    row.job_id = job.id
-    session.add(row)
-    session.commit()
-    session.refresh(row)
-    session.refresh(job)
     return job, row
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
@@ -49,6 +49,25 @@ def submit_job(
         session.commit()
         session.refresh(job)
     return job
+
+
+class RecordsJob(Protocol):
+    """A row that remembers the job doing its work (an import, an evaluation, an export...)."""
+
+    job_id: int | None
+
+
+def submit_job_for(session: Session, row: RecordsJob, **job: Any) -> Job:
+    """Queue a job for `row` and point the row at it: row, job and its first event commit
+    together, so no row is left pointing nowhere and no job runs for a row that is not saved.
+    The caller flushes the row first when the job's params need its id."""
+    queued = submit_job(session, commit=False, **job)
+    row.job_id = queued.id
+    session.add(row)
+    session.commit()
+    session.refresh(row)
+    session.refresh(queued)
+    return queued
 
 
 def get_job(session: Session, *, job_id: int) -> Job:

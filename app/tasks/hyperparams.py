@@ -86,6 +86,16 @@ class TrainConfig(BaseModel):
         return self
 
 
+# Settings that only mean something when another has one of these values (momentum only with
+# SGD, ...): what a page listing a recipe hides when they do not apply.
+APPLIES_WHEN: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "momentum": ("optimizer", ("sgd",)),
+    "step_size": ("scheduler", ("step",)),
+    "gamma": ("scheduler", ("step",)),
+    "warmup_epochs": ("scheduler", ("cosine",)),
+    "ema_decay": ("ema", (True,)),
+}
+
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {"classification": {}}
 
 

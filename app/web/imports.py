@@ -32,7 +32,7 @@ async def _form(request: Request) -> service.ImportSource:
         return service.ImportSource(stream=upload.file, filename=upload.filename, fmt=fmt)
     if not path:
         raise BadRequest("Enter a server folder below an import root.", code="bad_path")
-    return service.ImportSource(folder=service.FolderImport(path=path, format=fmt), fmt=fmt)
+    return service.ImportSource(folder=service.FolderImport(path=path, format=fmt))
 
 
 @router.get("/projects/{project_id}/imports/dialog")

@@ -12,7 +12,7 @@ from app.deps import get_session
 from app.errors import Invalid
 from app.services import experiments as service
 from app.services import projects as project_service
-from app.tasks.hyperparams import Augmentations, TrainConfig
+from app.tasks.hyperparams import APPLIES_WHEN, Augmentations, TrainConfig
 from app.templating import render
 from app.web.common import nav_context
 from app.web.nav import register_project_page
@@ -126,17 +126,6 @@ async def create_experiment(
     )
 
 
-# Settings that only mean something with another one chosen: hidden otherwise, so the
-# configuration card shows what the run actually used.
-_APPLIES_WHEN: dict[str, tuple[str, tuple[Any, ...]]] = {
-    "momentum": ("optimizer", ("sgd",)),
-    "step_size": ("scheduler", ("step",)),
-    "gamma": ("scheduler", ("step",)),
-    "warmup_epochs": ("scheduler", ("cosine",)),
-    "ema_decay": ("ema", (True,)),
-}
-
-
 def _shown(value: Any) -> str:
     if value is True:
         return "yes"
@@ -152,7 +141,7 @@ def config_rows(config: dict[str, Any], weights: str | None) -> list[tuple[str, 
     apply, readable values, and `pretrained` stated with what was actually loaded."""
     rows = []
     for key, value in flatten(config).items():
-        condition = _APPLIES_WHEN.get(key)
+        condition = APPLIES_WHEN.get(key)
         if condition is not None and config.get(condition[0]) not in condition[1]:
             continue
         if key == "pretrained":

@@ -18,11 +18,10 @@ from PIL import Image
 from sqlmodel import Session
 
 from app.config import Settings
-from app.db import utcnow
-from app.models import Experiment, Export, Job
+from app.models import Export, Job
 from app.services.predictions import wake_predictor
 from app.storage import Storage
-from tests.factories import make_project
+from tests.factories import make_onnx_export, make_project
 from tests.helpers import assert_api_error, wait_for
 from tests.jobs.conftest import PoolRunner, worker_pid_alive
 from workers.ml.export.formats import export_onnx
@@ -60,25 +59,7 @@ def write_model(path: Path, seed: int = 0) -> None:
 
 
 def make_export(session: Session, storage: Storage, project_id: int, name: str) -> Export:
-    experiment = Experiment(project_id=project_id, name=name, checkpoints={"best": {}})
-    session.add(experiment)
-    session.commit()
-    assert experiment.id is not None
-    path = storage.export_dir(project_id, experiment.id) / f"{name}.onnx"
-    write_model(path)
-    export = Export(
-        experiment_id=experiment.id,
-        checkpoint="best",
-        format="onnx",
-        status="completed",
-        path=storage.relative(path),
-        valid=True,
-        finished_at=utcnow(),
-    )
-    session.add(export)
-    session.commit()
-    session.refresh(export)
-    return export
+    return make_onnx_export(session, storage, project_id, name, write_model)
 
 
 @pytest.fixture
