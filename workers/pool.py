@@ -219,6 +219,7 @@ class Supervisor:
     def start_predictor(self) -> None:
         env = {**os.environ, **self.settings.child_env()}
         env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", STUDIO_WORKER_THREADS="1")
+        env["STUDIO_PREDICTOR_PARENT_PID"] = str(os.getpid())
         with open(self.settings.workspace_dir / "predictor.log", "ab") as out:
             self.predictor = subprocess.Popen(
                 [sys.executable, "-m", "workers.predictor"],

@@ -154,7 +154,10 @@ class ResidentPredictor:
         self.engine = engine or engine_for(settings.resolved_database_url)
         self.cache = ModelCache()
         self.stop = threading.Event()
-        self.parent = os.getppid()
+        # The pool names itself: reading getppid() here would be too late when the pool died
+        # during this process's start-up (we would take init for our parent and never leave).
+        parent = os.environ.get("STUDIO_PREDICTOR_PARENT_PID", "")
+        self.parent = int(parent) if parent.isdigit() else os.getppid()
         self.current: JobContext | None = None
         self._last_prune = time.monotonic()
 

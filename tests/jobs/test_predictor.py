@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -263,3 +265,27 @@ def test_the_wake_pipe_wakes_a_waiting_predictor_and_never_blocks_the_web_proces
     fd = open_wake_pipe(storage.predictor_wake_path)  # the predictor replaces it
     assert fd is not None
     os.close(fd)
+
+
+def test_a_predictor_whose_pool_died_during_its_start_up_exits(settings: Settings) -> None:
+    """A pool killed (-9) right after spawning the predictor must not leave it running: the
+    pool's pid comes in the environment, so the orphan notices even if it never saw the pool."""
+    env = {
+        **os.environ,
+        **settings.child_env(),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+        "STUDIO_PREDICTOR_PARENT_PID": "999999999",  # not our parent: the pool is gone
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "workers.predictor"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError("the orphaned predictor kept running") from None
+    assert process.returncode == 0
+    assert b"the pool that started this predictor is gone" in err
