@@ -80,6 +80,11 @@ class Storage:
         """The named pipe the resident predictor waits on; a byte in it means "new job"."""
         return self.root / ".predictor-wake"
 
+    @property
+    def hardware_path(self) -> Path:
+        """What the compute workers found (CUDA devices), written by the first one to start."""
+        return self.root / "hardware.json"
+
     def project_dir(self, project_id: int) -> Path:
         return self.projects_root / str(int(project_id))
 

@@ -11,7 +11,7 @@ from typing import Any
 import jinja2
 from fastapi.templating import Jinja2Templates
 
-from app import __version__
+from app import __version__, overlays
 from app.tasks import get_task, list_tasks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +66,11 @@ def make_templates() -> Jinja2Templates:
         version=__version__,
         tasks=list_tasks,
         task=get_task,
+        obb_points=overlays.obb_points,
+        ring_path=overlays.ring_path,
+        box=overlays.box,
+        label_anchor=overlays.label_anchor,
+        prediction_shapes=overlays.prediction_shapes,
     )
     env.filters["timeago"] = _timeago
     env.filters["duration"] = _duration

@@ -87,6 +87,7 @@ def main() -> int:
             image_size=args.size,
             mean=[0.5] * 3,
             std=[0.25] * 3,
+            output_names=["logits"],
         )
         meta = spec.metadata(fmt="onnx", opset=DEFAULT_OPSET)
         with tempfile.TemporaryDirectory() as tmp:

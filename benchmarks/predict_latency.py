@@ -51,7 +51,9 @@ def png(seed: int) -> bytes:
 def build(settings: Settings, storage: Storage) -> tuple[int, list[int], Path]:
     """A project with two identical tiny-CNN ONNX exports (two cache entries)."""
     engine = engine_for(settings.resolved_database_url)
-    spec = ExportSpec("classification", [str(i) for i in range(10)], 32, [0.5] * 3, [0.25] * 3)
+    spec = ExportSpec(
+        "classification", [str(i) for i in range(10)], 32, [0.5] * 3, [0.25] * 3, ["logits"]
+    )
     torch.manual_seed(0)
     model = torch.nn.Sequential(
         torch.nn.Conv2d(3, 16, 3, padding=1),

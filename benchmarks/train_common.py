@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from workers.ml.data import Sample  # noqa: E402
+from workers.ml.tasks.base import Ann, Prepared, Sample  # noqa: E402
 
 
 def digits_samples(folder: Path, size: int = 32) -> list[Sample]:
@@ -27,7 +27,9 @@ def digits_samples(folder: Path, size: int = 32) -> list[Sample]:
         if not path.exists():
             grey = (pixels * (255 / 16)).astype(np.uint8)
             Image.fromarray(grey).resize((size, size), Image.NEAREST).save(path)
-        samples.append(Sample(index, path, int(target)))
+        samples.append(
+            Sample(index, path, target=int(target), annotations=[Ann("label", str(int(target)))])
+        )
     return samples
 
 
@@ -67,3 +69,23 @@ def stratified_split(
     for sample, subset in zip(samples, subsets, strict=True):
         parts[subset].append(sample)
     return parts["train"], parts["val"], parts["test"]
+
+
+def fit_request(
+    config: dict, classes: list[str], train: list[Sample], val: list[Sample], out: Path
+):  # type: ignore[no-untyped-def]
+    """A single-label classification FitRequest over already-targeted samples."""
+    from workers.ml.train import FitRequest
+
+    prepared = Prepared(samples={"train": train, "val": val}, info={"multi_label": False})
+    return FitRequest("classification", config, classes, prepared, out)
+
+
+def evaluate_checkpoint(path: Path, samples: list[Sample]) -> dict:
+    """The studio's evaluation of a checkpoint on samples (the same code the evaluate job runs)."""
+    from workers.ml.checkpoints import load_for_inference
+    from workers.ml.tasks import get_task_code
+
+    model = load_for_inference(path)
+    aggregate = get_task_code("classification").evaluate(model, samples, options={}).aggregate
+    return {**aggregate, "n": aggregate.get("samples", len(samples))}

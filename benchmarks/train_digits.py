@@ -14,12 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from train_common import digits_samples, stratified_split
+from train_common import digits_samples, evaluate_checkpoint, fit_request, stratified_split
 
 from app.services.experiments import default_config
-from workers.ml.data import Sample
-from workers.ml.tasks.classification import evaluate
-from workers.ml.train import FitRequest, fit
+from workers.ml.tasks.base import Sample
+from workers.ml.train import fit
 
 
 def main() -> None:
@@ -35,14 +34,14 @@ def main() -> None:
 
 def run(samples: list[Sample], seed: int, epochs: int | None) -> None:
     train, val, test = stratified_split(samples, seed)
-    config = default_config()
+    config = default_config("classification")
     if epochs:
         config["epochs"] = epochs
     classes = [str(i) for i in range(10)]
     with tempfile.TemporaryDirectory() as out:
         started = time.monotonic()
         result = fit(
-            FitRequest("classification", config, classes, False, train, val, Path(out)),
+            fit_request(config, classes, train, val, Path(out)),
             lambda e: (
                 print(json.dumps({"epoch": e["epoch"], **e["metrics"]}), flush=True)
                 if e["type"] == "epoch"
@@ -50,7 +49,7 @@ def run(samples: list[Sample], seed: int, epochs: int | None) -> None:
             ),
         )
         seconds = time.monotonic() - started
-        metrics = evaluate(Path(out) / "best.ckpt", test)
+        metrics = evaluate_checkpoint(Path(out) / "best.ckpt", test)
     print(
         json.dumps(
             {

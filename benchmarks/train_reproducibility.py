@@ -10,10 +10,10 @@ import json
 import tempfile
 from pathlib import Path
 
-from train_common import digits_samples, stratified_split
+from train_common import digits_samples, fit_request, stratified_split
 
 from app.services.experiments import default_config
-from workers.ml.train import FitRequest, fit
+from workers.ml.train import fit
 
 
 def main() -> None:
@@ -22,21 +22,16 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "digits-png")
     args = parser.parse_args()
     train, val, _ = stratified_split(digits_samples(args.data))
-    config = {**default_config(), "epochs": args.epochs, "deterministic": True, "seed": 123}
+    config = {
+        **default_config("classification"),
+        "epochs": args.epochs,
+        "deterministic": True,
+        "seed": 123,
+    }
     runs = []
     for _ in range(2):
         with tempfile.TemporaryDirectory() as out:
-            result = fit(
-                FitRequest(
-                    "classification",
-                    config,
-                    [str(i) for i in range(10)],
-                    False,
-                    train,
-                    val,
-                    Path(out),
-                )
-            )
+            result = fit(fit_request(config, [str(i) for i in range(10)], train, val, Path(out)))
         runs.append(
             [{k: v for k, v in e["metrics"].items() if k != "images_per_s"} for e in result.history]
         )

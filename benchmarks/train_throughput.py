@@ -15,20 +15,20 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F  # noqa: N812
-from train_common import digits_samples, stratified_split
+from train_common import digits_samples, fit_request, stratified_split
 
 from app.services.experiments import default_config
 from workers.ml.data import ImageDataset
 from workers.ml.heads import build_classifier
-from workers.ml.tasks.classification import schedule_factor
-from workers.ml.train import FitRequest, _loader, cpu_threads, fit
+from workers.ml.module import schedule_factor
+from workers.ml.train import _loader, cpu_threads, fit
 from workers.ml.transforms import IMAGENET_MEAN, IMAGENET_STD, TrainTransform
 
 CLASSES = [str(i) for i in range(10)]
 
 
 def studio_rates(config: dict, train: list, out: Path) -> list[float]:
-    result = fit(FitRequest("classification", config, CLASSES, False, train, [], out))
+    result = fit(fit_request(config, CLASSES, train, [], out))
     return [e["metrics"]["images_per_s"] for e in result.history]
 
 
@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "digits-png")
     args = parser.parse_args()
     train, _, _ = stratified_split(digits_samples(args.data))
-    config = default_config()
+    config = default_config("classification")
     config["epochs"] = args.epochs
     studio, plain = [], []
     for _ in range(args.rounds):  # interleaved, so load changes on a shared box hit both

@@ -147,3 +147,22 @@ def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def project(session: Session) -> Project:
     return make_project(session, name="Digits")
+
+
+@pytest.fixture
+def sketch_task() -> Iterator[str]:
+    """A task type registered the way a plugin would, with no code half: projects, imports and
+    splits only. Tests of "this stage is not available" use it, whatever the built-ins offer."""
+    from app.tasks import TaskSpec, register_task
+    from app.tasks.registry import _TASKS
+
+    register_task(
+        TaskSpec(
+            key="sketch",
+            title="Sketch",
+            description="A test-only task type without training.",
+            annotation_kinds=("label",),
+        )
+    )
+    yield "sketch"
+    _TASKS.pop("sketch", None)

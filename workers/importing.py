@@ -32,8 +32,9 @@ from app.services import image_index
 from app.services.imports import PALETTE, parse_source, work_dir
 from app.services.splits import compute_fingerprint
 from app.storage import Storage
+from app.tasks import get_task, map_sample
+from app.tasks.mapping import ClassBook, Mapped, MaskProblem
 from workers.imaging import ignore_stop_signals, pool_size, process_batch
-from workers.import_mapping import ClassBook, Mapped, MaskProblem, map_sample
 
 MAX_REPORTED = 1000
 BATCH = 32
@@ -172,7 +173,7 @@ def _run(
     clock.append(time.perf_counter())
     metas = _process_images(root, result.samples, out_images, out_thumbs, reporter)
     clock.append(time.perf_counter())
-    book = ClassBook(existing, result.classes, project.task_type)
+    book = ClassBook(existing, result.classes, get_task(project.task_type).implicit_classes)
     records: list[tuple[Sample, dict[str, Any], list[Mapped]]] = []
     for sample, meta in zip(result.samples, metas, strict=True):
         if "error" in meta:

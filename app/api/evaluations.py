@@ -3,6 +3,8 @@ the checkpoints it can use."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Body, Depends, Query, Response
 from sqlmodel import Session
 
@@ -15,6 +17,7 @@ from app.models.evaluation import (
     EvaluationStart,
     EvaluationStarted,
 )
+from app.services import evaluation_results as results_service
 from app.services import evaluations as service
 from app.services import jobs as job_service
 from app.storage import Storage
@@ -56,8 +59,9 @@ def start_evaluation(
 ) -> EvaluationStarted:
     """Queues an `evaluate` job for a checkpoint (`best` by default) on subsets of the
     experiment's split (`["test"]` by default; `train`, `val`, `test` combine). Optional
-    `batch_size`, `device` (auto, cpu, cuda) and `tta` (`hflip`, `multiscale`). Replaces a
-    finished evaluation; 409 while one runs."""
+    `batch_size`, `device` (auto, cpu, cuda) and `tta` (`hflip`, `multiscale`). The current
+    evaluation stays until this one completes, then it is replaced; a failed run leaves it
+    untouched. 409 while one runs."""
     evaluation, job = service.start_evaluation(
         session,
         storage,
@@ -74,9 +78,10 @@ def start_evaluation(
 def get_evaluation(
     project_id: int, experiment_id: int, session: Session = Depends(get_session)
 ) -> EvaluationRead:
-    """Status (queued, running, completed, failed, cancelled, interrupted), `aggregate` metrics
-    by name (accuracy, f1_macro, precision_macro, ..., confusion_matrix, per_class, by_subset)
-    and the leakage `audit`."""
+    """The current evaluation (the newest completed, else the newest): status (queued,
+    running, completed, failed, cancelled, interrupted), `aggregate` metrics by the task's keys
+    (GET /api/tasks lists them) with `by_subset`, and the leakage `audit`. `attempt` describes
+    a newer run that has not completed (its status and error)."""
     evaluation = service.get_evaluation(session, project_id=project_id, experiment_id=experiment_id)
     return service.read_evaluation(session, evaluation)
 
@@ -88,7 +93,8 @@ def reset_evaluation(
     session: Session = Depends(get_session),
     storage: Storage = Depends(get_storage),
 ) -> Response:
-    """Deletes the evaluation, its per-image results and files at once (cancels a running job)."""
+    """Deletes the experiment's evaluations, per-image results and files at once (cancels a
+    running job)."""
     service.reset_evaluation(session, storage, project_id=project_id, experiment_id=experiment_id)
     return Response(status_code=204)
 
@@ -103,17 +109,30 @@ def list_results(
     experiment_id: int,
     subset: str | None = Query(None, pattern="^(train|val|test)$"),
     outcome: str | None = Query(None, pattern="^(correct|incorrect)$"),
-    true_class: int | None = Query(None, ge=0, description="Output index of the true class"),
-    predicted_class: int | None = Query(None, ge=0, description="Output index predicted"),
-    sort: str = Query("confidence", description="confidence, -confidence, loss, -loss, image"),
-    page: int = Query(1, ge=1),
+    true_class: int | None = Query(
+        None, ge=-1, le=100_000, description="True class index of a match; -1 = background"
+    ),
+    predicted_class: int | None = Query(
+        None, ge=-1, le=100_000, description="Predicted class index of a match; -1 = background"
+    ),
+    class_index: int | None = Query(
+        None, ge=0, le=100_000, description="Images whose truth or prediction has this class"
+    ),
+    has_fp: bool | None = Query(None, description="Images with (true) or without a false positive"),
+    has_fn: bool | None = Query(None, description="Images with (true) or without a false negative"),
+    sort: str = Query(
+        "confidence", description="error, confidence, loss or image; a leading - reverses"
+    ),
+    page: int = Query(1, ge=1, le=1_000_000),
     page_size: int = Query(48, ge=1, le=500),
     session: Session = Depends(get_session),
 ) -> Page[EvaluationResultRead]:
-    """`confidence` sorts the most confident first, `loss` the highest loss first; a leading
-    `-` reverses. Class filters are indices into `aggregate.classes`."""
+    """`error` sorts the worst images first (the task's error measure: wrong labels, FP + FN,
+    ...), `confidence` the most confident first, `loss` the highest loss first; a leading `-`
+    reverses. Class indices are positions in `aggregate.classes`; `true_class` and
+    `predicted_class` select a confusion-matrix cell (GET .../evaluation/confusion)."""
     evaluation = service.get_evaluation(session, project_id=project_id, experiment_id=experiment_id)
-    items, total = service.list_results(
+    items, total = results_service.list_results(
         session,
         evaluation,
         project_id=project_id,
@@ -121,11 +140,28 @@ def list_results(
         outcome=outcome,
         true_class=true_class,
         predicted_class=predicted_class,
+        class_index=class_index,
+        has_fp=has_fp,
+        has_fn=has_fn,
         sort=sort,
         page=page,
         page_size=page_size,
     )
     return Page(items=items, total=total, page=page, page_size=page_size)
+
+
+@router.get(f"{BASE}/evaluation/confusion", summary="Confusion matrix from the match rows")
+def get_confusion(
+    project_id: int,
+    experiment_id: int,
+    subset: str | None = Query(None, pattern="^(train|val|test)$"),
+    session: Session = Depends(get_session),
+) -> dict[str, Any]:
+    """`matrix[i][j]` counts matches with true class `indices[i]` and predicted `indices[j]`
+    (-1 = background: a missed object or a false detection). `subset` limits it to one
+    subset; `subsets` says which the evaluation covered."""
+    evaluation = service.get_evaluation(session, project_id=project_id, experiment_id=experiment_id)
+    return results_service.confusion(session, evaluation, subset=subset)
 
 
 @router.get(
@@ -140,4 +176,6 @@ def get_result(
     session: Session = Depends(get_session),
 ) -> EvaluationResultRead:
     evaluation = service.get_evaluation(session, project_id=project_id, experiment_id=experiment_id)
-    return service.get_result(session, evaluation, project_id=project_id, result_id=result_id)
+    return results_service.get_result(
+        session, evaluation, project_id=project_id, result_id=result_id
+    )

@@ -13,10 +13,11 @@ from sqlmodel import Session
 
 from app.catalog import list_models
 from app.deps import get_session, get_storage
-from app.errors import Invalid, NotFound
+from app.errors import Conflict, Invalid, NotFound
 from app.services import experiments as service
 from app.services import jobs as job_service
 from app.storage import Storage
+from app.tasks import get_task
 from app.tasks.hyperparams import hyperparameter_schema
 
 router = APIRouter(tags=["experiments"])
@@ -32,19 +33,30 @@ def _object(body: Any) -> dict[str, Any]:
 
 @router.get("/catalog/models", summary="Models available for a task")
 def catalog_models(
-    task: str = Query("classification", max_length=40),
+    task: str | None = Query(None, max_length=40, description="A task key; all when absent"),
 ) -> dict[str, Any]:
-    """Ids, titles, families, parameter counts (millions) and default image sizes."""
+    """Ids, titles, families, tasks, parameter counts (millions) and default image sizes."""
+    if task is not None:
+        get_task(task)  # 422 naming the task types when unknown
     items = [m.as_dict() for m in list_models(task)]
     return {"items": items, "total": len(items), "page": 1, "page_size": len(items)}
 
 
-@router.get("/catalog/hyperparameters", summary="Hyperparameters with defaults and help texts")
+@router.get("/catalog/hyperparameters", summary="A task's hyperparameters with defaults")
 def catalog_hyperparameters(task: str = Query("classification", max_length=40)) -> dict[str, Any]:
+    """The task's recipe: resolved defaults, and the JSON schema with bounds, help texts and
+    form groups (`basic`, `augment`, `task`, `advanced`)."""
+    spec = get_task(task)
+    if spec.config_model is None:
+        raise Conflict(
+            f"{spec.title} projects have no training recipe in this build.",
+            code="task_not_trainable",
+            details={"task_type": task},
+        )
     return {
         "task": task,
         "defaults": service.default_config(task),
-        "schema": hyperparameter_schema(),
+        "schema": hyperparameter_schema(spec.config_model),
     }
 
 

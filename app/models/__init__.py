@@ -2,7 +2,7 @@
 
 from app.models.common import Page
 from app.models.dataset_import import DatasetImport
-from app.models.evaluation import Evaluation, EvaluationResult
+from app.models.evaluation import Evaluation, EvaluationMatch, EvaluationResult
 from app.models.experiment import Experiment, MetricPoint
 from app.models.export import Export, ExportCreate, ExportRead
 from app.models.image import ANNOTATION_KINDS, UNLABELLED_SORT, Annotation, Image, ImageAttribute
@@ -32,6 +32,7 @@ __all__ = [
     "Annotation",
     "DatasetImport",
     "Evaluation",
+    "EvaluationMatch",
     "EvaluationResult",
     "Experiment",
     "Export",

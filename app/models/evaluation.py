@@ -1,4 +1,7 @@
-"""Evaluation (1:1 with an experiment) and its per-image results."""
+"""Evaluations of an experiment, their per-image results and match rows (task-neutral).
+
+An experiment keeps its last completed evaluation until a newer one completes: a failed or
+cancelled re-run never destroys the good results (the newer row shows as the attempt)."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ class Evaluation(SQLModel, table=True):
     __tablename__ = "evaluation"
 
     id: int | None = Field(default=None, primary_key=True)
-    experiment_id: int = Field(foreign_key="experiment.id", ondelete="CASCADE", unique=True)
+    experiment_id: int = Field(foreign_key="experiment.id", ondelete="CASCADE", index=True)
     checkpoint: str = Field(max_length=40)
     subsets: list[str] = json_field(list)
     options: dict[str, Any] = json_field()
@@ -30,12 +33,14 @@ class Evaluation(SQLModel, table=True):
 
 
 class EvaluationResult(SQLModel, table=True):
+    """One evaluated image, for any task. `prediction` holds "truth" and "predicted" lists in
+    the annotation geometry format (plus task extras); `error` is the task's error measure
+    (wrong labels, FP + FN, misclassified pixel share...), the default sort."""
+
     __tablename__ = "evaluation_result"
     __table_args__ = (
         Index("ix_evaluation_result_eval_subset", "evaluation_id", "subset"),
-        Index(
-            "ix_evaluation_result_eval_classes", "evaluation_id", "true_class", "predicted_class"
-        ),
+        Index("ix_evaluation_result_eval_image", "evaluation_id", "image_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -45,12 +50,29 @@ class EvaluationResult(SQLModel, table=True):
     prediction: dict[str, Any] = json_field()
     score: float | None = None
     loss: float | None = None
+    error: float | None = None
     correct: bool | None = None
-    # Class indices (LabelClass.index order of the model's output) for single-label tasks, so
-    # a confusion-matrix cell is one indexed query; None for multi-label results, whose sets
-    # live in `prediction`.
+
+
+class EvaluationMatch(SQLModel, table=True):
+    """A true/predicted class pair on an evaluated image (class indices in the model's output
+    order; None = background: a missed object has no predicted class, a false detection no
+    true class). Every confusion-matrix cell of every task is one indexed query here."""
+
+    __tablename__ = "evaluation_match"
+    __table_args__ = (
+        Index("ix_evaluation_match_cell", "evaluation_id", "true_class", "predicted_class"),
+        Index("ix_evaluation_match_image", "evaluation_id", "image_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    evaluation_id: int = Field(foreign_key="evaluation.id", ondelete="CASCADE")
+    image_id: int = Field(foreign_key="image.id", ondelete="CASCADE")
+    subset: str = Field(max_length=16)
     true_class: int | None = None
     predicted_class: int | None = None
+    iou: float | None = None
+    score: float | None = None
 
 
 # --- API schemas ------------------------------------------------------------------------------
@@ -100,6 +122,9 @@ class EvaluationRead(SQLModel):
     job: JobRead | None = None
     # The evaluated checkpoint file was replaced since (the experiment trained again).
     stale: bool = False
+    # A newer run than this one that has not completed (queued, running, failed, cancelled):
+    # {"id", "status", "error", "checkpoint", "subsets", "job_id", "job"}.
+    attempt: dict[str, Any] | None = None
 
 
 class EvaluationStarted(SQLModel):
@@ -111,12 +136,13 @@ class EvaluationResultRead(SQLModel):
     id: int
     image_id: int
     original_name: str
+    width: int = 0
+    height: int = 0
     subset: str
     prediction: dict[str, Any]
     score: float | None
     loss: float | None
+    error: float | None
     correct: bool | None
-    true_class: int | None
-    predicted_class: int | None
     thumbnail_url: str
     file_url: str

@@ -51,6 +51,17 @@ def list_classes(*, session: Session, project_id: int) -> list[ClassRead]:
     return [_read(c, counts) for c in classes]
 
 
+def class_colors(*, session: Session, project_id: int) -> list[str]:
+    """Colours in output-index order (what overlays of predictions colour by)."""
+    return list(
+        session.exec(
+            select(LabelClass.color)
+            .where(LabelClass.project_id == project_id)
+            .order_by(col(LabelClass.index), col(LabelClass.id))
+        ).all()
+    )
+
+
 def get_class(*, session: Session, project_id: int, class_id: int) -> LabelClass:
     get_project(session=session, project_id=project_id)
     label_class = session.get(LabelClass, class_id)

@@ -1,15 +1,20 @@
-"""Evaluations: one per experiment; a checkpoint run over subsets of the experiment's split.
+"""Evaluations: a checkpoint run over subsets of the experiment's split, for any task.
 
 The web process only validates, queues the `evaluate` job and reads results; the worker
-handler (workers/handlers/evaluate.py) runs the model and calls `save_results` here. An
-evaluation's status follows its job: if the job ends without the handler recording an
-outcome (crash, cancel, shutdown), reading the evaluation reports the job's end state.
+handler (workers/handlers/evaluate.py) runs the task's evaluation and calls `save_results`
+here. An evaluation's status follows its job: if the job ends without the handler recording
+an outcome (crash, cancel, shutdown), reading the evaluation reports the job's end state.
+
+An experiment shows its *current* evaluation: the newest completed one, or the newest at all
+when none completed. A new run never deletes the current one; only when the new one completes
+are the older evaluations (rows, matches, files) removed. A newer run that failed or is still
+going shows beside the current one as its `attempt`. Per-image reads live in
+app/services/evaluation_results.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,33 +25,28 @@ from app.db import utcnow
 from app.errors import Conflict, Invalid, StudioError, not_found
 from app.models import (
     TERMINAL_STATUSES,
-    Annotation,
     Evaluation,
+    EvaluationMatch,
     EvaluationResult,
     Experiment,
-    Image,
     Job,
     JobQueue,
-    LabelClass,
     Project,
     SplitMember,
 )
 from app.models.evaluation import (
     CheckpointRead,
     EvaluationRead,
-    EvaluationResultRead,
     EvaluationStart,
 )
 from app.services import jobs as job_service
+from app.services.hardware import check_device
 from app.storage import Storage
-from app.tasks import enable_features, get_task
-
-enable_features("classification", "evaluate")
+from app.tasks import get_task
 
 ACTIVE_STATUSES = ("queued", "running")
 EXPERIMENT_BUSY = ("queued", "running", "stopping")
 CHECKPOINT_ORDER = ("best", "last")
-RESULT_SORTS = ("confidence", "-confidence", "loss", "-loss", "image")
 
 
 # --- lookups ---------------------------------------------------------------------------------
@@ -59,8 +59,29 @@ def get_experiment(session: Session, *, project_id: int, experiment_id: int) -> 
     return experiment
 
 
+def newest_evaluation(session: Session, *, experiment_id: int) -> Evaluation | None:
+    return session.exec(
+        select(Evaluation)
+        .where(Evaluation.experiment_id == experiment_id)
+        .order_by(col(Evaluation.id).desc())
+    ).first()
+
+
 def find_evaluation(session: Session, *, experiment_id: int) -> Evaluation | None:
-    return session.exec(select(Evaluation).where(Evaluation.experiment_id == experiment_id)).first()
+    """The current evaluation: the newest completed one, else the newest (queued, running,
+    failed...), else None. Active rows are synced with their jobs first."""
+    newest = newest_evaluation(session, experiment_id=experiment_id)
+    if newest is None:
+        return None
+    sync_status(session, newest)
+    if newest.status == "completed":
+        return newest
+    completed = session.exec(
+        select(Evaluation)
+        .where(Evaluation.experiment_id == experiment_id, Evaluation.status == "completed")
+        .order_by(col(Evaluation.id).desc())
+    ).first()
+    return completed or newest
 
 
 def get_evaluation(session: Session, *, project_id: int, experiment_id: int) -> Evaluation:
@@ -68,7 +89,16 @@ def get_evaluation(session: Session, *, project_id: int, experiment_id: int) -> 
     evaluation = find_evaluation(session, experiment_id=experiment_id)
     if evaluation is None:
         raise NotFoundEvaluation(experiment_id)
-    return sync_status(session, evaluation)
+    return evaluation
+
+
+def attempt_of(session: Session, evaluation: Evaluation) -> Evaluation | None:
+    """A newer run of the same experiment than `evaluation` (running, failed, cancelled)."""
+    newest = newest_evaluation(session, experiment_id=evaluation.experiment_id)
+    if newest is None or newest.id == evaluation.id:
+        return None
+    sync_status(session, newest)
+    return newest
 
 
 class NotFoundEvaluation(StudioError):
@@ -137,47 +167,6 @@ def split_subset_counts(session: Session, split_id: int) -> dict[str, int]:
     return {subset: int(n) for subset, n in rows}
 
 
-def evaluation_samples(
-    session: Session, storage: Storage, *, split_id: int, subsets: Iterable[str]
-) -> list[dict[str, Any]]:
-    """The images to evaluate: id, absolute path, subset and label class names, by subset and id.
-
-    Reads SplitMember directly; when app.services.splits.subset_image_ids lands this is the
-    one function to switch over.
-    """
-    wanted = list(subsets)
-    members = session.exec(
-        select(SplitMember.subset, Image.id, Image.stored_path)
-        .join(Image, col(Image.id) == col(SplitMember.image_id))
-        .where(SplitMember.split_id == split_id, col(SplitMember.subset).in_(wanted))
-        .order_by(col(Image.id))
-    ).all()
-    labels: dict[int, list[str]] = {}
-    ids = [image_id for _, image_id, _ in members]
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        for image_id, name in session.exec(
-            select(Annotation.image_id, LabelClass.name)
-            .join(LabelClass, col(LabelClass.id) == col(Annotation.class_id))
-            .where(col(Annotation.image_id).in_(chunk), Annotation.kind == "label")
-            .order_by(col(Annotation.id))
-        ).all():
-            labels.setdefault(image_id, []).append(name)
-    order = {s: i for i, s in enumerate(wanted)}
-    samples: list[dict[str, Any]] = [
-        {
-            "image_id": image_id,
-            "path": str(storage.resolve(stored_path)),
-            "subset": subset,
-            "labels": labels.get(image_id, []),
-        }
-        for subset, image_id, stored_path in members
-        if image_id is not None
-    ]
-    samples.sort(key=lambda s: (order[s["subset"]], s["image_id"]))
-    return samples
-
-
 # --- commands --------------------------------------------------------------------------------
 
 
@@ -189,7 +178,7 @@ def start_evaluation(
     experiment_id: int,
     data: EvaluationStart,
 ) -> tuple[Evaluation, Job]:
-    """Queue an evaluation; a finished earlier one of the same experiment is replaced."""
+    """Queue an evaluation. The current one stays until this one completes (then it goes)."""
     project = session.get(Project, project_id)
     if project is None:
         raise not_found("project", project_id)
@@ -200,6 +189,7 @@ def start_evaluation(
             details={"task_type": project.task_type},
         )
     experiment = get_experiment(session, project_id=project_id, experiment_id=experiment_id)
+    check_device(storage, data.device)
     if experiment.status in EXPERIMENT_BUSY:
         raise Conflict(
             f"Experiment {experiment_id} is {experiment.status}; evaluate it once training ends.",
@@ -230,7 +220,7 @@ def start_evaluation(
             code="empty_subset",
             details={"empty": empty, "counts": counts},
         )
-    existing = find_evaluation(session, experiment_id=experiment_id)
+    existing = newest_evaluation(session, experiment_id=experiment_id)
     if existing is not None:
         sync_status(session, existing)
         if existing.status in ACTIVE_STATUSES:
@@ -240,7 +230,6 @@ def start_evaluation(
                 code="evaluation_running",
                 details={"job_id": existing.job_id},
             )
-        _delete_evaluation(session, storage, existing, project_id)
     evaluation = Evaluation(
         experiment_id=experiment_id,
         checkpoint=data.checkpoint,
@@ -269,32 +258,48 @@ def start_evaluation(
     return evaluation, job
 
 
-def _delete_evaluation(
-    session: Session, storage: Storage, evaluation: Evaluation, project_id: int
+def _delete_evaluations(
+    session: Session, storage: Storage, evaluations: list[Evaluation], project_id: int
 ) -> None:
-    session.execute(
-        delete(EvaluationResult).where(col(EvaluationResult.evaluation_id) == evaluation.id)
-    )
-    session.delete(evaluation)
-    session.commit()
-    storage.remove_tree(evaluation_dir(storage, project_id, evaluation.experiment_id))
+    """Rows, match rows and files of these evaluations; the caller commits."""
+    ids = [e.id for e in evaluations]
+    if not ids:
+        return
+    session.execute(delete(EvaluationMatch).where(col(EvaluationMatch.evaluation_id).in_(ids)))
+    session.execute(delete(EvaluationResult).where(col(EvaluationResult.evaluation_id).in_(ids)))
+    for evaluation in evaluations:
+        session.delete(evaluation)
+    session.flush()
+    for evaluation in evaluations:
+        assert evaluation.id is not None
+        storage.remove_tree(
+            evaluation_dir(storage, project_id, evaluation.experiment_id, evaluation.id)
+        )
 
 
-def evaluation_dir(storage: Storage, project_id: int, experiment_id: int) -> Path:
-    return storage.experiment_dir(project_id, experiment_id) / "evaluation"
+def evaluation_dir(
+    storage: Storage, project_id: int, experiment_id: int, evaluation_id: int
+) -> Path:
+    """An evaluation's artefacts (scores, masks...), its own folder so a new run never
+    overwrites the files of the evaluation still shown."""
+    return storage.experiment_dir(project_id, experiment_id) / "evaluations" / str(evaluation_id)
 
 
 def reset_evaluation(
     session: Session, storage: Storage, *, project_id: int, experiment_id: int
 ) -> None:
-    """Delete the evaluation, its results and files now; a running job is cancelled."""
-    evaluation = get_evaluation(session, project_id=project_id, experiment_id=experiment_id)
-    if evaluation.status in ACTIVE_STATUSES and evaluation.job_id is not None:
-        job = session.get(Job, evaluation.job_id)
-        if job is not None and job.status not in TERMINAL_STATUSES:
-            with contextlib.suppress(Conflict):  # it ended meanwhile
-                job_service.cancel_job(session, job_id=evaluation.job_id)
-    _delete_evaluation(session, storage, evaluation, project_id)
+    """Delete every evaluation of the experiment, results and files now; a running job is
+    cancelled."""
+    get_evaluation(session, project_id=project_id, experiment_id=experiment_id)
+    rows = list(session.exec(select(Evaluation).where(Evaluation.experiment_id == experiment_id)))
+    for evaluation in rows:
+        if evaluation.status in ACTIVE_STATUSES and evaluation.job_id is not None:
+            job = session.get(Job, evaluation.job_id)
+            if job is not None and job.status not in TERMINAL_STATUSES:
+                with contextlib.suppress(Conflict):  # it ended meanwhile
+                    job_service.cancel_job(session, job_id=evaluation.job_id)
+    _delete_evaluations(session, storage, rows, project_id)
+    session.commit()
 
 
 # --- used by the worker handler --------------------------------------------------------------
@@ -326,14 +331,17 @@ def mark_ended(session: Session, evaluation_id: int, status: str, error: str = "
 
 def save_results(
     session: Session,
+    storage: Storage,
     evaluation_id: int,
     *,
     rows: list[dict[str, Any]],
+    matches: list[dict[str, Any]],
     aggregate: dict[str, Any],
     audit: dict[str, Any],
     options: dict[str, Any] | None = None,
 ) -> Evaluation:
-    """Store per-image rows and the aggregate in one transaction; the evaluation completes."""
+    """Store per-image rows, match rows and the aggregate in one transaction; the evaluation
+    completes and the experiment's older evaluations (and their files) go."""
     evaluation = session.get(Evaluation, evaluation_id)
     if evaluation is None:
         raise StudioError(
@@ -341,9 +349,30 @@ def save_results(
             code="evaluation_reset",
         )
     session.execute(
+        delete(EvaluationMatch).where(col(EvaluationMatch.evaluation_id) == evaluation_id)
+    )
+    session.execute(
         delete(EvaluationResult).where(col(EvaluationResult.evaluation_id) == evaluation_id)
     )
-    session.add_all(EvaluationResult(evaluation_id=evaluation_id, **row) for row in rows)
+    columns = set(EvaluationResult.model_fields) - {"id", "evaluation_id"}
+    session.add_all(
+        EvaluationResult(
+            evaluation_id=evaluation_id, **{k: v for k, v in row.items() if k in columns}
+        )
+        for row in rows
+    )
+    session.add_all(EvaluationMatch(evaluation_id=evaluation_id, **match) for match in matches)
+    older = list(
+        session.exec(
+            select(Evaluation).where(
+                Evaluation.experiment_id == evaluation.experiment_id,
+                col(Evaluation.id) < evaluation_id,
+            )
+        )
+    )
+    experiment = session.get(Experiment, evaluation.experiment_id)
+    if experiment is not None:
+        _delete_evaluations(session, storage, older, experiment.project_id)
     evaluation.aggregate = aggregate
     evaluation.audit = audit
     evaluation.options = {**evaluation.options, **(options or {})}
@@ -377,114 +406,21 @@ def read_evaluation(session: Session, evaluation: Evaluation) -> EvaluationRead:
     job = evaluation_job(session, evaluation)
     read.job = job_service.read_job(job) if job is not None else None
     read.stale = is_stale(session, evaluation)
+    attempt = attempt_of(session, evaluation)
+    if attempt is not None:
+        attempt_job = evaluation_job(session, attempt)
+        read.attempt = {
+            "id": attempt.id,
+            "status": attempt.status,
+            "error": attempt.options.get("error", ""),
+            "checkpoint": attempt.checkpoint,
+            "subsets": attempt.subsets,
+            "job_id": attempt.job_id,
+            "job": job_service.read_job(attempt_job).model_dump(mode="json")
+            if attempt_job
+            else None,
+        }
     return read
-
-
-def list_results(
-    session: Session,
-    evaluation: Evaluation,
-    *,
-    project_id: int,
-    subset: str | None = None,
-    outcome: str | None = None,
-    true_class: int | None = None,
-    predicted_class: int | None = None,
-    sort: str = "confidence",
-    page: int = 1,
-    page_size: int = 48,
-) -> tuple[list[EvaluationResultRead], int]:
-    """Per-image results. `outcome` is correct | incorrect; classes are output indices.
-
-    Multi-label results have no single class per image, so their class filters ("has this
-    true label" / "predicted this label") run over the rows' label sets in Python.
-    """
-    if sort not in RESULT_SORTS:
-        raise Invalid(
-            f"sort={sort!r} is not a sort order; use one of: {', '.join(RESULT_SORTS)}.",
-            code="invalid_sort",
-            details={"valid": list(RESULT_SORTS)},
-        )
-    if outcome not in (None, "", "correct", "incorrect"):
-        raise Invalid(
-            f"outcome={outcome!r} is not valid; use correct or incorrect.", code="invalid_outcome"
-        )
-    multilabel = (evaluation.aggregate or {}).get("task") == "multilabel"
-    query = (
-        select(EvaluationResult, Image.original_name)
-        .join(Image, col(Image.id) == col(EvaluationResult.image_id))
-        .where(EvaluationResult.evaluation_id == evaluation.id)
-    )
-    if subset:
-        query = query.where(EvaluationResult.subset == subset)
-    if outcome:
-        query = query.where(EvaluationResult.correct == (outcome == "correct"))
-    if not multilabel:
-        if true_class is not None:
-            query = query.where(EvaluationResult.true_class == true_class)
-        if predicted_class is not None:
-            query = query.where(EvaluationResult.predicted_class == predicted_class)
-    key = {
-        "confidence": (col(EvaluationResult.score).desc(), col(EvaluationResult.id)),
-        "-confidence": (col(EvaluationResult.score).asc(), col(EvaluationResult.id)),
-        "loss": (col(EvaluationResult.loss).desc(), col(EvaluationResult.id)),
-        "-loss": (col(EvaluationResult.loss).asc(), col(EvaluationResult.id)),
-        "image": (col(EvaluationResult.image_id), col(EvaluationResult.id)),
-    }[sort]
-    query = query.order_by(*key)
-    if multilabel and (true_class is not None or predicted_class is not None):
-        rows = [
-            row
-            for row in session.exec(query).all()
-            if (true_class is None or true_class in row[0].prediction.get("targets", []))
-            and (predicted_class is None or predicted_class in row[0].prediction.get("labels", []))
-        ]
-        total = len(rows)
-        rows = rows[(page - 1) * page_size : page * page_size]
-    else:
-        count = select(func.count()).select_from(query.order_by(None).subquery())
-        total = int(session.exec(count).one())
-        rows = list(session.exec(query.offset((page - 1) * page_size).limit(page_size)).all())
-    items = [
-        EvaluationResultRead(
-            id=result.id,  # type: ignore[arg-type]
-            image_id=result.image_id,
-            original_name=name,
-            subset=result.subset,
-            prediction=result.prediction,
-            score=result.score,
-            loss=result.loss,
-            correct=result.correct,
-            true_class=result.true_class,
-            predicted_class=result.predicted_class,
-            thumbnail_url=f"/api/projects/{project_id}/images/{result.image_id}/thumbnail",
-            file_url=f"/api/projects/{project_id}/images/{result.image_id}/file",
-        )
-        for result, name in rows
-    ]
-    return items, total
-
-
-def get_result(
-    session: Session, evaluation: Evaluation, *, project_id: int, result_id: int
-) -> EvaluationResultRead:
-    result = session.get(EvaluationResult, result_id)
-    if result is None or result.evaluation_id != evaluation.id:
-        raise not_found("result", result_id)
-    image = session.get(Image, result.image_id)
-    return EvaluationResultRead(
-        id=result_id,
-        image_id=result.image_id,
-        original_name=image.original_name if image else "",
-        subset=result.subset,
-        prediction=result.prediction,
-        score=result.score,
-        loss=result.loss,
-        correct=result.correct,
-        true_class=result.true_class,
-        predicted_class=result.predicted_class,
-        thumbnail_url=f"/api/projects/{project_id}/images/{result.image_id}/thumbnail",
-        file_url=f"/api/projects/{project_id}/images/{result.image_id}/file",
-    )
 
 
 def completed_experiments(session: Session, *, project_id: int) -> list[Experiment]:

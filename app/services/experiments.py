@@ -15,7 +15,6 @@ Status lifecycle (experiment.status):
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -30,11 +29,8 @@ from app.errors import Conflict, Invalid, not_found
 from app.models import Experiment, Job, JobQueue, JobStatus, MetricPoint, Project, Split
 from app.services import jobs as job_service
 from app.storage import Storage
-from app.tasks import enable_features, get_task, register_task
-from app.tasks.hyperparams import TrainConfig, validate_config
-
-enable_features("classification", "train")
-register_task(replace(get_task("classification"), default_model="small_cnn"))
+from app.tasks import TaskSpec, get_task, list_tasks
+from app.tasks.hyperparams import validate_config
 
 ACTIVE = ("queued", "running", "stopping")
 RESUMABLE = ("stopped", "interrupted", "completed", "failed")
@@ -58,15 +54,17 @@ def _get_project(session: Session, project_id: int) -> Project:
     return project
 
 
-def _check_trainable(project: Project) -> None:
+def _check_trainable(project: Project) -> TaskSpec:
     task = get_task(project.task_type)
-    if not task.supports("train"):
+    if not task.supports("train") or task.config_model is None:
+        trainable = [t.title for t in list_tasks() if t.supports("train")]
         raise Conflict(
-            f"Training is not available for {task.title} projects yet; "
-            "classification projects can be trained.",
+            f"Training is not available for {task.title} projects in this build; "
+            f"these task types train: {', '.join(trainable)}.",
             code="task_not_trainable",
             details={"task_type": project.task_type},
         )
+    return task
 
 
 def _get_split(session: Session, project_id: int, split_id: int) -> Split:
@@ -81,16 +79,24 @@ def _get_split(session: Session, project_id: int, split_id: int) -> Split:
 
 
 def resolve_config(data: dict[str, Any], task: str) -> dict[str, Any]:
-    """Validate hyperparameters and fill the model's default image size."""
-    config = validate_config(data, task)
-    spec = get_model(config.model, task)
+    """Validate hyperparameters against the task's recipe model and fill the model's default
+    image size."""
+    spec = get_task(task)
+    if spec.config_model is None:
+        raise Conflict(
+            f"{spec.title} projects have no training recipe in this build.",
+            code="task_not_trainable",
+            details={"task_type": task},
+        )
+    config = validate_config(data, spec.config_model, spec.defaults())
+    model = get_model(config.model, task)
     resolved = config.model_dump()
     if resolved["image_size"] is None:
-        resolved["image_size"] = spec.default_image_size
+        resolved["image_size"] = model.default_image_size
     return resolved
 
 
-def default_config(task: str = "classification") -> dict[str, Any]:
+def default_config(task: str) -> dict[str, Any]:
     return resolve_config({}, task)
 
 
@@ -302,9 +308,7 @@ def start_training(
             )
         config = dict(experiment.config)
         config["epochs"] = epochs
-        experiment.config = TrainConfig.model_validate(
-            {**config, "image_size": config["image_size"]}
-        ).model_dump()
+        experiment.config = resolve_config(config, project.task_type)
     elif (
         resume
         and experiment.status == "completed"
@@ -405,7 +409,7 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def catalog(task: str = "classification") -> list[dict[str, Any]]:
+def catalog(task: str | None = None) -> list[dict[str, Any]]:
     return [m.as_dict() for m in list_models(task)]
 
 

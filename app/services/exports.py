@@ -15,11 +15,7 @@ from app.errors import Conflict, Invalid, NotFound, not_found
 from app.models import Experiment, Export, ExportCreate, ExportRead, Job, Project
 from app.services.jobs import submit_job_for
 from app.storage import Storage
-from app.tasks import enable_features, get_task
-
-# Classification exports (ONNX/INT8/TorchScript) and predicts with them; other tasks add
-# their output decoding in workers/ml/decoding/ and enable themselves the same way.
-enable_features("classification", "export", "predict")
+from app.tasks import get_task
 
 # Mirrors workers/ml/export/spec.py (the web process must not import workers): format → suffix.
 FORMATS: dict[str, str] = {"onnx": ".onnx", "onnx_int8": ".onnx", "torchscript": ".pt"}

@@ -49,19 +49,6 @@ SAMPLES = {"digits": "scikit-learn digits: 1,797 handwritten digits, 10 classes,
 CHUNK = 1024 * 1024
 
 
-def _enable_import() -> None:
-    """Every task type some importer supports offers the import stage."""
-    from app.tasks.registry import enable_features, list_tasks
-
-    supported = {task for importer in list_importers() for task in importer.tasks}
-    for spec in list_tasks():
-        if spec.key in supported:
-            enable_features(spec.key, "import")
-
-
-_enable_import()
-
-
 class ImportRead(BaseModel):
     id: int
     project_id: int

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlmodel import Session
 
+from app.catalog import list_models
 from app.tasks import FEATURES, list_tasks
 
 
@@ -26,7 +27,12 @@ def task_list() -> dict[str, Any]:
                 "description": spec.description,
                 "annotation_kinds": list(spec.annotation_kinds),
                 "primary_metric": spec.primary_metric,
+                "metric_mode": spec.metric_mode,
+                "curve_metrics": list(spec.curve_metrics),
+                "summary_metric": spec.summary_metric,
+                "metrics": [{"key": m.key, "title": m.title, "mode": m.mode} for m in spec.metrics],
                 "default_model": spec.default_model,
+                "models": [m.id for m in list_models(spec.key)],
                 "features": {name: spec.supports(name) for name in FEATURES},
                 "available": sorted(spec.features, key=FEATURES.index),
             }

@@ -58,8 +58,10 @@ def submit_prediction(
     project_id: int,
     export_id: int | None,
     uploads: list[Upload],
+    score_threshold: float | None = None,
 ) -> tuple[Job, Export]:
-    """Store the uploads under the job's folder and queue the job in one commit."""
+    """Store the uploads under the job's folder and queue the job in one commit.
+    `score_threshold` overrides a detector's own threshold for this request."""
     if not uploads:
         raise BadRequest("Send one or more images as multipart `files`.", code="no_files")
     if len(uploads) > MAX_FILES:
@@ -90,7 +92,15 @@ def submit_prediction(
         stored = storage.new_name("")
         atomic_write_bytes(folder / stored, upload.data)
         files.append({"stored": f"inputs/{stored}", "name": upload.name[:300]})
-    job.params = {"export_id": export.id, "files": files, "top_k": TOP_K}
+    options: dict[str, Any] = {"top_k": TOP_K}
+    if score_threshold is not None:
+        if not 0 <= score_threshold <= 1:
+            raise Invalid(
+                f"score_threshold={score_threshold} is invalid; use 0-1.",
+                code="invalid_score_threshold",
+            )
+        options["score_threshold"] = float(score_threshold)
+    job.params = {"export_id": export.id, "files": files, "options": options}
     session.add(job)
     session.commit()
     session.refresh(job)

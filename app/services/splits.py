@@ -57,7 +57,7 @@ from app.services.split_strategies import (
     find_duplicates,
     iterative_stratification,
 )
-from app.tasks import enable_features, get_task, list_tasks
+from app.tasks import get_task
 
 
 def fingerprint_lines(lines: Iterable[str]) -> str:
@@ -806,5 +806,3 @@ def attribute_choices(session: Session, project_id: int) -> list[dict[str, Any]]
 
 
 # Every task type can be split: stratification works on class presence, whatever the kind.
-for _spec in list_tasks():
-    enable_features(_spec.key, "splits")

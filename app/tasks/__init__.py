@@ -1,13 +1,25 @@
-"""Task types as data. Importing this package registers the built-ins."""
+"""Task types as data. Importing this package discovers every task module in it, and each
+registers itself through `register_task` (the door a plugin uses too)."""
 
-from app.tasks import builtin  # noqa: F401  (registers the seven task types)
 from app.tasks.registry import (
     FEATURES,
+    MetricSpec,
     TaskSpec,
-    enable_features,
+    discover,
     get_task,
     list_tasks,
+    map_sample,
     register_task,
 )
 
-__all__ = ["FEATURES", "TaskSpec", "enable_features", "get_task", "list_tasks", "register_task"]
+discover("app.tasks")
+
+__all__ = [
+    "FEATURES",
+    "MetricSpec",
+    "TaskSpec",
+    "get_task",
+    "list_tasks",
+    "map_sample",
+    "register_task",
+]

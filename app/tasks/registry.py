@@ -1,37 +1,115 @@
-"""The task registry: what each task type is, as data. Its code half lives in workers/ml/."""
+"""The task registry: what each task type is, as data. Its code half lives in workers/ml/tasks/.
+
+A task type is a plug-in with two halves matched by key (docs/architecture.md, "Task types"):
+this data half (no torch) says what the task offers and how its results read; the code half
+trains, evaluates, exports and decodes. Shared code asks the registry and never names a task.
+"""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.errors import Invalid
+
+if TYPE_CHECKING:
+    from app.tasks.hyperparams import TrainConfig
+    from app.tasks.mapping import ClassBook, Mapped, Warn
+
+
+FEATURES = ("projects", "import", "splits", "train", "evaluate", "export", "predict")
+# Modules of this package that are shared helpers, not task types.
+HELPER_MODULES = {"registry", "hyperparams", "mapping"}
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One aggregate metric a task's evaluation reports (key in Evaluation.aggregate)."""
+
+    key: str
+    title: str
+    mode: str = "max"  # max: higher is better; min: lower is better
+    percent: bool = False  # a 0-1 share, shown with four decimals and comparable in points
+
+
+@dataclass(frozen=True)
+class AnnotationRow:
+    """One annotation as the stratification hook sees it (splits are made in the web process)."""
+
+    image_id: int
+    kind: str
+    class_name: str | None
+    geometry: dict[str, Any]
+    attributes: dict[str, Any]
+
+
+# (sample, task, width, height, class book, source root, warn) -> annotation rows to store.
+MapSample = Callable[..., "list[Mapped]"]
+# Every annotation of a project -> the stratification tokens of each image.
+Stratify = Callable[[list[AnnotationRow]], dict[int, set[str]]]
 
 
 @dataclass(frozen=True)
 class TaskSpec:
     """A task type described as data only, so the web process can list it without torch.
 
-    `features` says which workflow stages this build supports for the task; the web and API
-    layers show unavailable stages as such instead of offering a button that cannot work.
+    `features` says which workflow stages this build offers for the task; pages and the API
+    show unavailable stages as such instead of offering a button that cannot work. A registry
+    test fails when a declared stage has no code half behind it.
     """
 
     key: str
     title: str
     description: str
     annotation_kinds: tuple[str, ...]
+    badge_color: str = "#64748b"
+    order: int = 100  # position in task pickers and GET /api/tasks
+    features: frozenset[str] = frozenset({"projects", "import", "splits"})
+    default_model: str | None = None
+    # Training: the curve that picks the best checkpoint (MetricPoint key) and its direction,
+    # and the validation curves the live chart draws.
     primary_metric: str = ""
     metric_mode: str = "max"
-    default_model: str | None = None
-    badge_color: str = "#64748b"
-    features: frozenset[str] = frozenset({"projects"})
+    curve_metrics: tuple[str, ...] = ()
+    # Evaluation: aggregate keys in table order; `summary_metric` is the headline number
+    # (experiment lists, compare view, parity "metric from the export").
+    metrics: tuple[MetricSpec, ...] = ()
+    summary_metric: str = ""
+    # Hyperparameters: the pydantic model of this task's recipe (common fields + task fields)
+    # and overrides of the common defaults.
+    config_model: type[TrainConfig] | None = None
+    config_defaults: dict[str, Any] = field(default_factory=dict)
+    # Evaluation result filters this task offers besides subset: "outcome" (correct/wrong),
+    # "cell" (true/predicted class from match rows), "has_fp", "has_fn", "class".
+    result_filters: tuple[str, ...] = ("outcome", "cell")
+    # Test-time augmentations the task's evaluation offers: (value, title).
+    tta_options: tuple[tuple[str, str], ...] = ()
+    # Import: what a normalized sample becomes in a project of this task, and classes a new
+    # project gets before the first import (segmentation's background at index 0).
+    map_sample: MapSample | None = None
+    implicit_classes: tuple[str, ...] = ()
+    # Splits: tokens to stratify on; None stratifies on the classes present in each image.
+    stratify: Stratify | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def defaults(self) -> dict[str, Any]:
+        """Hyperparameter defaults of this task: its default model over the common defaults."""
+        return {"model": self.default_model, **self.config_defaults}
 
     def supports(self, feature: str) -> bool:
         return feature in self.features
 
+    def metric(self, key: str) -> MetricSpec | None:
+        return next((m for m in self.metrics if m.key == key), None)
 
-FEATURES = ("projects", "import", "splits", "train", "evaluate", "export", "predict")
+    @property
+    def partials(self) -> str:
+        """Folder of this task's result partials (templates/partials/tasks/<key>/)."""
+        return f"partials/tasks/{self.key}"
+
 
 _TASKS: dict[str, TaskSpec] = {}
 
@@ -41,16 +119,23 @@ def register_task(spec: TaskSpec) -> TaskSpec:
     unknown = set(spec.features) - set(FEATURES)
     if unknown:
         raise ValueError(f"task {spec.key}: unknown features {sorted(unknown)}")
+    trains = spec.supports("train")
+    if trains and (spec.config_model is None or not spec.primary_metric or not spec.metrics):
+        raise ValueError(f"task {spec.key}: training needs a config model, metrics and a primary")
+    if spec.metric_mode not in ("max", "min"):
+        raise ValueError(f"task {spec.key}: metric_mode must be max or min")
     _TASKS[spec.key] = spec
     return spec
 
 
-def enable_features(key: str, *features: str) -> TaskSpec:
-    """Mark more workflow stages as available for a task (each feature module calls this)."""
-    from dataclasses import replace
-
-    spec = _TASKS[key]
-    return register_task(replace(spec, features=spec.features | frozenset(features)))
+def discover(package: str = "app.tasks", extra: Iterable[str] = ()) -> None:
+    """Import every task module of the package (and plugin modules), which register themselves."""
+    module = importlib.import_module(package)
+    for info in pkgutil.iter_modules(module.__path__):
+        if info.name not in HELPER_MODULES and not info.name.startswith("_"):
+            importlib.import_module(f"{package}.{info.name}")
+    for name in extra:
+        importlib.import_module(name)
 
 
 def get_task(key: str) -> TaskSpec:
@@ -66,4 +151,14 @@ def get_task(key: str) -> TaskSpec:
 
 
 def list_tasks() -> list[TaskSpec]:
-    return list(_TASKS.values())
+    return sorted(_TASKS.values(), key=lambda s: (s.order, s.key))
+
+
+def map_sample(
+    sample: Any, task: str, w: int, h: int, book: ClassBook, source_root: Any, warn: Warn
+) -> list[Mapped]:
+    """The annotation rows (and masks) one imported sample becomes in a project of this task."""
+    spec = get_task(task)
+    if spec.map_sample is None:
+        return []
+    return spec.map_sample(sample, w, h, book, source_root, warn)

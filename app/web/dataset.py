@@ -171,53 +171,22 @@ def update_class(
     return response
 
 
-def _obb_points(g: dict[str, Any]) -> str:
-    cx, cy, w, h = (float(g.get(k, 0)) for k in ("cx", "cy", "w", "h"))
-    angle = math.radians(float(g.get("angle", 0)))
-    cos, sin = math.cos(angle), math.sin(angle)
-    corners = []
-    for dx, dy in ((-w / 2, -h / 2), (w / 2, -h / 2), (w / 2, h / 2), (-w / 2, h / 2)):
-        corners.append(f"{cx + dx * cos - dy * sin:.2f},{cy + dx * sin + dy * cos:.2f}")
-    return " ".join(corners)
-
-
-def _ring_path(rings: list[Any]) -> str:
-    parts = []
-    for ring in rings:
-        points = [p for p in ring if isinstance(p, list | tuple) and len(p) >= 2]
-        if len(points) >= 2:
-            head, *rest = points
-            parts.append(
-                f"M{float(head[0]):.2f},{float(head[1]):.2f} "
-                + " ".join(f"L{float(x):.2f},{float(y):.2f}" for x, y, *_ in rest)
-                + " Z"
-            )
-    return " ".join(parts)
-
-
-def overlay_shape(annotation: AnnotationRead) -> dict[str, Any] | None:
-    """What the SVG draws for one annotation, in stored-image pixel coordinates."""
-    g = annotation.geometry
-    try:
-        if annotation.kind == "bbox":
-            return {
-                "x": float(g["x"]),
-                "y": float(g["y"]),
-                "w": float(g["w"]),
-                "h": float(g["h"]),
-            }
-        if annotation.kind == "polygon":
-            rings = g.get("rings") or [g.get("points", [])]
-            return {"d": _ring_path(rings)}
-        if annotation.kind == "obb":
-            return {
-                "points": _obb_points(g),
-                "x": float(g["cx"]),
-                "y": float(g["cy"]) - float(g["h"]) / 2,
-            }
-    except (KeyError, TypeError, ValueError):
-        return None
-    return None
+def annotation_shapes(annotations: list[AnnotationRead]) -> list[dict[str, Any]]:
+    """The overlay macro's shapes for an image's own annotations; masks first, so a mask
+    never hides a box."""
+    ordered = sorted(annotations, key=lambda a: a.kind != "mask")
+    return [
+        {
+            "kind": a.kind,
+            "geometry": a.geometry,
+            "role": "annotation",
+            "color": a.color,
+            "label": a.class_name or "",
+            "cid": a.class_id if a.kind == "mask" else (a.class_id or 0),
+            "href": a.overlay_url if a.kind == "mask" else None,
+        }
+        for a in ordered
+    ]
 
 
 @router.get("/projects/{project_id}/dataset/images/{image_id}")
@@ -250,9 +219,7 @@ def image_page(
                 painted = []  # a missing or broken mask file: the overlay request says why
             present_ids += [c for c in painted if c not in present_ids]
     present = [class_by_id[c] for c in present_ids if c in class_by_id]
-    # Masks underneath, outlines on top, so a mask never hides a box.
-    ordered = sorted(detail.annotations, key=lambda a: a.kind != "mask")
-    shapes = [(a, overlay_shape(a)) for a in ordered]
+    shapes = annotation_shapes(detail.annotations)
     return render(
         request,
         "pages/dataset/image.html",

@@ -13,9 +13,13 @@ from app.deps import get_session, get_storage
 from app.errors import Invalid, NotFound
 from app.models import Experiment
 from app.models.evaluation import EVALUATION_SUBSETS, EvaluationStart
+from app.services import classes as class_service
+from app.services import evaluation_results as results_service
 from app.services import evaluations as service
+from app.services import hardware
 from app.services import projects as project_service
 from app.storage import Storage
+from app.tasks import get_task
 from app.templating import render
 from app.web.common import nav_context, parse_form
 from app.web.nav import register_project_page
@@ -28,24 +32,30 @@ PAGE_SIZE = 24
 def _panel_context(
     session: Session, storage: Storage, project_id: int, experiment: Experiment
 ) -> dict[str, Any]:
+    """The current evaluation (kept until a newer run completes) and that newer run, if any."""
     assert experiment.id is not None
     evaluation = service.find_evaluation(session, experiment_id=experiment.id)
-    if evaluation is not None:
-        service.sync_status(session, evaluation)
-    job = service.evaluation_job(session, evaluation) if evaluation else None
+    attempt = service.attempt_of(session, evaluation) if evaluation else None
+    active = attempt or evaluation
+    job = service.evaluation_job(session, active) if active else None
     counts = (
         service.split_subset_counts(session, experiment.split_id)
         if experiment.split_id is not None
         else {}
     )
+    project = project_service.get_project(session=session, project_id=project_id)
     return {
         "project_id": project_id,
         "experiment": experiment,
         "evaluation": evaluation,
+        "attempt": attempt,
         "job": job,
+        "spec": get_task(project.task_type),
+        "colors": class_service.class_colors(session=session, project_id=project_id),
+        "devices": hardware.devices(storage),
         "checkpoints": service.list_checkpoints(storage, experiment),
         "subset_counts": {s: counts.get(s, 0) for s in EVALUATION_SUBSETS},
-        "running": evaluation is not None and evaluation.status in service.ACTIVE_STATUSES,
+        "running": active is not None and active.status in service.ACTIVE_STATUSES,
         "stale": evaluation is not None and service.is_stale(session, evaluation),
     }
 
@@ -122,10 +132,10 @@ def poll(
     storage: Storage = Depends(get_storage),
 ) -> Response:
     """204 (nothing to swap) while the evaluation runs; the whole panel once it has ended."""
-    evaluation = service.find_evaluation(session, experiment_id=experiment_id)
-    if evaluation is not None:
-        service.sync_status(session, evaluation)
-        if evaluation.status in service.ACTIVE_STATUSES:
+    newest = service.newest_evaluation(session, experiment_id=experiment_id)
+    if newest is not None:
+        service.sync_status(session, newest)
+        if newest.status in service.ACTIVE_STATUSES:
             return Response(status_code=204)
     return _panel(request, session, storage, project_id, experiment_id)
 
@@ -171,7 +181,15 @@ def reset(
 
 
 def _int_or_none(value: str | None) -> int | None:
-    return int(value) if value not in (None, "") and str(value).isdigit() else None
+    """A form's class index: digits, or -1 for background; anything else means no filter."""
+    if value in (None, ""):
+        return None
+    text = str(value)
+    return int(text) if text.isdigit() or text == "-1" else None
+
+
+def _flag(value: str) -> bool | None:
+    return {"yes": True, "no": False}.get(value)
 
 
 @router.get("/projects/{project_id}/evaluation/{experiment_id}/results")
@@ -183,45 +201,71 @@ def results(
     outcome: str = Query("", max_length=10),
     true_class: str = Query("", max_length=6),
     predicted_class: str = Query("", max_length=6),
+    class_index: str = Query("", max_length=6),
+    has_fp: str = Query("", max_length=3),
+    has_fn: str = Query("", max_length=3),
     sort: str = Query("confidence", max_length=12),
-    page: int = Query(1, ge=1),
+    page: int = Query(1, ge=1, le=1_000_000),
     session: Session = Depends(get_session),
 ) -> Response:
     evaluation = service.get_evaluation(session, project_id=project_id, experiment_id=experiment_id)
     subset = subset if subset in EVALUATION_SUBSETS else ""
     outcome = outcome if outcome in ("correct", "incorrect") else ""
-    true_index, predicted_index = _int_or_none(true_class), _int_or_none(predicted_class)
     filters: dict[str, Any] = {
         "subset": subset,
         "outcome": outcome,
-        "true_class": true_index,
-        "predicted_class": predicted_index,
-        "sort": sort,
+        "true_class": _int_or_none(true_class),
+        "predicted_class": _int_or_none(predicted_class),
+        "class_index": _int_or_none(class_index),
+        "has_fp": _flag(has_fp),
+        "has_fn": _flag(has_fn),
     }
-    items, total = service.list_results(
+    items, total = results_service.list_results(
         session,
         evaluation,
         project_id=project_id,
         subset=subset or None,
         outcome=outcome or None,
-        true_class=true_index,
-        predicted_class=predicted_index,
         sort=sort,
         page=page,
         page_size=PAGE_SIZE,
+        **{k: v for k, v in filters.items() if k not in ("subset", "outcome")},
     )
     query = {k: ("" if v is None else v) for k, v in filters.items()}
+    query.update(has_fp=has_fp, has_fn=has_fn, sort=sort)
+    project = project_service.get_project(session=session, project_id=project_id)
     return render(
         request,
         "partials/_evaluation_results.html",
         project_id=project_id,
         experiment_id=experiment_id,
+        spec=get_task(project.task_type),
         classes=(evaluation.aggregate or {}).get("classes", []),
+        colors=class_service.class_colors(session=session, project_id=project_id),
         items=items,
         total=total,
         page=page,
         pages=max(1, -(-total // PAGE_SIZE)),
         query=query,
+    )
+
+
+@router.get("/projects/{project_id}/evaluation/{experiment_id}/confusion")
+def confusion(
+    request: Request,
+    project_id: int,
+    experiment_id: int,
+    subset: str = Query("", max_length=8),
+    session: Session = Depends(get_session),
+) -> Response:
+    """The confusion-matrix card, for all evaluated subsets or one."""
+    evaluation = service.get_evaluation(session, project_id=project_id, experiment_id=experiment_id)
+    subset = subset if subset in EVALUATION_SUBSETS else ""
+    return render(
+        request,
+        "partials/_confusion.html",
+        base=f"/projects/{project_id}/evaluation/{experiment_id}",
+        cm=results_service.confusion(session, evaluation, subset=subset or None),
     )
 
 
@@ -234,20 +278,15 @@ def result_detail(
     session: Session = Depends(get_session),
 ) -> Response:
     evaluation = service.get_evaluation(session, project_id=project_id, experiment_id=experiment_id)
-    item = service.get_result(session, evaluation, project_id=project_id, result_id=result_id)
-    classes = (evaluation.aggregate or {}).get("classes", [])
-    scores = item.prediction.get("scores", [])
-    ranked = sorted(
-        (
-            {"index": i, "name": classes[i] if i < len(classes) else str(i), "score": s}
-            for i, s in enumerate(scores)
-        ),
-        key=lambda row: -row["score"],
+    item = results_service.get_result(
+        session, evaluation, project_id=project_id, result_id=result_id
     )
+    project = project_service.get_project(session=session, project_id=project_id)
     return render(
         request,
         "partials/_evaluation_detail.html",
         item=item,
-        classes=classes,
-        ranked=ranked[:20],
+        spec=get_task(project.task_type),
+        classes=(evaluation.aggregate or {}).get("classes", []),
+        colors=class_service.class_colors(session=session, project_id=project_id),
     )

@@ -10,12 +10,14 @@ from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFil
 from sqlmodel import Session
 
 from app.deps import get_session, get_storage
-from app.errors import BadRequest
+from app.errors import BadRequest, Invalid
 from app.models import Export, ExportCreate
+from app.services import classes as class_service
 from app.services import exports as service
 from app.services import predictions as predict_service
 from app.services import projects as project_service
 from app.storage import Storage
+from app.tasks import get_task
 from app.templating import render
 from app.web.common import nav_context, parse_form
 from app.web.nav import register_project_page
@@ -133,16 +135,30 @@ def delete_export(
     return response
 
 
+def _float_or_none(raw: str) -> float | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise Invalid(
+            f"score_threshold={raw!r} is not a number; use 0-1.", code="invalid_score_threshold"
+        ) from None
+
+
 @router.post("/projects/{project_id}/try")
 def try_model(
     request: Request,
     project_id: int,
     files: list[UploadFile] = File(default=[]),
     export_id: int | None = Form(None),
+    score_threshold: str = Form(""),
     session: Session = Depends(get_session),
     storage: Storage = Depends(get_storage),
 ) -> Response:
     """The try-it panel: the same prediction path as POST /api/projects/{pid}/predict."""
+    threshold = _float_or_none(score_threshold)
     uploads = [
         predict_service.Upload(
             name=f.filename or f"image{i + 1}",
@@ -158,6 +174,7 @@ def try_model(
         project_id=project_id,
         export_id=export_id,
         uploads=uploads,
+        score_threshold=threshold,
     )
     assert job.id is not None
     finished = predict_service.wait_for_job(session=session, job_id=job.id, timeout=60)
@@ -175,4 +192,8 @@ def try_model(
         job=finished,
         previews=previews,
         export=export,
+        spec=get_task(
+            project_service.get_project(session=session, project_id=project_id).task_type
+        ),
+        colors=class_service.class_colors(session=session, project_id=project_id),
     )

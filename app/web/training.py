@@ -12,32 +12,14 @@ from app.deps import get_session
 from app.errors import Invalid
 from app.services import experiments as service
 from app.services import projects as project_service
-from app.tasks.hyperparams import APPLIES_WHEN, Augmentations, TrainConfig
+from app.tasks import get_task, list_tasks
+from app.tasks.hyperparams import APPLIES_WHEN, form_fields
 from app.templating import render
 from app.web.common import nav_context
 from app.web.nav import register_project_page
 
 router = APIRouter()
 register_project_page("training", "Training", "/training", 30)
-
-# Form fields shown in the experiment form, in order (the rest keep their defaults).
-NUMBER_FIELDS = (
-    "epochs",
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "image_size",
-    "warmup_epochs",
-    "label_smoothing",
-    "early_stopping_patience",
-    "accumulate_grad_batches",
-    "seed",
-    "num_workers",
-)
-CHOICE_FIELDS = ("model", "optimizer", "scheduler")
-BOOL_FIELDS = ("pretrained", "ema", "freeze_backbone", "deterministic", "mixed_precision")
-AUGMENT_BOOLS = ("hflip", "vflip", "random_resized_crop")
-AUGMENT_NUMBERS = ("rotation", "color_jitter", "mixup_alpha", "cutmix_alpha")
 
 
 def _number(name: str, raw: str) -> int | float | None:
@@ -51,36 +33,42 @@ def _number(name: str, raw: str) -> int | float | None:
     return int(value) if value.is_integer() and "." not in raw and "e" not in raw else value
 
 
-def form_to_body(form: dict[str, Any]) -> dict[str, Any]:
-    """Form fields -> the API's JSON body (same validation afterwards, same messages)."""
+def _task_form(task: str) -> dict[str, list[dict[str, Any]]]:
+    spec = get_task(task)
+    if spec.config_model is None:
+        return {}
+    return form_fields(spec.config_model, spec.defaults())
+
+
+def form_to_body(form: dict[str, Any], task: str) -> dict[str, Any]:
+    """Form fields -> the API's JSON body (same validation afterwards, same messages). The
+    fields come from the task's recipe model, so every task's form parses the same way."""
     body: dict[str, Any] = {"name": str(form.get("name", "")).strip()}
     split = str(form.get("split_id", "")).strip()
     body["split_id"] = int(split) if split.isdigit() else split
-    for name in CHOICE_FIELDS:
-        if form.get(name):
-            body[name] = str(form[name])
-    for name in NUMBER_FIELDS:
-        if name in form:
-            value = _number(name, str(form[name]))
-            if value is not None:
-                body[name] = value
-    for name in BOOL_FIELDS:
-        body[name] = form.get(name) == "on"
-    augment: dict[str, Any] = {name: form.get(f"augment_{name}") == "on" for name in AUGMENT_BOOLS}
-    for name in AUGMENT_NUMBERS:
-        if f"augment_{name}" in form:
-            value = _number(f"augment.{name}", str(form[f"augment_{name}"]))
-            if value is not None:
-                augment[name] = value
-    body["augment"] = augment
+    if form.get("model"):
+        body["model"] = str(form["model"])
+    augment: dict[str, Any] = {}
+    for group in _task_form(task).values():
+        for field in group:
+            name, key = field["name"], field["key"]
+            target = augment if name.startswith("augment_") else body
+            if field["kind"] == "bool":
+                target[key] = form.get(name) == "on"
+            elif field["kind"] == "bool_or_auto":
+                raw = str(form.get(name, "")).strip()
+                if raw in ("true", "false"):
+                    target[key] = raw == "true"
+            elif field["kind"] == "number":
+                if name in form:
+                    value = _number(name.replace("augment_", "augment."), str(form[name]))
+                    if value is not None:
+                        target[key] = value
+            elif form.get(name):
+                target[key] = str(form[name])
+    if augment:
+        body["augment"] = augment
     return body
-
-
-def _fields() -> dict[str, Any]:
-    """Defaults and help texts for the form, from the pydantic model (one source of truth)."""
-    fields = {n: f for n, f in TrainConfig.model_fields.items()}
-    fields.update({f"augment_{n}": f for n, f in Augmentations.model_fields.items()})
-    return fields
 
 
 def _page_context(session: Session, project_id: int) -> dict[str, Any]:
@@ -88,13 +76,20 @@ def _page_context(session: Session, project_id: int) -> dict[str, Any]:
     read = project_service.read_project(session=session, project=project)
     splits = service.splits_for_training(session, project_id)
     experiments = service.list_experiments(session, project_id)
+    spec = get_task(project.task_type)
+    names = {e.name for e in experiments}
+    number = len(experiments) + 1
+    while f"{spec.default_model}-{number}" in names:
+        number += 1
     return {
         "p": read,
         "splits": splits,
+        "default_name": f"{spec.default_model}-{number}",
+        "trainable": [t.title for t in list_tasks() if t.supports("train")],
         "experiments": [service.read_experiment(e) for e in experiments],
         "models": list_models(project.task_type),
-        "defaults": TrainConfig().model_dump(),
-        "fields": _fields(),
+        "task_spec": get_task(project.task_type),
+        "form": _task_form(project.task_type),
         **nav_context(read, "training"),
     }
 
@@ -119,7 +114,10 @@ async def create_experiment(
     request: Request, project_id: int, session: Session = Depends(get_session)
 ) -> Response:
     form = dict(await request.form())
-    experiment = service.create_experiment(session, project_id, form_to_body(form))
+    project = project_service.get_project(session=session, project_id=project_id)
+    experiment = service.create_experiment(
+        session, project_id, form_to_body(form, project.task_type)
+    )
     return Response(
         status_code=204,
         headers={"HX-Redirect": f"/projects/{project_id}/training/{experiment.id}"},
@@ -161,7 +159,7 @@ def _detail_context(session: Session, project_id: int, experiment_id: int) -> di
         "p": read,
         **detail,
         "config_rows": config_rows(experiment["config"], experiment.get("weights")),
-        "fields": _fields(),
+        "task_spec": get_task(project.task_type),
         **nav_context(read, "training"),
     }
 

@@ -41,10 +41,26 @@
   }
 
   var LOSS = { "train/loss": "#2563eb", "val/loss": "#dc2626" };
-  var METRICS = { "val/acc": "#16a34a", "val/f1_macro": "#7c3aed", "val/map": "#ea580c" };
+  var PALETTE = ["#16a34a", "#7c3aed", "#ea580c", "#0891b2", "#be185d", "#65a30d"];
+
+  // The task names its validation curves (data-curves, from its TaskSpec); training loss
+  // parts (train/<part>, e.g. a detector's box regression) join the loss chart.
+  function metricColors(el) {
+    var colors = {};
+    JSON.parse(el.dataset.curves || "[]").forEach(function (key, i) { colors[key] = PALETTE[i % PALETTE.length]; });
+    return colors;
+  }
+
+  function lossColor(key, index) {
+    if (LOSS[key]) return LOSS[key];
+    if (key.indexOf("train/") === 0 && key !== "train/step_loss") return COLORS[(index + 2) % COLORS.length];
+    return null;
+  }
 
   function live(el) {
     if (!el || typeof Chart === "undefined") return;
+    var METRICS = metricColors(el);
+    var lossKeys = [];
     var loss = chart(document.getElementById("chart-loss"), "loss");
     var metrics = chart(document.getElementById("chart-metrics"), "value");
     var stepsPerEpoch = null;
@@ -57,7 +73,9 @@
       Object.keys(values).forEach(function (key) {
         var value = values[key];
         if (typeof value !== "number") return;
-        if (LOSS[key]) { upsert(dataset(loss, key, LOSS[key]), epoch, value); count++; }
+        if (lossKeys.indexOf(key) === -1 && lossColor(key, lossKeys.length)) lossKeys.push(key);
+        var color = lossColor(key, lossKeys.indexOf(key));
+        if (color) { upsert(dataset(loss, key, color), epoch, value); count++; }
         if (METRICS[key]) { upsert(dataset(metrics, key, METRICS[key]), epoch, value); count++; }
       });
       loss.update(); metrics.update(); bump();
@@ -115,14 +133,15 @@
     var ids = JSON.parse(el.dataset.sources);
     var names = JSON.parse(el.dataset.names);
     var loss = chart(document.getElementById("compare-loss"), "val/loss");
-    var acc = chart(document.getElementById("compare-acc"), "val/acc");
+    var primary = el.dataset.primary || "val/acc";
+    var acc = chart(document.getElementById("compare-acc"), primary);
     ids.forEach(function (id, index) {
       fetch("/api/projects/" + el.dataset.project + "/experiments/" + id + "/metrics")
         .then(function (r) { return r.json(); })
         .then(function (body) {
           var color = COLORS[index % COLORS.length];
           var series = body.series || {};
-          [["val/loss", loss], ["val/acc", acc]].forEach(function (pair) {
+          [["val/loss", loss], [primary, acc]].forEach(function (pair) {
             var ds = dataset(pair[1], names[index], color);
             (series[pair[0]] || []).forEach(function (p) { upsert(ds, p.epoch, p.value); });
             pair[1].update();

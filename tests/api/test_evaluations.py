@@ -10,7 +10,7 @@ from app.services import evaluations as service
 from app.storage import Storage
 from tests.factories import make_image, make_split
 from tests.helpers import assert_api_error
-from tests.support.evaluation import make_experiment
+from tests.support.evaluation import complete_evaluation, make_experiment
 
 
 def _setup(session: Session, storage: Storage, project: Project, **kw: object):  # type: ignore[no-untyped-def]
@@ -72,14 +72,14 @@ def test_start_queues_an_evaluate_job_and_validates(
 
 
 def test_experiment_states_that_cannot_be_evaluated(
-    client: TestClient, session: Session, storage: Storage, project: Project
+    client: TestClient, session: Session, storage: Storage, project: Project, sketch_task: str
 ) -> None:
     _, split, running = _setup(session, storage, project, status="running")
     assert_api_error(client.post(_url(project, running.id)), 409, "experiment_running")
     empty = make_experiment(session, storage, project.id, split, checkpoints=(), name="none")  # type: ignore[arg-type]
     assert_api_error(client.post(_url(project, empty.id)), 409, "no_checkpoint")
-    detection = client.post("/api/projects", json={"name": "Boxes", "task_type": "detection"})
-    other = session.get(Project, detection.json()["id"])
+    sketch = client.post("/api/projects", json={"name": "Sketches", "task_type": sketch_task})
+    other = session.get(Project, sketch.json()["id"])
     assert other is not None and other.id is not None
     image = make_image(session, storage, other.id, labels=["a"])
     det_split = make_split(session, other.id, [image, image], ratios=(0.5, 0.0, 0.5))
@@ -92,30 +92,19 @@ def test_tasks_report_evaluate_for_classification(client: TestClient) -> None:
     assert "evaluate" in tasks["classification"]["features"]
 
 
-def _fake_results(session: Session, evaluation_id: int, images: list, classes: int = 3) -> None:  # type: ignore[type-arg]
-    rows = []
-    for i, image in enumerate(images):
-        true, pred = i % classes, (i * 2) % classes
-        scores = [0.1] * classes
-        scores[pred] = 0.5 + i / 100
-        rows.append(
-            {
-                "image_id": image.id,
-                "subset": "test" if i % 2 else "val",
-                "prediction": {"label": pred, "target": true, "scores": scores},
-                "score": scores[pred],
-                "loss": float(i),
-                "correct": true == pred,
-                "true_class": true,
-                "predicted_class": pred,
-            }
-        )
-    service.save_results(
-        session,
-        evaluation_id,
-        rows=rows,
-        aggregate={"task": "multiclass", "accuracy": 0.5, "classes": ["a", "b", "c"]},
-        audit={"status": "ok", "checks": {}},
+def _fake_results(
+    session: Session,
+    storage: Storage,
+    evaluation_id: int,
+    images: list,
+    classes: int = 3,  # type: ignore[type-arg]
+) -> None:
+    outcomes = [
+        (image.id, "test" if i % 2 else "val", i % classes, (i * 2) % classes)
+        for i, image in enumerate(images)
+    ]
+    complete_evaluation(
+        session, storage, evaluation_id, outcomes, ["a", "b", "c"], aggregate={"accuracy": 0.5}
     )
 
 
@@ -125,7 +114,7 @@ def test_results_filter_sort_and_paginate(
     images, _, experiment = _setup(session, storage, project)
     url = _url(project, experiment.id)
     started = client.post(url, json={"subsets": ["val", "test"]}).json()
-    _fake_results(session, started["evaluation"]["id"], images)
+    _fake_results(session, storage, started["evaluation"]["id"], images)
     got = client.get(url).json()
     assert got["status"] == "completed" and got["aggregate"]["accuracy"] == 0.5
     assert got["stale"] is False
@@ -148,7 +137,16 @@ def test_results_filter_sort_and_paginate(
     cell = client.get(results, params={"true_class": 1, "predicted_class": 2}).json()
     expected = [i for i in range(len(images)) if i % 3 == 1 and (i * 2) % 3 == 2]
     assert cell["total"] == len(expected) > 0
-    assert all(r["true_class"] == 1 and r["predicted_class"] == 2 for r in cell["items"])
+    assert all(
+        r["prediction"]["truth"][0]["index"] == 1 and r["prediction"]["predicted"][0]["index"] == 2
+        for r in cell["items"]
+    )
+    confusion = client.get(f"{url}/confusion").json()
+    assert confusion["matrix"][1][2] == len(expected) and confusion["background"] is False
+    assert sum(map(sum, confusion["matrix"])) == len(images)
+    test_only = client.get(f"{url}/confusion", params={"subset": "test"}).json()
+    assert sum(map(sum, test_only["matrix"])) == sum(1 for i in range(len(images)) if i % 2)
+    assert test_only["subset"] == "test" and test_only["subsets"] == ["val", "test"]
     assert cell["items"][0]["thumbnail_url"].endswith(
         f"/images/{cell['items'][0]['image_id']}/thumbnail"
     )
@@ -165,7 +163,19 @@ def test_results_filter_sort_and_paginate(
     one = client.get(f"{results}/{cell['items'][0]['id']}")
     assert one.status_code == 200 and one.json()["image_id"] == cell["items"][0]["image_id"]
 
-    # re-run replaces: the earlier rows are gone once a new evaluation starts
-    assert client.post(url).status_code == 202
-    assert session.exec(select(EvaluationResult)).all() == []
-    assert len(session.exec(select(Evaluation)).all()) == 1
+    # A re-run keeps the current results until it completes; a failed re-run loses nothing.
+    rerun = client.post(url).json()
+    current = client.get(url).json()
+    assert current["id"] == started["evaluation"]["id"] and current["status"] == "completed"
+    assert current["attempt"]["status"] == "queued"
+    service.mark_ended(session, rerun["evaluation"]["id"], "failed", "no CUDA device")
+    current = client.get(url).json()
+    assert current["id"] == started["evaluation"]["id"] and current["aggregate"]["accuracy"] == 0.5
+    assert current["attempt"]["status"] == "failed" and "CUDA" in current["attempt"]["error"]
+    assert client.get(results).json()["total"] == len(images)
+    # ... and a re-run that completes replaces it, rows and all.
+    third = client.post(url).json()
+    _fake_results(session, storage, third["evaluation"]["id"], images[:4])
+    assert client.get(url).json()["id"] == third["evaluation"]["id"]
+    assert len(session.exec(select(EvaluationResult)).all()) == 4
+    assert [e.id for e in session.exec(select(Evaluation)).all()] == [third["evaluation"]["id"]]

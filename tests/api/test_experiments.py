@@ -152,9 +152,11 @@ def test_duplicate_name_is_a_conflict(client: TestClient, project: Project, spli
     assert_api_error(create(client, project, split_id), 409, "experiment_exists")
 
 
-def test_untrainable_task_answers_409(client: TestClient, session: Session) -> None:
-    detection = make_project(session, task_type="detection")
-    response = client.post(url(detection), json={"name": "x", "split_id": 1})
+def test_untrainable_task_answers_409(
+    client: TestClient, session: Session, sketch_task: str
+) -> None:
+    sketch = make_project(session, task_type=sketch_task)
+    response = client.post(url(sketch), json={"name": "x", "split_id": 1})
     assert_api_error(response, 409, "task_not_trainable")
 
 

@@ -84,8 +84,10 @@ def test_export_request_errors_say_what_is_valid(
     assert_api_error(client.get(url(project, experiment, "/999")), 404, "export_not_found")
 
 
-def test_export_of_unsupported_task_answers_409(client: TestClient, session: Session) -> None:
-    project = make_project(session, name="Boxes", task_type="detection")
+def test_export_of_unsupported_task_answers_409(
+    client: TestClient, session: Session, sketch_task: str
+) -> None:
+    project = make_project(session, name="Sketches", task_type=sketch_task)
     experiment = make_experiment(session, project)
     assert_api_error(client.post(url(project, experiment), json={}), 409, "export_unsupported")
 

@@ -32,7 +32,7 @@ print("HEAVY", heavy)
 
 
 def test_predicting_with_onnx_imports_no_torch(tmp_path: Path) -> None:
-    spec = ExportSpec("classification", ["a", "b"], 16, [0.5] * 3, [0.25] * 3)
+    spec = ExportSpec("classification", ["a", "b"], 16, [0.5] * 3, [0.25] * 3, ["logits"])
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 2)).eval()
     export_onnx(
         model,

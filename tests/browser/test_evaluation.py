@@ -67,16 +67,33 @@ def test_evaluate_then_click_a_confusion_cell(page: Page, studio: LiveStudio) ->
         f"{count} image{'' if count == 1 else 's'}"
     )
     expect(thumbs).to_have_count(min(count, 24))
+    classes = api["aggregate"]["classes"]
     for k in range(thumbs.count()):
-        thumb = thumbs.nth(k)
-        expect(thumb).to_have_attribute("data-true", str(true_class))
-        expect(thumb).to_have_attribute("data-pred", str(predicted))
+        expect(thumbs.nth(k).locator(".eval-caption")).to_have_text(
+            f"{classes[true_class]} → {classes[predicted]}"
+        )
     expect(page.get_by_test_id("filter-true")).to_have_value(str(true_class))
 
     # the detail view shows the ground truth and the scores per class
     thumbs.first.click()
     detail = page.get_by_test_id("eval-detail")
     expect(detail).to_be_visible()
-    classes = api["aggregate"]["classes"]
     expect(page.get_by_test_id("detail-truth")).to_have_text(classes[true_class])
     expect(detail.locator(".eval-scores li")).to_have_count(len(classes))
+    detail.get_by_role("button", name="Close").click()
+
+    # A re-run that fails keeps the good results: it asks first, then says what failed.
+    last = storage.resolve(experiment.checkpoints["last"]["path"])
+    last.write_bytes(b"not a checkpoint")
+    page.get_by_test_id("eval-checkpoint").select_option("last")
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+    page.get_by_test_id("evaluate").click()
+    expect(page.get_by_test_id("eval-failed")).to_contain_text(
+        "previous results below are kept", timeout=120_000
+    )
+    assert asked and "stay until the new evaluation completes" in asked[0]
+    expect(page.get_by_test_id("metric-accuracy")).to_have_text(f"{accuracy:.4f}")
+    kept = studio.api.get(f"/api/projects/{project_id}/experiments/{experiment.id}/evaluation")
+    assert kept.json()["aggregate"]["accuracy"] == accuracy
+    assert kept.json()["attempt"]["status"] == "failed"

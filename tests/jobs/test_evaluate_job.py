@@ -7,7 +7,7 @@ import pytest
 from sklearn import metrics as sk
 from sqlmodel import Session, select
 
-from app.models import EvaluationResult, Job
+from app.models import EvaluationMatch, EvaluationResult, Job
 from app.models.evaluation import EvaluationStart
 from app.services import evaluations as service
 from app.services.events import list_events
@@ -66,18 +66,25 @@ def test_evaluate_job_matches_training_and_stores_everything(
     ).all()
     assert len(rows) == len(images)
     test_rows = [r for r in rows if r.subset == "test"]
-    truth = [r.true_class for r in test_rows]
-    preds = [r.predicted_class for r in test_rows]
+    truth = [r.prediction["truth"][0]["index"] for r in test_rows]
+    preds = [r.prediction["predicted"][0]["index"] for r in test_rows]
+    matches = session.exec(
+        select(EvaluationMatch).where(
+            EvaluationMatch.evaluation_id == evaluation.id, EvaluationMatch.subset == "test"
+        )
+    ).all()
+    by_image = {m.image_id: (m.true_class, m.predicted_class) for m in matches}
+    assert [by_image[r.image_id] for r in test_rows] == list(zip(truth, preds, strict=True))
     assert sk.accuracy_score(truth, preds) == recorded["accuracy"]
     assert (
         aggregate["by_subset"]["test"]["confusion_matrix"]
         == sk.confusion_matrix(truth, preds, labels=list(range(10))).tolist()
     )
     # full-precision scores live in the evaluation's scores.npz (rows keep 6 decimals)
-    folder = service.evaluation_dir(storage, project.id, experiment.id)
+    folder = service.evaluation_dir(storage, project.id, experiment.id, evaluation.id)
     stored = np.load(folder / "scores.npz")
-    by_image = {int(i): row for i, row in zip(stored["image_ids"], stored["probs"], strict=True)}
-    scores = np.array([by_image[r.image_id] for r in test_rows])
+    probs = {int(i): row for i, row in zip(stored["image_ids"], stored["probs"], strict=True)}
+    scores = np.array([probs[r.image_id] for r in test_rows])
     assert np.allclose(scores, [r.prediction["scores"] for r in test_rows], atol=1e-6)
     truth_arr = np.array(truth)
     occurring = [c for c in range(10) if 0 < (truth_arr == c).sum() < len(truth_arr)]

@@ -49,7 +49,7 @@ def png(seed: int) -> bytes:
 
 def write_model(path: Path, seed: int = 0) -> None:
     torch.manual_seed(seed)
-    spec = ExportSpec("classification", ["a", "b", "c"], 32, [0.5] * 3, [0.25] * 3)
+    spec = ExportSpec("classification", ["a", "b", "c"], 32, [0.5] * 3, [0.25] * 3, ["logits"])
     model = torch.nn.Sequential(
         torch.nn.Conv2d(3, 4, 3, padding=1),
         torch.nn.ReLU(),

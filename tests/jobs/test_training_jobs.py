@@ -120,7 +120,7 @@ def test_stop_then_resume_completes_with_live_events(
     assert completed["provenance"]["resumes"]
     assert epochs_of(session, eid) == list(range(1, done + 2))
     series = client.get(f"{base}/metrics").json()["series"]
-    assert "test/acc" in series and len(series["val/acc"]) == done + 1
+    assert "test/accuracy" in series and len(series["val/acc"]) == done + 1
 
 
 def test_killed_worker_leaves_experiment_interrupted_and_resumable(

@@ -24,7 +24,7 @@ def write_samples(
         path = folder / f"{index}.png"
         Image.fromarray(pixels).save(path)
         target: list[int] | int = sorted({label, (label + 1) % classes}) if multi_label else label
-        samples.append(Sample(index, path, target))
+        samples.append(Sample(index, path, target=target))
     return samples
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn import metrics as sk
 
-from workers.ml.metrics.classification import multiclass_metrics, multilabel_metrics
+from workers.ml.tasks.classification.eval_metrics import multiclass_metrics, multilabel_metrics
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

@@ -9,6 +9,8 @@ from sqlmodel import Session, select
 from app.config import Settings
 from app.models import Annotation, LabelClass
 from app.models.evaluation import EvaluationStart
+from app.services import annotations
+from app.services import evaluation_results as results
 from app.services import evaluations as service
 from app.services import jobs as job_service
 from app.storage import Storage
@@ -59,25 +61,24 @@ def test_multilabel_evaluation_in_process(
     assert aggregate["task"] == "multilabel"
     assert aggregate["subset_accuracy"] == recorded["accuracy"]  # exact
     model = load_for_inference(storage.resolve(experiment.checkpoints["best"]["path"]))
-    assert model.thresholds is not None  # tuned at training, used as recorded
-    assert aggregate["thresholds"] == pytest.approx(model.thresholds)
+    assert model.info["thresholds"] is not None  # tuned at training, used as recorded
+    assert aggregate["thresholds"] == pytest.approx(model.info["thresholds"])
     assert 0.0 <= aggregate["hamming_loss"] <= 1.0 and "confusion_matrix" not in aggregate
 
     classes = aggregate["classes"]
     even = classes.index("even")
-    items, total = service.list_results(
+    items, total = results.list_results(
         session, evaluation, project_id=project.id, true_class=even, page_size=500
     )
     assert total == sum(1 for i in parity.values() if i == "even") - sum(
         1
-        for r in service.evaluation_samples(
+        for r in annotations.subset_samples(
             session, storage, split_id=split.id, subsets=["train", "val"]
         )
-        if "even" in r["labels"]
+        if any(a["class_name"] == "even" for a in r["annotations"])
     )
-    assert all(even in item.prediction["targets"] for item in items)
-    assert all(item.true_class is None for item in items)
-    predicted, _ = service.list_results(
+    assert all(even in [t["index"] for t in item.prediction["truth"]] for item in items)
+    predicted, _ = results.list_results(
         session, evaluation, project_id=project.id, predicted_class=even, page_size=500
     )
-    assert all(even in item.prediction["labels"] for item in predicted)
+    assert all(even in [p["index"] for p in item.prediction["predicted"]] for item in predicted)

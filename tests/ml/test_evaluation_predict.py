@@ -3,19 +3,24 @@ TTA reported and averaged, per-image rows consistent with the aggregate."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from sklearn import metrics as sk
 from sqlmodel import Session
 
-from app.services import evaluations as service
+from app.services import annotations
 from app.storage import Storage
 from tests.factories import make_digits, make_split
 from tests.support.training import train_tiny_experiment
 from workers.ml.checkpoints import load_for_inference
-from workers.ml.evaluation import EvalItem, aggregate_metrics, per_image, predict, tta_views
+from workers.ml.tasks.base import samples_from_rows
+from workers.ml.tasks.classification.evaluate import (
+    aggregate_metrics,
+    eval_items,
+    per_image,
+    predict,
+    tta_views,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -30,12 +35,9 @@ def test_test_accuracy_equals_training_and_tta_is_reported(
     assert recorded["checkpoint"] == "best"
 
     model = load_for_inference(storage.resolve(experiment.checkpoints["best"]["path"]))
-    index = {name: i for i, name in enumerate(model.classes)}
-    samples = service.evaluation_samples(session, storage, split_id=split.id, subsets=["test"])
-    items = [
-        EvalItem(image_id=s["image_id"], path=Path(s["path"]), target=index[s["labels"][0]])
-        for s in samples
-    ]
+    rows = annotations.subset_samples(session, storage, split_id=split.id, subsets=["test"])
+    items, _kept, skipped = eval_items(model, samples_from_rows(rows))
+    assert not any(skipped.values())
     assert len(items) == recorded["n"]
     seen: list[tuple[int, int]] = []
     output = predict(model, items, batch_size=7, report=lambda d, t: seen.append((d, t)))
@@ -47,8 +49,10 @@ def test_test_accuracy_equals_training_and_tta_is_reported(
     assert np.allclose(output.probs.sum(1).numpy(), 1.0, atol=1e-5)
 
     rows = [per_image(model, output, i) for i in range(len(items))]
-    preds = [r["predicted_class"] for r in rows]
-    truth = [r["true_class"] for r in rows]
+    assert all(len(r["matches"]) == 1 for r in rows)
+    preds = [r["matches"][0]["predicted_class"] for r in rows]
+    truth = [r["matches"][0]["true_class"] for r in rows]
+    assert all(r["error"] == float(not r["correct"]) for r in rows)
     assert sum(r["correct"] for r in rows) / len(rows) == recorded["accuracy"]
     assert (
         aggregate["confusion_matrix"]

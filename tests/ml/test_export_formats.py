@@ -11,10 +11,35 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from workers.ml.decoding import get_decoder
-from workers.ml.export.parity import parity_report
 from workers.ml.export.pipeline import run_export
 from workers.ml.export.spec import ExportSpec
+from workers.ml.tasks import get_task_code
+from workers.ml.tasks.base import Ann, Sample
+from workers.ml.tasks.classification.export import parity
+
+CLASSES = ["cat", "dog", "fox"]
+
+
+def labelled(targets: list[int], classes: list[str] = CLASSES) -> list[Sample]:
+    return [
+        Sample(image_id=i, path=Path(f"{i}.png"), annotations=[Ann("label", classes[t])])
+        for i, t in enumerate(targets)
+    ]
+
+
+def compare(targets: list[int]):  # type: ignore[no-untyped-def]
+    """The classification task's parity check on samples with these true labels."""
+
+    def run(fmt, reference, candidate, meta):  # type: ignore[no-untyped-def]
+        return parity(
+            fmt=fmt, reference=reference, candidate=candidate, samples=labelled(targets), meta=meta
+        )
+
+    return run
+
+
+def per_image(logits: np.ndarray) -> list[dict[str, np.ndarray]]:
+    return [{"logits": row} for row in logits]
 
 
 def tiny_cnn(classes: int = 3) -> torch.nn.Module:
@@ -32,10 +57,11 @@ def tiny_cnn(classes: int = 3) -> torch.nn.Module:
 def spec() -> ExportSpec:
     return ExportSpec(
         task="classification",
-        classes=["cat", "dog", "fox"],
+        classes=list(CLASSES),
         image_size=16,
         mean=[0.5, 0.5, 0.5],
         std=[0.25, 0.25, 0.25],
+        output_names=["logits"],
     )
 
 
@@ -55,7 +81,7 @@ def test_onnx_export_has_dynamic_batch_named_output_and_metadata(
         fmt="onnx",
         path=tmp_path / "m.onnx",
         inputs=inputs,
-        targets=targets,
+        compare=compare(targets),
         metadata_extra={"studio_version": "0.1.0"},
     )
     proto = onnx.load(str(out["path"]))
@@ -80,7 +106,12 @@ def test_torchscript_and_int8_exports_validate(tmp_path: Path, spec: ExportSpec)
     inputs = batch(40)
     targets = [int(t) for t in model(torch.from_numpy(inputs)).argmax(1)]
     ts = run_export(
-        model, spec=spec, fmt="torchscript", path=tmp_path / "m.pt", inputs=inputs, targets=targets
+        model,
+        spec=spec,
+        fmt="torchscript",
+        path=tmp_path / "m.pt",
+        inputs=inputs,
+        compare=compare(targets),
     )
     assert ts["valid"] and ts["validation"]["max_abs_diff"] <= 1e-4
     extra = {"studio.json": ""}
@@ -89,7 +120,12 @@ def test_torchscript_and_int8_exports_validate(tmp_path: Path, spec: ExportSpec)
     assert loaded(torch.from_numpy(inputs[:7])).shape == (7, 3)
 
     q = run_export(
-        model, spec=spec, fmt="onnx_int8", path=tmp_path / "q.onnx", inputs=inputs, targets=targets
+        model,
+        spec=spec,
+        fmt="onnx_int8",
+        path=tmp_path / "q.onnx",
+        inputs=inputs,
+        compare=compare(targets),
     )
     report = q["validation"]
     names = {c["name"] for c in report["checks"]}
@@ -102,38 +138,41 @@ def test_torchscript_and_int8_exports_validate(tmp_path: Path, spec: ExportSpec)
 
 def test_parity_report_fails_a_diverging_export() -> None:
     meta = {"task": "classification", "classes": ["a", "b"]}
+    samples = labelled([0, 1], ["a", "b"])
     reference = np.array([[2.0, 0.0], [0.0, 2.0]], dtype=np.float32)
     candidate = reference + np.float32(1e-3)
-    report = parity_report(
-        fmt="onnx", reference=reference, candidate=candidate, targets=[0, 1], meta=meta
+    report = parity(
+        fmt="onnx",
+        reference=per_image(reference),
+        candidate=per_image(candidate),
+        samples=samples,
+        meta=meta,
     )
     assert not report["valid"]
     assert report["checks"][0]["name"] == "max_abs_diff" and not report["checks"][0]["passed"]
     flipped = np.array([[0.0, 2.0], [0.0, 2.0]], dtype=np.float32)
-    int8 = parity_report(
-        fmt="onnx_int8", reference=reference, candidate=flipped, targets=[0, 1], meta=meta
+    int8 = parity(
+        fmt="onnx_int8",
+        reference=per_image(reference),
+        candidate=per_image(flipped),
+        samples=samples,
+        meta=meta,
     )
     assert int8["top1_agreement"] == 0.5 and int8["metric_delta"] == -0.5 and not int8["valid"]
 
 
 def test_classification_decoding_single_and_multi_label() -> None:
-    decoder = get_decoder("classification")
+    decoder = get_task_code("classification").decoder
     logits = np.array([[0.0, 3.0, 1.0]])
-    single = decoder.decode(logits, meta={"classes": ["a", "b", "c"]}, top_k=2)[0]
+    one = {"logits": logits[0]}
+    meta = {"classes": ["a", "b", "c"]}
+    single = decoder.decode(one, meta=meta, size=(8, 8), options={"top_k": 2})
     assert [t["class"] for t in single["top"]] == ["b", "c"]
     assert single["labels"][0]["class"] == "b"
-    assert (
-        abs(
-            sum(
-                t["score"]
-                for t in decoder.decode(logits, meta={"classes": ["a", "b", "c"]})[0]["top"]
-            )
-            - 1
-        )
-        < 1e-9
-    )
+    every = decoder.decode(one, meta=meta, size=(8, 8), options={})["top"]
+    assert abs(sum(t["score"] for t in every) - 1) < 1e-9
     multi_meta = {"classes": ["a", "b", "c"], "multi_label": True, "thresholds": [0.5, 0.5, 0.7]}
-    multi = decoder.decode(logits, meta=multi_meta)[0]
+    multi = decoder.decode(one, meta=multi_meta, size=(8, 8), options={})
     # sigmoid(1.0) = 0.73 ≥ 0.7, sigmoid(0) = 0.5 ≥ 0.5
     assert {t["class"] for t in multi["labels"]} == {"a", "b", "c"}
     assert decoder.metric(logits, [[0, 1, 2]], meta=multi_meta) == 1.0
@@ -150,7 +189,7 @@ def test_other_opsets_export_and_match(tmp_path: Path, spec: ExportSpec, opset: 
         fmt="onnx",
         path=tmp_path / "m.onnx",
         inputs=inputs,
-        targets=[0] * 4,
+        compare=compare([0] * 4),
         opset=opset,
     )
     assert onnx.load(str(out["path"])).opset_import[0].version == opset
@@ -165,7 +204,7 @@ def test_unsupported_opset_is_refused(tmp_path: Path, spec: ExportSpec) -> None:
             fmt="onnx",
             path=tmp_path / "m.onnx",
             inputs=batch(2),
-            targets=[0, 0],
+            compare=compare([0, 0]),
             opset=9,
         )
     assert not (tmp_path / "m.onnx").exists()

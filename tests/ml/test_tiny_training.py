@@ -14,8 +14,8 @@ from app.storage import Storage
 from tests.factories import make_digits, make_split
 from tests.support.training import train_tiny_experiment
 from workers.ml.checkpoints import load_checkpoint, load_for_inference, preprocess
-from workers.ml.data import Sample
-from workers.ml.tasks.classification import evaluate
+from workers.ml.tasks import get_task_code
+from workers.ml.tasks.base import Ann, Sample
 
 
 @pytest.mark.slow
@@ -42,8 +42,8 @@ def test_tiny_experiment_trains_and_records_everything(
         select(MetricPoint).where(MetricPoint.experiment_id == experiment.id)
     ).all()
     keys = {p.key for p in points}
-    assert {"train/loss", "val/acc", "val/loss", "test/acc"} <= keys
-    test_acc = next(p.value for p in points if p.key == "test/acc")
+    assert {"train/loss", "val/acc", "val/loss", "test/accuracy"} <= keys
+    test_acc = next(p.value for p in points if p.key == "test/accuracy")
     assert test_acc == provenance["test_metrics"]["accuracy"]
     assert elapsed < 60, elapsed
 
@@ -53,7 +53,7 @@ def test_tiny_experiment_trains_and_records_everything(
     checkpoint = load_checkpoint(best)
     assert checkpoint["provenance"]["config"]["epochs"] == 2
     model = load_for_inference(best)
-    assert model.classes == provenance["classes"] and not model.multi_label
+    assert model.classes == provenance["classes"] and not model.info["multi_label"]
     test_ids = [i for i, s in split_subsets(session, split.id) if s == "test"]
     by_id = {image.id: image for image in images}
     correct = 0
@@ -65,10 +65,15 @@ def test_tiny_experiment_trains_and_records_everything(
         correct += int(model.classes[int(torch.argmax(logits))] == label)
     assert correct / len(test_ids) == pytest.approx(provenance["test_metrics"]["accuracy"])
     samples = [
-        Sample(i, storage.resolve(by_id[i].stored_path), int(image_label(session, i)))
+        Sample(
+            i,
+            storage.resolve(by_id[i].stored_path),
+            annotations=[Ann("label", image_label(session, i))],
+        )
         for i in test_ids
     ]
-    assert evaluate(best, samples)["accuracy"] == provenance["test_metrics"]["accuracy"]
+    outcome = get_task_code("classification").evaluate(model, samples, options={})
+    assert outcome.aggregate["accuracy"] == provenance["test_metrics"]["accuracy"]
 
 
 def split_subsets(session: Session, split_id: int) -> list[tuple[int, str]]:
@@ -108,7 +113,7 @@ def test_project_with_several_labels_per_image_trains_multi_label(
     assert len(provenance["thresholds"]) == 3
     assert {"accuracy", "f1_macro", "map"} <= set(provenance["test_metrics"])
     model = load_for_inference(storage.resolve(experiment.checkpoints["best"]["path"]))
-    assert model.multi_label and model.classes == ["cat", "dog", "bird"]
+    assert model.info["multi_label"] and model.classes == ["cat", "dog", "bird"]
 
 
 @pytest.mark.slow

@@ -8,10 +8,11 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from app.models import Project
+from app.services import annotations
 from app.services import evaluations as service
 from app.storage import Storage
 from tests.factories import make_image, make_split
-from tests.support.evaluation import make_experiment
+from tests.support.evaluation import complete_evaluation, make_experiment
 
 HTMX = {"HX-Request": "true"}
 
@@ -30,45 +31,21 @@ def _completed(session: Session, storage: Storage, project: Project):  # type: i
         experiment_id=experiment.id,  # type: ignore[arg-type]
         data=EvaluationStart(),
     )
-    test_ids = [
-        r["image_id"]
-        for r in service.evaluation_samples(session, storage, split_id=split.id, subsets=["test"])
-    ]  # type: ignore[arg-type]
-    rows = []
-    for n, image_id in enumerate(test_ids):
-        true, pred = n % 2, (n // 2) % 2
-        rows.append(
-            {
-                "image_id": image_id,
-                "subset": "test",
-                "prediction": {
-                    "label": pred,
-                    "name": "ab"[pred],
-                    "target": true,
-                    "target_name": "ab"[true],
-                    "scores": [0.3, 0.7] if pred else [0.8, 0.2],
-                },
-                "score": 0.7 if pred else 0.8,
-                "loss": 0.1 * n,
-                "correct": true == pred,
-                "true_class": true,
-                "predicted_class": pred,
-            }
-        )
+    rows = annotations.subset_samples(session, storage, split_id=split.id, subsets=["test"])
+    outcomes = [(r["image_id"], "test", n % 2, (n // 2) % 2) for n, r in enumerate(rows)]
     cm = [[0, 0], [0, 0]]
-    for r in rows:
-        cm[r["true_class"]][r["predicted_class"]] += 1
-    service.save_results(
+    for _, _, true, pred in outcomes:
+        cm[true][pred] += 1
+    rows = complete_evaluation(
         session,
+        storage,
         evaluation.id,  # type: ignore[arg-type]
-        rows=rows,
+        outcomes,
+        ["a", "b"],
         aggregate={
-            "task": "multiclass",
-            "classes": ["a", "b"],
-            "samples": len(rows),
+            "samples": len(outcomes),
             "accuracy": 0.5,
             "f1_macro": 0.5,
-            "confusion_matrix": cm,
             "checkpoint": "best",
             "device": "cpu",
             "tta": {"enabled": False},
@@ -108,35 +85,39 @@ def test_empty_page_and_nav(client: TestClient, project: Project) -> None:
 def test_page_with_a_completed_evaluation(
     client: TestClient, session: Session, storage: Storage, project: Project
 ) -> None:
-    experiment, rows, cm = _completed(session, storage, project)
+    experiment, _rows, cm = _completed(session, storage, project)
     page = client.get(f"/projects/{project.id}/evaluation")
     assert page.status_code == 200, page.text
     text = page.text
     assert "tiny-cnn" in text and 'data-testid="eval-metrics"' in text
     assert re.search(r'data-testid="metric-accuracy">0\.5000<', text)
+    base = f"/projects/{project.id}/evaluation/{experiment.id}"
+    assert f'hx-get="{base}/confusion"' in text
+    confusion = client.get(f"{base}/confusion", headers=HTMX).text
     cells = re.findall(
-        r'data-testid="cm-cell" data-true="(\d)" data-pred="(\d)" data-count="(\d+)"', text
+        r'data-testid="cm-cell"\s+data-true="(-?\d)" data-pred="(-?\d)" data-count="(\d+)"',
+        confusion,
     )
     assert [int(n) for _, _, n in cells] == [n for row in cm for n in row]
+    assert 'data-testid="cm-covers">Covers test.' in confusion
     assert 'data-testid="audit-metric_gap" data-status="warning"' in text
     assert f'href="/projects/{project.id}/export" data-testid="next-export"' in text
     # and the completed experiment's own page points here (a real one has its full config)
     from app.services.experiments import default_config
 
-    experiment.config = default_config()
+    experiment.config = default_config("classification")
     session.add(experiment)
     session.commit()
     trained = client.get(f"/projects/{project.id}/training/{experiment.id}").text
     assert f'href="/projects/{project.id}/evaluation?experiment={experiment.id}"' in trained
     assert "7.5 pts" in text
 
-    base = f"/projects/{project.id}/evaluation/{experiment.id}"
     cell = client.get(
         f"{base}/results", params={"true_class": 1, "predicted_class": 0}, headers=HTMX
     )
-    thumbs = re.findall(r'data-testid="eval-thumb"\s+data-true="(\d)" data-pred="(\d)"', cell.text)
-    expected = sum(1 for r in rows if r["true_class"] == 1 and r["predicted_class"] == 0)
-    assert len(thumbs) == expected > 0 and set(thumbs) == {("1", "0")}
+    thumbs = re.findall(r'class="eval-caption small">\s*(\w+) → (\w+)', cell.text)
+    expected = cm[1][0]
+    assert len(thumbs) == expected > 0 and set(thumbs) == {("b", "a")}
     assert f"{expected} image" in cell.text
 
     wrong = client.get(f"{base}/results", params={"outcome": "incorrect"}, headers=HTMX)

@@ -7,7 +7,7 @@ from app.web.training import config_rows
 
 
 def test_rows_hide_settings_that_do_not_apply_and_say_which_weights_were_used() -> None:
-    config = default_config()
+    config = default_config("classification")
     config.update(optimizer="adamw", scheduler="cosine", ema=False, pretrained=True)
     rows = dict(config_rows(config, "random-init"))
     assert "momentum" not in rows and "step_size" not in rows and "gamma" not in rows

@@ -3,6 +3,8 @@ compare with a config diff, actions."""
 
 from __future__ import annotations
 
+import re
+
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
@@ -56,7 +58,9 @@ def test_form_shows_defaults_help_and_catalog(
     page = client.get(f"/projects/{project.id}/training").text
     assert 'data-testid="experiment-form"' in page
     assert "Training epochs (1-1000)." in page  # help text from the pydantic model
-    assert 'name="epochs" type="text" inputmode="decimal" value="10"' in page
+    assert re.search(
+        r'name="epochs" type="number" step="any" value="10"[^>]*min="1.0"[^>]*max="1000.0"', page
+    )
     for model_id in ("small_cnn", "resnet50", "mobilenet_v3_large", "efficientnet_b3"):
         assert f'value="{model_id}"' in page
     assert "No experiments yet" in page

@@ -5,73 +5,21 @@ handler modules, and a predict worker must not pay for torch."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
-
-from sqlmodel import Session, col, select
 
 from app import __version__
 from app.db import utcnow
 from app.errors import Conflict, NotFound
-from app.models import Annotation, Experiment, Export, Image, LabelClass, SplitMember
-from app.storage import Storage, atomic_write_json
+from app.models import Experiment, Export
+from app.services import annotations as annotation_service
+from app.storage import atomic_write_json
+from app.tasks import get_task
 from workers.context import JobCancelled, JobContext
 from workers.handlers import register_handler
 
-PARITY_LIMIT = 256
+PARITY_LIMIT = 256  # images per parity check, from the first non-empty subset below
 PARITY_SUBSETS = ("test", "val", "train")
 SUFFIX = {"onnx": ".onnx", "onnx_int8": ".onnx", "torchscript": ".pt"}
-
-
-def parity_samples(
-    session: Session,
-    storage: Storage,
-    experiment: Experiment,
-    classes: list[str],
-    multi_label: bool,
-) -> tuple[str, list[tuple[Path, Any]]]:
-    """Real images from the experiment's split (test subset first) with their true labels as
-    indices into the model's classes."""
-    if experiment.split_id is None:
-        return "none", []
-    for subset in PARITY_SUBSETS:
-        image_ids = list(
-            session.exec(
-                select(SplitMember.image_id)
-                .where(SplitMember.split_id == experiment.split_id, SplitMember.subset == subset)
-                .order_by(col(SplitMember.image_id))
-                .limit(PARITY_LIMIT)
-            )
-        )
-        if image_ids:
-            break
-    else:
-        return "none", []
-    index = {name: i for i, name in enumerate(classes)}
-    labels: dict[int, list[int]] = {image_id: [] for image_id in image_ids}
-    rows = session.exec(
-        select(Annotation.image_id, LabelClass.name)
-        .join(LabelClass, col(LabelClass.id) == col(Annotation.class_id))
-        .where(col(Annotation.image_id).in_(image_ids), Annotation.kind == "label")
-    )
-    for image_id, name in rows:
-        if name in index:
-            labels[image_id].append(index[name])
-    paths = {
-        image_id: stored
-        for image_id, stored in session.exec(
-            select(Image.id, Image.stored_path).where(col(Image.id).in_(image_ids))
-        )
-    }
-    samples: list[tuple[Path, Any]] = []
-    for image_id in image_ids:
-        found = sorted(set(labels[image_id]))
-        if multi_label:
-            target: Any = found
-        else:
-            target = found[0] if len(found) == 1 else None
-        samples.append((storage.resolve(paths[image_id]), target))
-    return subset, samples
 
 
 def _set(ctx: JobContext, export_id: int, **values: Any) -> None:
@@ -115,6 +63,8 @@ def _export(ctx: JobContext, export_id: int) -> dict[str, Any]:
     from workers.ml.export.pipeline import run_export
     from workers.ml.export.runtime import worker_threads
     from workers.ml.export.spec import ExportSpec
+    from workers.ml.tasks import get_task_code
+    from workers.ml.tasks.base import samples_from_rows
 
     torch.set_num_threads(worker_threads())
     ctx.progress(0, 4, message="Loading checkpoint", force=True)
@@ -135,9 +85,20 @@ def _export(ctx: JobContext, export_id: int) -> dict[str, Any]:
         session.commit()
         checkpoint = ctx.storage.resolve(entry["path"])
         model = load_for_inference(checkpoint, device="cpu")
-        subset, samples = parity_samples(
-            session, ctx.storage, experiment, model.classes, model.multi_label
-        )
+        subset, rows = "none", []
+        if experiment.split_id is not None:
+            for subset in PARITY_SUBSETS:
+                rows = annotation_service.subset_samples(
+                    session,
+                    ctx.storage,
+                    split_id=experiment.split_id,
+                    subsets=[subset],
+                    limit=PARITY_LIMIT,
+                )
+                if rows:
+                    break
+            else:
+                subset = "none"
         fmt, options = export.format, dict(export.options or {})
         project_id, experiment_id = experiment.project_id, int(experiment.id or 0)
         provenance = experiment.provenance or {}
@@ -157,37 +118,48 @@ def _export(ctx: JobContext, export_id: int) -> dict[str, Any]:
             "exported_at": utcnow().isoformat(),
         }
 
+    code = get_task_code(model.task)
+    samples = samples_from_rows(rows)
     ctx.progress(1, 4, message=f"Preparing {len(samples)} {subset} images", force=True)
     tensors = []
-    for path, _target in samples:
-        with PILImage.open(path) as image:
+    for sample in samples:
+        with PILImage.open(sample.path) as image:
             tensors.append(preprocess(image, model).numpy())
-    channels = model.channels
     inputs = (
         np.stack(tensors).astype(np.float32)
         if tensors
-        else np.zeros((0, channels, model.image_size, model.image_size), np.float32)
+        else np.zeros((0, model.channels, model.image_size, model.image_size), np.float32)
     )
+    wrapped = code.export_module(model)
     spec = ExportSpec(
         task=model.task,
         classes=list(model.classes),
         image_size=model.image_size,
         mean=list(model.mean),
         std=list(model.std),
-        channels=channels,
-        multi_label=model.multi_label,
-        thresholds=list(model.thresholds) if model.thresholds else None,
+        output_names=wrapped.output_names,
+        channels=model.channels,
+        batch=wrapped.batch,
+        postprocess_spec=wrapped.postprocess,
+        output_axes=wrapped.output_axes,
+        info=dict(model.info),
     )
     folder = ctx.storage.export_dir(project_id, experiment_id)
     path = folder / f"{export_id}-{fmt}{SUFFIX[fmt]}"
     ctx.progress(2, 4, message=f"Exporting as {fmt}", force=True)
+
+    def compare(fmt: str, reference: Any, candidate: Any, meta: dict[str, Any]) -> dict[str, Any]:
+        return code.parity(
+            fmt=fmt, reference=reference, candidate=candidate, samples=samples, meta=meta
+        )
+
     outcome = run_export(
-        model.model,
+        wrapped.module,
         spec=spec,
         fmt=fmt,
         path=path,
         inputs=inputs,
-        targets=[t for _p, t in samples],
+        compare=compare,
         opset=options.get("opset"),
         metadata_extra=extra,
         report=lambda message: ctx.log(message),
@@ -196,8 +168,10 @@ def _export(ctx: JobContext, export_id: int) -> dict[str, Any]:
     validation = outcome["validation"]
     validation["subset"] = subset
     validation["reference"] = f"PyTorch eager, checkpoint {extra['checkpoint']!r}"
+    summary = get_task(model.task).summary_metric
     if recorded and recorded.get("checkpoint", "best") == extra["checkpoint"]:
-        validation["recorded_test_metric"] = recorded.get("accuracy")
+        validation["recorded_test_metric"] = recorded.get(summary)
+        validation["recorded_test_metric_key"] = summary
     atomic_write_json(path.with_name(path.name + ".json"), outcome["metadata"])
     ctx.progress(3, 4, message="Recording the parity report", force=True)
     _set(

@@ -48,9 +48,10 @@ def run_prediction(
         load_started = time.perf_counter()
         predictor, cached = source(export, model_path)
         load_ms = 0.0 if cached else (time.perf_counter() - load_started) * 1000
-        outcome = predictor.predict(
-            [folder / item["stored"] for item in files], top_k=int(ctx.params.get("top_k", 5))
-        )
+        options = dict(ctx.params.get("options") or {})
+        if "top_k" in ctx.params:  # jobs queued before options existed
+            options.setdefault("top_k", int(ctx.params["top_k"]))
+        outcome = predictor.predict([folder / item["stored"] for item in files], options=options)
     finally:
         ctx.storage.remove_tree(folder / "inputs")
     for item, result in zip(files, outcome["results"], strict=True):
@@ -63,8 +64,8 @@ def run_prediction(
             "experiment_id": export.experiment_id,
             "checkpoint": export.checkpoint,
             "task": meta.get("task"),
-            "multi_label": bool(meta.get("multi_label")),
             "classes": meta.get("classes"),
+            **({"multi_label": bool(meta["multi_label"])} if "multi_label" in meta else {}),
         },
         "results": outcome["results"],
         "timing": {

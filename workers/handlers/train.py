@@ -17,10 +17,12 @@ from typing import Any
 from sqlmodel import Session
 
 import app
+from app.errors import StudioError
 from app.models import Experiment, Project, Split
+from app.services import annotations as annotation_service
 from app.services import experiments as experiment_service
-from app.services import training as training_service
 from app.storage import Storage
+from app.tasks import get_task
 from workers.context import JobCancelled, JobContext
 from workers.handlers import register_handler
 
@@ -67,9 +69,13 @@ def run_experiment(
     status "stopping", or external_stop) end the run after the current step with a checkpoint."""
     import torch
 
-    from workers.ml.data import samples_from_dicts
+    from workers.hardware import record_hardware
+    from workers.ml.checkpoints import load_checkpoint, load_for_inference
     from workers.ml.tasks import get_task_code
+    from workers.ml.tasks.base import samples_from_rows
     from workers.ml.train import FitRequest, fit, now_iso, oom_policy
+
+    record_hardware(storage)
 
     with open_session() as session:
         experiment = experiment_service.begin_run(session, experiment_id, job_id)
@@ -78,17 +84,15 @@ def run_experiment(
         assert project is not None
         if split is None:
             raise ValueError(f"experiment {experiment_id} has no split")
-        classes = training_service.project_classes(session, project.id)  # type: ignore[arg-type]
+        spec = get_task(project.task_type)
+        classes = annotation_service.project_classes(session, project.id)  # type: ignore[arg-type]
         config = dict(experiment.config)
-        multi_label = (
-            bool(config["multi_label"])
-            if config.get("multi_label") is not None
-            else training_service.has_multi_label_images(session, project.id)  # type: ignore[arg-type]
+        rows = annotation_service.subset_samples(
+            session,
+            storage,
+            split_id=split.id,
+            subsets=("train", "val", "test"),  # type: ignore[arg-type]
         )
-        rows = {
-            subset: training_service.samples_for(session, storage, split.id, subset)  # type: ignore[arg-type]
-            for subset in ("train", "val", "test")
-        }
         checkpoints = dict(experiment.checkpoints)
         project_id = project.id
         base_provenance = {
@@ -105,16 +109,23 @@ def run_experiment(
         }
     assert project_id is not None
     code = get_task_code(project.task_type)
-    if not multi_label:
-        dropped = {s: sum(1 for r in rs if not r["labels"]) for s, rs in rows.items()}
-        rows = {s: [r for r in rs if r["labels"]] for s, rs in rows.items()}
-    samples = {s: samples_from_dicts(rs, classes) for s, rs in rows.items()}
-    if not samples["train"]:
-        raise ValueError("the split's train subset has no labelled images")
+    by_subset: dict[str, list[Any]] = {"train": [], "val": [], "test": []}
+    for sample in samples_from_rows(rows):
+        by_subset[sample.subset].append(sample)
+    prepared = code.prepare(by_subset, classes, config)
+    if not prepared.samples.get("train"):
+        raise StudioError(
+            "The split's train subset has no images this task can learn from "
+            f"(left out: {prepared.dropped.get('train', 0)}); check the annotations.",
+            code="nothing_to_train",
+        )
 
     def emit(event: dict[str, Any]) -> None:
         if on_event is not None:
             on_event(event)
+
+    for note in prepared.notes:
+        emit({"type": "log", "message": note})
 
     def report(event: dict[str, Any]) -> None:
         kind = event["type"]
@@ -152,7 +163,7 @@ def run_experiment(
                     "path": storage.relative(Path(event["path"])),
                     "epoch": event["epoch"],
                     "metric": event.get("metric"),
-                    "metric_key": code.primary_metric,
+                    "metric_key": spec.primary_metric,
                     "saved_at": event["saved_at"],
                 }
                 experiment_service.record_checkpoint(session, experiment_id, event["which"], info)
@@ -175,16 +186,16 @@ def run_experiment(
             experiment_service.drop_points_after(
                 session, experiment_id, int(checkpoints["last"]["epoch"])
             )
-    notes: list[str] = []
+    notes: list[str] = list(prepared.notes)
     while True:
         request = FitRequest(
             task=project.task_type,
             config=config,
             classes=classes,
-            multi_label=multi_label,
-            train=samples["train"],
-            val=samples["val"],
+            prepared=prepared,
             out_dir=out_dir,
+            primary_metric=spec.primary_metric,
+            metric_mode=spec.metric_mode,
             provenance=base_provenance,
             resume_from=resume_from,
         )
@@ -214,21 +225,32 @@ def run_experiment(
                 last = row.checkpoints.get("last")
             resume_from = storage.resolve(last["path"]) if last else None
     provenance = {**result.provenance, "notes": [*result.notes, *notes]}
-    best_file = out_dir / "best.ckpt"
-    if multi_label and best_file.exists():
-        from workers.ml.checkpoints import load_checkpoint
-
-        provenance["thresholds"] = load_checkpoint(best_file)["provenance"].get("thresholds")
+    best_path = out_dir / "best.ckpt"
+    if best_path.exists():
+        # What training learnt besides weights (thresholds...) as the best checkpoint has it.
+        provenance.update(load_checkpoint(best_path)["provenance"].get("extras") or {})
     provenance["history_epochs"] = result.epochs_done
+    provenance["dropped"] = prepared.dropped
     if result.best is not None:
         provenance["best"] = {k: result.best[k] for k in ("epoch", "metric")}
     stopped_by_user = result.status == "stopped" and db_stop.value
     if result.status == "completed":
         test_metrics: dict[str, Any] | None = None
-        best_path = out_dir / "best.ckpt"
-        if samples["test"] and best_path.exists():
-            metrics = code.evaluate(best_path, samples["test"])
-            test_metrics = {"checkpoint": "best", "subset": "test", **metrics}
+        test_samples = prepared.samples.get("test", [])
+        if test_samples and best_path.exists():
+            model = load_for_inference(best_path)
+            outcome = code.evaluate(model, test_samples, options={})
+            scalars = {
+                k: v
+                for k, v in outcome.aggregate.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            }
+            test_metrics = {
+                "checkpoint": "best",
+                "subset": "test",
+                **scalars,
+                "n": len(outcome.rows),
+            }
             with open_session() as session:
                 experiment_service.add_points(
                     session,
@@ -237,11 +259,10 @@ def run_experiment(
                         {
                             "step": result.global_step,
                             "epoch": result.epochs_done,
-                            "key": "test/acc" if k == "accuracy" else f"test/{k}",
+                            "key": f"test/{k}",
                             "value": float(v),
                         }
-                        for k, v in metrics.items()
-                        if k != "n" and isinstance(v, (int, float))
+                        for k, v in scalars.items()
                     ],
                 )
             emit({"type": "test", "metrics": test_metrics})
@@ -260,8 +281,8 @@ def run_experiment(
         "best": result.best,
         "test_metrics": provenance.get("test_metrics"),
         "weights": result.weights,
-        "multi_label": multi_label,
-        "dropped_unlabelled": dropped if not multi_label else {},
+        "task_info": prepared.info,
+        "dropped": prepared.dropped,
     }
 
 

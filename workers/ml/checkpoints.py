@@ -3,21 +3,20 @@
 Layout: {"format", "state_dict" (the weights inference uses: EMA weights when EMA was on),
 "provenance" (resolved config, classes, normalization, preprocess, split, versions...),
 "extra" (epoch, metric; "trainer" with the Lightning loop/optimizer/scheduler state in `last`)}.
+`provenance["task"]` names the task whose code half rebuilds the network.
 """
 
 from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
-from torch import nn
 
-from workers.ml.heads import build_classifier
+from workers.ml.tasks.base import InferenceModel
 from workers.ml.transforms import EvalTransform
 
 FORMAT = "ai-studio-checkpoint/1"
@@ -52,52 +51,30 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)  # type: ignore[no-any-return]
 
 
-@dataclass
-class InferenceModel:
-    model: nn.Module
-    task: str
-    multi_label: bool
-    classes: list[str]
-    thresholds: list[float] | None
-    image_size: int
-    mean: list[float]
-    std: list[float]
-    channels: int = 3
-    provenance: dict[str, Any] = field(default_factory=dict)
-    device: str = "cpu"
-
-
-def model_from_checkpoint(checkpoint: dict[str, Any]) -> nn.Module:
-    provenance = checkpoint["provenance"]
-    model, _ = build_classifier(provenance["model"], len(provenance["classes"]), pretrained=False)
-    model.load_state_dict(checkpoint["state_dict"])
-    return model
-
-
 def load_for_inference(path: Path, device: str = "cpu") -> InferenceModel:
+    """A checkpoint as a ready network: the task's code half builds the bare model from the
+    provenance, the saved weights go in, and the task facts come along in `info`."""
+    from workers.ml.tasks import get_task_code
+
     checkpoint = load_checkpoint(path)
     provenance = checkpoint["provenance"]
-    model = model_from_checkpoint(checkpoint).to(device).eval()
+    code = get_task_code(provenance.get("task", "classification"))
+    model = code.build_model(provenance)
+    model.load_state_dict(checkpoint["state_dict"])
     return InferenceModel(
-        model=model,
-        task=provenance.get("task", "classification"),
-        multi_label=bool(provenance.get("multi_label", False)),
+        model=model.to(device).eval(),
+        task=code.key,
         classes=list(provenance["classes"]),
-        thresholds=provenance.get("thresholds"),
         image_size=int(provenance["image_size"]),
         mean=list(provenance["mean"]),
         std=list(provenance["std"]),
-        channels=3,
+        channels=int(provenance.get("channels", 3)),
         provenance=provenance,
         device=device,
+        info=code.model_info(provenance),
     )
 
 
 def preprocess(pil_image: Image.Image, model: InferenceModel) -> torch.Tensor:
     """CHW float tensor: convert("RGB"), bilinear resize to image_size², 0-1, normalize."""
     return EvalTransform(model.image_size, model.mean, model.std)(pil_image)
-
-
-@torch.no_grad()
-def predict_logits(model: InferenceModel, batch: torch.Tensor) -> torch.Tensor:
-    return model.model(batch.to(model.device)).float().cpu()

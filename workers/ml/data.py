@@ -1,21 +1,15 @@
-"""Samples and the dataset over them; which images belong to a subset is the handler's job."""
+"""Image loading and the image-level dataset (classification-style targets) tasks share."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
 
-
-@dataclass
-class Sample:
-    image_id: int
-    path: Path
-    target: list[int] | int  # class index (multi-class) or indices (multi-label)
+from workers.ml.tasks.base import Sample
 
 
 def load_image(path: Path) -> Image.Image:
@@ -72,13 +66,3 @@ class ImageDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         sample = self.samples[index]
         return self.transform(self._image(index)), self.target_tensor(sample.target), index
-
-
-def samples_from_dicts(rows: Sequence[dict[str, Any]], classes: list[str]) -> list[Sample]:
-    """Rows {"image_id", "path", "labels": [class names]} -> Samples with class indices."""
-    index = {name: i for i, name in enumerate(classes)}
-    samples = []
-    for row in rows:
-        labels = [index[name] for name in row["labels"] if name in index]
-        samples.append(Sample(int(row["image_id"]), Path(row["path"]), sorted(labels)))
-    return samples

@@ -1,5 +1,9 @@
 """Prediction with an exported ONNX file: PIL + numpy preprocessing from the file's own
-metadata, onnxruntime, per-task decoding. Imports no torch, so a predict worker starts fast."""
+metadata, onnxruntime, per-task decoding. Imports no torch, so a predict worker starts fast.
+
+Every result shares one envelope: {"ok", "file", "task", "image": {"width", "height"}} plus
+the task's fields (classification: "top" and "labels"; detection: "objects"), in the pixels
+of the original image."""
 
 from __future__ import annotations
 
@@ -12,8 +16,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from workers.ml.decoding import get_decoder
 from workers.ml.export.runtime import onnx_session
+from workers.ml.tasks import get_task_code
 
 MAX_PIXELS = 40_000_000
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
@@ -67,33 +71,64 @@ class Predictor:
             raise ValueError(f"{path.name} carries no studio metadata; export it again.")
         self.meta: dict[str, Any] = json.loads(custom["studio.metadata"])
         self.input_name = self.session.get_inputs()[0].name
-        self.decoder = get_decoder(self.meta["task"])
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.task = str(self.meta["task"])
+        self.decoder = get_task_code(self.task).decoder
+        # Models exported one image at a time (detectors) run image by image.
+        batch = (self.meta.get("input") or {}).get("batch", "dynamic")
+        self.fixed_batch = None if batch in (None, "dynamic") else int(batch)
         self.load_seconds = time.perf_counter() - started
 
-    def predict(self, files: list[Path], *, top_k: int = 5) -> dict[str, Any]:
+    def _run(self, batch: np.ndarray) -> list[dict[str, np.ndarray]]:
+        step = self.fixed_batch or len(batch)
+        per_image: list[dict[str, np.ndarray]] = []
+        for start in range(0, len(batch), step):
+            chunk = batch[start : start + step]
+            values = self.session.run(None, {self.input_name: chunk})
+            outputs = dict(zip(self.output_names, (np.asarray(v) for v in values), strict=True))
+            if self.fixed_batch == 1:
+                per_image.append(outputs)
+            else:
+                per_image.extend({k: v[i] for k, v in outputs.items()} for i in range(len(chunk)))
+        return per_image
+
+    def predict(
+        self, files: list[Path], *, options: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Decode every file; unreadable ones get {"ok": false, "error"} and never stop the
+        batch. `options`: top_k (classification), score_threshold (detectors)."""
+        options = dict(options or {})
         started = time.perf_counter()
         arrays: list[np.ndarray] = []
         slots: list[int] = []
+        sizes: list[tuple[int, int]] = []
         results: list[dict[str, Any]] = [{} for _ in files]
         for position, path in enumerate(files):
             try:
-                arrays.append(preprocess(open_image(path), self.meta["preprocess"]))
+                image = open_image(path)
+                arrays.append(preprocess(image, self.meta["preprocess"]))
                 slots.append(position)
+                sizes.append(image.size)
             except BadImage as exc:
                 results[position] = {
                     "ok": False,
+                    "task": self.task,
                     "error": {"code": "bad_image", "message": str(exc)},
                 }
         decode_started = time.perf_counter()
         inference_ms = 0.0
         if arrays:
-            batch = np.stack(arrays)
             run_started = time.perf_counter()
-            outputs = self.session.run(None, {self.input_name: batch})[0]
+            outputs = self._run(np.stack(arrays))
             inference_ms = (time.perf_counter() - run_started) * 1000
-            decoded = self.decoder.decode(np.asarray(outputs), meta=self.meta, top_k=top_k)
-            for position, item in zip(slots, decoded, strict=True):
-                results[position] = {"ok": True, **item}
+            for position, item, size in zip(slots, outputs, sizes, strict=True):
+                fields = self.decoder.decode(item, meta=self.meta, size=size, options=options)
+                results[position] = {
+                    "ok": True,
+                    "task": self.task,
+                    "image": {"width": size[0], "height": size[1]},
+                    **fields,
+                }
         return {
             "results": results,
             "timing": {

@@ -1,9 +1,10 @@
 """fit(): the generic training run (Lightning) for any task with a code half in workers.ml.tasks.
 
-Takes a resolved config, samples, an output folder, a `report(event)` callable and a
-`should_stop()` callable; knows nothing about the database. Writes `best.ckpt` and `last.ckpt`
-atomically; `last` carries the trainer state (loops, optimizer, scheduler, callback state) so
-`resume_from` continues where it left off, also with a raised epoch count.
+Takes a resolved config, prepared samples (TaskCode.prepare), an output folder, a
+`report(event)` callable and a `should_stop()` callable; knows nothing about the database and
+names no task: the task's code half builds the module and the datasets. Writes `best.ckpt` and
+`last.ckpt` atomically; `last` carries the trainer state (loops, optimizer, scheduler, callback
+state) so `resume_from` continues where it left off, also with a raised epoch count.
 """
 
 from __future__ import annotations
@@ -26,16 +27,11 @@ import lightning as L  # noqa: N812 - the library's own convention
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from app.tasks import get_task
 from workers.ml.checkpoints import load_checkpoint, save_checkpoint
-from workers.ml.data import ImageDataset, Sample
 from workers.ml.tasks import get_task_code
-from workers.ml.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    EvalTransform,
-    TrainTransform,
-    preprocess_spec,
-)
+from workers.ml.tasks.base import Prepared
+from workers.ml.transforms import IMAGENET_MEAN, IMAGENET_STD, preprocess_spec
 
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
@@ -50,12 +46,14 @@ class StopRequested(Exception):
 @dataclass
 class FitRequest:
     task: str
-    config: dict[str, Any]  # TrainConfig.model_dump() with image_size resolved
+    config: dict[str, Any]  # the task's TrainConfig.model_dump() with image_size resolved
     classes: list[str]
-    multi_label: bool
-    train: list[Sample]
-    val: list[Sample]
+    prepared: Prepared  # TaskCode.prepare's samples (train, val) with targets, and task facts
     out_dir: Path
+    # MetricPoint key that picks the best checkpoint ("val/acc") and its direction; empty: the
+    # task's own (app.tasks TaskSpec).
+    primary_metric: str = ""
+    metric_mode: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
     resume_from: Path | None = None
 
@@ -134,7 +132,9 @@ class StudioCallback(Callback):
         self.primary = primary
         self.mode = mode
         self.step_interval = step_interval
+        self.batch_size_of: Callable[[Any], int] = lambda batch: len(batch[0])
         self.best_metric: float | None = None
+        self.best_score: float | None = None  # higher is better, whatever the metric's mode
         self.best_epoch: int | None = None
         self.wait = 0
         self.history: list[dict[str, Any]] = []
@@ -145,6 +145,7 @@ class StudioCallback(Callback):
         self._epoch_images = 0
         self._epoch_loss = 0.0
         self._epoch_batches = 0
+        self._epoch_parts: dict[str, float] = {}
         self._fit_start = time.monotonic()
         self._images_total = 0
 
@@ -152,6 +153,7 @@ class StudioCallback(Callback):
     def state_dict(self) -> dict[str, Any]:
         return {
             "best_metric": self.best_metric,
+            "best_score": self.best_score,
             "best_epoch": self.best_epoch,
             "wait": self.wait,
             "best_info": self.best_info,
@@ -159,6 +161,7 @@ class StudioCallback(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best_metric = state_dict.get("best_metric")
+        self.best_score = state_dict.get("best_score", self.best_metric)
         self.best_epoch = state_dict.get("best_epoch")
         self.wait = int(state_dict.get("wait") or 0)
         self.best_info = state_dict.get("best_info")
@@ -168,18 +171,20 @@ class StudioCallback(Callback):
         self._epoch_images = 0
         self._epoch_loss = 0.0
         self._epoch_batches = 0
-        self._train_time = 0.0
+        self._epoch_parts: dict[str, float] = {}
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        size = int(batch[0].shape[0])
+        size = self.batch_size_of(batch)
         self._epoch_images += size
         self._images_total += size
         loss = pl_module.last_loss
         if loss is not None:
             self._epoch_loss += loss
             self._epoch_batches += 1
+            for name, value in pl_module.loss_parts.items():
+                self._epoch_parts[name] = self._epoch_parts.get(name, 0.0) + value
         now = time.monotonic()
         if now - self._last_step_report >= self.step_interval:
             self._last_step_report = now
@@ -210,6 +215,8 @@ class StudioCallback(Callback):
         metrics: dict[str, float] = {}
         if self._epoch_batches:
             metrics["train/loss"] = self._epoch_loss / self._epoch_batches
+            for name, total in self._epoch_parts.items():
+                metrics[f"train/{name}"] = total / self._epoch_batches
         for key, value in pl_module.val_metrics.items():
             metrics[f"val/{key}"] = float(value)
         lr = _lr(trainer)
@@ -217,14 +224,17 @@ class StudioCallback(Callback):
             metrics["lr"] = lr
         metrics["images_per_s"] = self._epoch_images / seconds if seconds > 0 else 0.0
         metric = metrics.get(self.primary)
-        if metric is None and "train/loss" in metrics:
-            metric = -metrics["train/loss"]
-        improved = metric is not None and (
-            self.best_metric is None
-            or (metric > self.best_metric if self.mode == "max" else metric < self.best_metric)
-        )
+        if metric is not None:
+            score: float | None = metric if self.mode == "max" else -metric
+        elif "train/loss" in metrics:  # no validation images: the lowest training loss
+            metric = metrics["train/loss"]
+            score = -metric
+        else:
+            score = None
+        improved = score is not None and (self.best_score is None or score > self.best_score)
         if improved:
-            self.best_metric, self.best_epoch, self.wait = metric, epoch, 0
+            self.best_metric, self.best_score = metric, score
+            self.best_epoch, self.wait = epoch, 0
         else:
             self.wait += 1
         max_epochs = int(trainer.max_epochs or epoch)
@@ -278,11 +288,11 @@ class StudioCallback(Callback):
         trainer_state: bool = True,
     ) -> dict[str, Any]:
         path = self.request.out_dir / f"{which}.ckpt"
-        provenance = {
-            **self.provenance,
-            "thresholds": list(pl_module.thresholds) if pl_module.thresholds else None,
-            "saved_at": now_iso(),
-        }
+        # What training learnt besides weights (multi-label thresholds...): at the top level for
+        # readers, and under "extras" so the handler can copy the best checkpoint's into the
+        # experiment without knowing the task.
+        extras = pl_module.checkpoint_extras()
+        provenance = {**self.provenance, **extras, "extras": extras, "saved_at": now_iso()}
         extra: dict[str, Any] = {
             "epoch": epoch,
             "global_step": int(trainer.global_step),
@@ -318,7 +328,12 @@ def _lr(trainer: L.Trainer) -> float | None:
 
 
 def _loader(
-    dataset: ImageDataset, batch_size: int, workers: int, shuffle: bool, seed: int
+    dataset: Any,
+    batch_size: int,
+    workers: int,
+    shuffle: bool,
+    seed: int,
+    collate: Callable[..., Any] | None = None,
 ) -> torch.utils.data.DataLoader:  # type: ignore[type-arg]
     generator = torch.Generator()
     generator.manual_seed(seed)
@@ -330,6 +345,7 @@ def _loader(
         generator=generator,
         persistent_workers=workers > 0,
         pin_memory=torch.cuda.is_available(),
+        collate_fn=collate,
     )
 
 
@@ -355,7 +371,10 @@ def fit(
     image_size = int(config["image_size"])
     mean, std = IMAGENET_MEAN, IMAGENET_STD
     L.seed_everything(int(config["seed"]), workers=True, verbose=False)
-    module = code.build_module(config, request.classes, request.multi_label)
+    info = dict(request.prepared.info)
+    module = code.build_module(config, request.classes, info)
+    train_samples = request.prepared.samples.get("train", [])
+    val_samples = request.prepared.samples.get("val", [])
     provenance = {
         **request.provenance,
         "task": request.task,
@@ -363,7 +382,8 @@ def fit(
         "config": config,
         "classes": list(request.classes),
         "num_classes": len(request.classes),
-        "multi_label": request.multi_label,
+        **info,  # task facts at the top level too (older readers look for multi_label there)
+        "task_info": info,
         "image_size": image_size,
         "mean": list(mean),
         "std": list(std),
@@ -375,32 +395,34 @@ def fit(
         "packages_sha256": packages_hash(),
         "device": device,
         "precision": precision,
-        "train_images": len(request.train),
-        "val_images": len(request.val),
+        "train_images": len(train_samples),
+        "val_images": len(val_samples),
         "started_at": request.provenance.get("started_at") or now_iso(),
     }
     for note in notes:
         report({"type": "log", "message": note})
     request.out_dir.mkdir(parents=True, exist_ok=True)
-    train_set = ImageDataset(
-        request.train,
-        TrainTransform(image_size, mean, std, config["augment"]),
-        multi_label=request.multi_label,
-        num_classes=len(request.classes),
-    )
-    val_set = ImageDataset(
-        request.val,
-        EvalTransform(image_size, mean, std),
-        multi_label=request.multi_label,
-        num_classes=len(request.classes),
+    train_set, val_set, collate = code.datasets(
+        request.prepared, config, request.classes, info, (mean, std)
     )
     workers = int(config["num_workers"])
     batch = int(config["batch_size"])
-    train_loader = _loader(train_set, batch, workers, True, int(config["seed"]))
-    val_loader = _loader(val_set, max(batch, 64), workers, False, 0) if len(val_set) else None
-    callback = StudioCallback(
-        request, report, should_stop, provenance, code.primary_metric, code.metric_mode
+    train_loader = _loader(train_set, batch, workers, True, int(config["seed"]), collate)
+    val_loader = (
+        _loader(val_set, max(batch, 64), workers, False, 0, collate)
+        if val_set is not None and len(val_set)
+        else None
     )
+    spec = get_task(request.task)
+    callback = StudioCallback(
+        request,
+        report,
+        should_stop,
+        provenance,
+        request.primary_metric or spec.primary_metric,
+        request.metric_mode or spec.metric_mode,
+    )
+    callback.batch_size_of = code.batch_size_of
     trainer = make_trainer(
         config, [callback], request.out_dir, precision, has_val=val_loader is not None
     )

@@ -11,10 +11,13 @@ import numpy as np
 import torch
 
 from workers.ml.export import formats, runtime
-from workers.ml.export.parity import parity_report
 from workers.ml.export.spec import DEFAULT_OPSET, FORMATS, ExportSpec
 
 Report = Callable[[str], None]
+# (format, checkpoint outputs per image, exported-file outputs per image, metadata) → report
+Compare = Callable[
+    [str, list[runtime.Outputs], list[runtime.Outputs], dict[str, Any]], dict[str, Any]
+]
 
 
 def run_export(
@@ -24,13 +27,14 @@ def run_export(
     fmt: str,
     path: Path,
     inputs: np.ndarray,
-    targets: list[Any],
+    compare: Compare,
     opset: int | None = None,
     metadata_extra: dict[str, Any] | None = None,
     report: Report | None = None,
 ) -> dict[str, Any]:
-    """Export `model` as `fmt` to `path` and validate it on `inputs` (preprocessed, NCHW
-    float32) with true `targets`. Returns {"path", "bytes", "valid", "validation", "metadata"}."""
+    """Export `model` as `fmt` to `path`, run both on `inputs` (preprocessed, NCHW float32)
+    and let the task's `compare` judge the outputs. Returns {"path", "bytes", "valid",
+    "validation", "metadata"}."""
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is unknown; use one of {sorted(FORMATS)}")
     say = report or (lambda _message: None)
@@ -57,12 +61,13 @@ def run_export(
     export_seconds = time.perf_counter() - started
 
     say(f"Comparing outputs on {len(inputs)} images")
-    reference = runtime.run_batched(runtime.eager_runner(model), inputs)
-    runner = runtime.onnx_runner(path) if uses_onnx else runtime.torchscript_runner(path)
-    candidate = runtime.run_batched(runner, inputs)
-    validation = parity_report(
-        fmt=fmt, reference=reference, candidate=candidate, targets=targets, meta=metadata
+    names = spec.output_names
+    reference = runtime.run_batched(
+        runtime.eager_runner(model, names), inputs, fixed_batch=spec.batch
     )
+    runner = runtime.onnx_runner(path) if uses_onnx else runtime.torchscript_runner(path, names)
+    candidate = runtime.run_batched(runner, inputs, fixed_batch=spec.batch)
+    validation = compare(fmt, reference, candidate, metadata)
     validation["runtime"] = _runtime_name(fmt)
     validation["export_seconds"] = round(export_seconds, 3)
     return {

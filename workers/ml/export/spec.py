@@ -16,26 +16,31 @@ FORMATS: dict[str, tuple[str, str]] = {
 DEFAULT_OPSET = 17  # the legacy exporter's best-tested opset; onnxruntime 1.32 runs 7..23
 OPSETS = range(13, 21)
 INPUT_NAME = "input"
-OUTPUT_NAMES = {"classification": ["logits"]}
 
 
 @dataclass
 class ExportSpec:
-    """Everything a deployment needs to feed the model and read its outputs."""
+    """Everything a deployment needs to feed the model and read its outputs.
+
+    `output_names` and `postprocess` come from the task's ExportModule; `batch` is None for a
+    dynamic batch axis, 1 for models exported one image at a time; `info` holds the task facts
+    a decoder needs (multi-label and its thresholds, score thresholds...), written at the top
+    level of the metadata."""
 
     task: str
     classes: list[str]
     image_size: int
     mean: list[float]
     std: list[float]
+    output_names: list[str] = field(default_factory=lambda: ["output"])
     channels: int = 3
-    multi_label: bool = False
-    thresholds: list[float] | None = None
+    batch: int | None = None
+    postprocess_spec: dict[str, Any] = field(default_factory=dict)
+    # Dynamic axes per output besides the batch axis (e.g. {"boxes": {0: "detections"}});
+    # None: axis 0 of every output is the batch.
+    output_axes: dict[str, dict[int, str]] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def output_names(self) -> list[str]:
-        return OUTPUT_NAMES.get(self.task, ["output"])
 
     def preprocess(self) -> dict[str, Any]:
         """The exact eval transform, written so a numpy + PIL script can reproduce it."""
@@ -58,30 +63,27 @@ class ExportSpec:
             ],
         }
 
-    def postprocess(self) -> dict[str, Any]:
-        if self.task == "classification":
-            return {
-                "activation": "sigmoid" if self.multi_label else "softmax",
-                "decision": "score >= threshold per class" if self.multi_label else "argmax",
-            }
-        return {}
-
     def metadata(self, *, fmt: str, opset: int | None, **extra: Any) -> dict[str, Any]:
         return {
             "format": fmt,
             "task": self.task,
             "classes": list(self.classes),
             "num_classes": len(self.classes),
-            "multi_label": self.multi_label,
-            "thresholds": self.thresholds,
+            **self.info,
             "input": {
                 "name": INPUT_NAME,
-                "shape": ["batch", self.channels, self.image_size, self.image_size],
+                "shape": [
+                    "batch" if self.batch is None else self.batch,
+                    self.channels,
+                    self.image_size,
+                    self.image_size,
+                ],
                 "dtype": "float32",
+                "batch": "dynamic" if self.batch is None else self.batch,
             },
             "outputs": self.output_names,
             "preprocess": self.preprocess(),
-            "postprocess": self.postprocess(),
+            "postprocess": self.postprocess_spec,
             "opset": opset,
             **self.extra,
             **extra,
@@ -92,7 +94,17 @@ def metadata_props(metadata: dict[str, Any]) -> dict[str, str]:
     """ONNX metadata_props are str → str: the whole record under one key, the common fields
     under their own so a viewer (Netron, onnxruntime's custom_metadata_map) shows them."""
     props = {"studio.metadata": json.dumps(metadata, sort_keys=True)}
-    for key in ("task", "classes", "preprocess", "postprocess", "multi_label", "thresholds"):
+    for key in (
+        "task",
+        "classes",
+        "preprocess",
+        "postprocess",
+        "outputs",
+        "multi_label",
+        "thresholds",
+    ):
+        if key not in metadata:
+            continue
         value = metadata.get(key)
         props[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     if "studio_version" in metadata:

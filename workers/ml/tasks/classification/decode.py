@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from workers.ml.decoding import register_decoder
+from workers.ml.tasks.base import Decoder, Outputs
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -24,13 +24,24 @@ def thresholds_of(meta: dict[str, Any], classes: int) -> np.ndarray:
     return np.asarray(values, dtype=np.float64)
 
 
-class ClassificationDecoder:
+class ClassificationDecoder(Decoder):
     """Single-label: top-k classes by softmax score; the metric is accuracy (argmax == label).
     Multi-label: classes whose sigmoid score reaches the class threshold; the metric is
     exact-match (subset) accuracy, the strictest reading, so a change in any label counts."""
 
     task = "classification"
     primary_metric = "accuracy"
+
+    def decode(
+        self,
+        outputs: Outputs,
+        *,
+        meta: dict[str, Any],
+        size: tuple[int, int],
+        options: dict[str, Any],
+    ) -> dict[str, Any]:
+        logits = np.asarray(outputs["logits"])[None, :]
+        return self.decode_batch(logits, meta=meta, top_k=int(options.get("top_k", 5)))[0]
 
     def scores(self, outputs: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
         logits = np.asarray(outputs, dtype=np.float64)
@@ -42,7 +53,7 @@ class ClassificationDecoder:
             return scores >= thresholds_of(meta, scores.shape[1])[None, :]
         return np.eye(scores.shape[1], dtype=bool)[scores.argmax(axis=1)]
 
-    def decode(
+    def decode_batch(
         self, outputs: np.ndarray, *, meta: dict[str, Any], top_k: int = 5
     ) -> list[dict[str, Any]]:
         classes: list[str] = list(meta["classes"])
@@ -75,6 +86,3 @@ class ClassificationDecoder:
             return float("nan")
         same = (self.predicted_sets(a, meta) == self.predicted_sets(b, meta)).all(axis=1)
         return float(same.mean())
-
-
-register_decoder(ClassificationDecoder())

@@ -1,0 +1,182 @@
+"""Reading an evaluation's per-image results and match rows, for any task.
+
+Filters: subset; outcome (correct / incorrect); a confusion-matrix cell (true and predicted
+class from the match rows, `BACKGROUND` = -1 for "no object"); an image showing a class in
+its truth or predictions; images with a false positive or a false negative. Sorts by the
+task's error measure, confidence, loss or image. Each filter is an indexed query on
+evaluation_result / evaluation_match, so a cell opens as fast for detection as for
+classification.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from app.errors import Invalid, not_found
+from app.models import Evaluation, EvaluationMatch, EvaluationResult, Image
+from app.models.evaluation import EvaluationResultRead
+
+BACKGROUND = -1
+RESULT_SORTS = ("error", "-error", "confidence", "-confidence", "loss", "-loss", "image")
+OUTCOMES = ("correct", "incorrect")
+
+
+def _class_clause(column: Any, value: int) -> Any:
+    return col(column).is_(None) if value == BACKGROUND else col(column) == value
+
+
+def _matching_images(evaluation_id: int, *clauses: Any) -> Any:
+    return (
+        select(EvaluationMatch.image_id)
+        .where(EvaluationMatch.evaluation_id == evaluation_id, *clauses)
+        .distinct()
+    )
+
+
+def list_results(
+    session: Session,
+    evaluation: Evaluation,
+    *,
+    project_id: int,
+    subset: str | None = None,
+    outcome: str | None = None,
+    true_class: int | None = None,
+    predicted_class: int | None = None,
+    class_index: int | None = None,
+    has_fp: bool | None = None,
+    has_fn: bool | None = None,
+    sort: str = "confidence",
+    page: int = 1,
+    page_size: int = 48,
+) -> tuple[list[EvaluationResultRead], int]:
+    """One page of per-image results and the total matching the filters."""
+    if sort not in RESULT_SORTS:
+        raise Invalid(
+            f"sort={sort!r} is not a sort order; use one of: {', '.join(RESULT_SORTS)}.",
+            code="invalid_sort",
+            details={"valid": list(RESULT_SORTS)},
+        )
+    if outcome not in (None, "", *OUTCOMES):
+        raise Invalid(
+            f"outcome={outcome!r} is not valid; use correct or incorrect.", code="invalid_outcome"
+        )
+    assert evaluation.id is not None
+    eid = evaluation.id
+    query = (
+        select(EvaluationResult, Image.original_name, Image.width, Image.height)
+        .join(Image, col(Image.id) == col(EvaluationResult.image_id))
+        .where(EvaluationResult.evaluation_id == eid)
+    )
+    if subset:
+        query = query.where(EvaluationResult.subset == subset)
+    if outcome:
+        query = query.where(EvaluationResult.correct == (outcome == "correct"))
+    cell = []
+    if true_class is not None:
+        cell.append(_class_clause(EvaluationMatch.true_class, true_class))
+    if predicted_class is not None:
+        cell.append(_class_clause(EvaluationMatch.predicted_class, predicted_class))
+    if cell:
+        query = query.where(col(EvaluationResult.image_id).in_(_matching_images(eid, *cell)))
+    if class_index is not None:
+        either = (col(EvaluationMatch.true_class) == class_index) | (
+            col(EvaluationMatch.predicted_class) == class_index
+        )
+        query = query.where(col(EvaluationResult.image_id).in_(_matching_images(eid, either)))
+    for flag, column in (
+        (has_fp, EvaluationMatch.true_class),
+        (has_fn, EvaluationMatch.predicted_class),
+    ):
+        if flag is not None:
+            images = _matching_images(eid, col(column).is_(None))
+            inside = col(EvaluationResult.image_id).in_(images)
+            query = query.where(inside if flag else ~inside)
+    key = {
+        "error": (col(EvaluationResult.error).desc(), col(EvaluationResult.id)),
+        "-error": (col(EvaluationResult.error).asc(), col(EvaluationResult.id)),
+        "confidence": (col(EvaluationResult.score).desc(), col(EvaluationResult.id)),
+        "-confidence": (col(EvaluationResult.score).asc(), col(EvaluationResult.id)),
+        "loss": (col(EvaluationResult.loss).desc(), col(EvaluationResult.id)),
+        "-loss": (col(EvaluationResult.loss).asc(), col(EvaluationResult.id)),
+        "image": (col(EvaluationResult.image_id), col(EvaluationResult.id)),
+    }[sort]
+    count = select(func.count()).select_from(query.subquery())
+    total = int(session.exec(count).one())
+    rows = session.exec(query.order_by(*key).offset((page - 1) * page_size).limit(page_size)).all()
+    return [_read(result, name, project_id, w, h) for result, name, w, h in rows], total
+
+
+def _read(
+    result: EvaluationResult, name: str, project_id: int, width: int, height: int
+) -> EvaluationResultRead:
+    return EvaluationResultRead(
+        id=result.id,  # type: ignore[arg-type]
+        image_id=result.image_id,
+        original_name=name,
+        width=width,
+        height=height,
+        subset=result.subset,
+        prediction=result.prediction,
+        score=result.score,
+        loss=result.loss,
+        error=result.error,
+        correct=result.correct,
+        thumbnail_url=f"/api/projects/{project_id}/images/{result.image_id}/thumbnail",
+        file_url=f"/api/projects/{project_id}/images/{result.image_id}/file",
+    )
+
+
+def get_result(
+    session: Session, evaluation: Evaluation, *, project_id: int, result_id: int
+) -> EvaluationResultRead:
+    result = session.get(EvaluationResult, result_id)
+    if result is None or result.evaluation_id != evaluation.id:
+        raise not_found("result", result_id)
+    image = session.get(Image, result.image_id)
+    if image is None:
+        raise not_found("result", result_id)
+    return _read(result, image.original_name, project_id, image.width, image.height)
+
+
+def confusion(
+    session: Session, evaluation: Evaluation, *, subset: str | None = None
+) -> dict[str, Any]:
+    """Counts of (true, predicted) class pairs from the match rows. Rows are true classes,
+    columns predicted; a background row/column appears when the task has unmatched objects
+    (detection's FP and FN, multi-label's missed and extra labels). `subset` limits it to
+    one subset of the evaluation."""
+    classes: list[str] = list((evaluation.aggregate or {}).get("classes", []))
+    query = select(EvaluationMatch.true_class, EvaluationMatch.predicted_class, func.count()).where(
+        EvaluationMatch.evaluation_id == evaluation.id
+    )
+    if subset:
+        query = query.where(EvaluationMatch.subset == subset)
+    counts = session.exec(
+        query.group_by(col(EvaluationMatch.true_class), col(EvaluationMatch.predicted_class))
+    ).all()
+    background = any(t is None or p is None for t, p, _ in counts)
+    size = len(classes) + (1 if background else 0)
+    matrix = [[0] * size for _ in range(size)]
+
+    def slot(index: int | None) -> int | None:
+        if index is None:
+            return len(classes) if background else None
+        return index if 0 <= index < len(classes) else None
+
+    for t, p, n in counts:
+        i, j = slot(t), slot(p)
+        if i is not None and j is not None:
+            matrix[i][j] += int(n)
+    labels = [*classes, "background"] if background else list(classes)
+    indices = [*range(len(classes)), BACKGROUND] if background else list(range(len(classes)))
+    return {
+        "labels": labels,
+        "indices": indices,
+        "matrix": matrix,
+        "background": background,
+        "subset": subset,
+        "subsets": list(evaluation.subsets),
+    }

@@ -1,0 +1,105 @@
+"""Classification, the data half: multi-class (softmax + CE) and multi-label (sigmoid + BCE)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydantic import Field, StrictBool
+
+from app.tasks.hyperparams import Augmentations, TrainConfig, task_field
+from app.tasks.registry import MetricSpec, TaskSpec, register_task
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from app.importers.base import Sample
+    from app.tasks.mapping import ClassBook, Mapped, Warn
+
+
+class ClassificationAugment(Augmentations):
+    mixup_alpha: float = Field(
+        0.0,
+        ge=0,
+        le=10,
+        description="MixUp alpha; 0 turns it off.",
+        json_schema_extra={"label": "MixUp alpha"},
+    )
+    cutmix_alpha: float = Field(
+        0.0,
+        ge=0,
+        le=10,
+        description="CutMix alpha; 0 turns it off.",
+        json_schema_extra={"label": "CutMix alpha"},
+    )
+
+
+class ClassificationConfig(TrainConfig):
+    augment: ClassificationAugment = Field(default_factory=ClassificationAugment)
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=1, description="Label smoothing (0 ≤ s < 1).", **task_field()
+    )
+    multi_label: StrictBool | None = Field(
+        None,
+        description="Multi-label (sigmoid + BCE); None = decide from the data.",
+        **task_field(label="Multi-label"),
+    )
+    tune_thresholds: StrictBool = Field(
+        True, description="Tune per-class thresholds on val (multi-label).", **task_field()
+    )
+
+
+def map_sample(
+    sample: Sample, w: int, h: int, book: ClassBook, source_root: Path, warn: Warn
+) -> list[Mapped]:
+    """Image-level labels; a detection or segmentation dataset gives its object classes."""
+    from app.tasks.mapping import image_labels
+
+    return image_labels(sample, book)
+
+
+SHARE_METRICS = (
+    ("accuracy", "Accuracy"),
+    ("balanced_accuracy", "Balanced accuracy"),
+    ("top3_accuracy", "Top-3 accuracy"),
+    ("top5_accuracy", "Top-5 accuracy"),
+    ("subset_accuracy", "Subset (exact-match) accuracy"),
+    ("map", "mAP (multi-label)"),
+    ("precision_macro", "Precision (macro)"),
+    ("recall_macro", "Recall (macro)"),
+    ("f1_macro", "F1 (macro)"),
+    ("precision_micro", "Precision (micro)"),
+    ("recall_micro", "Recall (micro)"),
+    ("f1_micro", "F1 (micro)"),
+    ("roc_auc_macro", "ROC-AUC (macro)"),
+)
+METRICS: tuple[MetricSpec, ...] = (
+    *(MetricSpec(key, title, percent=True) for key, title in SHARE_METRICS),
+    MetricSpec("hamming_loss", "Hamming loss", mode="min"),
+    MetricSpec("loss", "Loss", mode="min"),
+)
+
+register_task(
+    TaskSpec(
+        key="classification",
+        title="Classification",
+        description="One or more class labels per image (multi-class, multi-label, hierarchical).",
+        annotation_kinds=("label",),
+        badge_color="#2563eb",
+        order=10,
+        features=frozenset(
+            {"projects", "import", "splits", "train", "evaluate", "export", "predict"}
+        ),
+        default_model="small_cnn",
+        primary_metric="val/acc",
+        curve_metrics=("val/acc", "val/f1_macro", "val/map"),
+        metrics=METRICS,
+        summary_metric="accuracy",
+        config_model=ClassificationConfig,
+        result_filters=("outcome", "cell"),
+        tta_options=(
+            ("hflip", "horizontal flip"),
+            ("multiscale", "multi-scale (0.875x, 1x, 1.125x)"),
+        ),
+        map_sample=map_sample,
+    )
+)

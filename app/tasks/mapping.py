@@ -1,0 +1,250 @@
+"""Helpers the tasks' import mappings share (app/tasks/<task>.py `map_sample`).
+
+Each task maps what a format carries onto its own annotation kinds, in pixels of the stored
+image: boxes are clipped to the image (with a warning); shapes are converted where the task
+needs another kind (polygon → box for detection, 4-point box → oriented box, polygons and RLE
+→ an index mask for semantic segmentation). Warnings go to the import report.
+
+Imported by the import worker only (numpy, PIL): task modules import it inside `map_sample`,
+so listing tasks in the web process stays cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from app.importers.base import Sample, SampleAnnotation
+
+Warn = Callable[[str], None]
+IGNORE = 255
+BACKGROUND_NAMES = {"_background_", "background"}
+
+
+class ClassBook:
+    """Class name → pixel/label index; existing project classes first, new ones appended."""
+
+    def __init__(
+        self, existing: dict[str, int], declared: list[str], implicit: tuple[str, ...] = ()
+    ) -> None:
+        self.index = dict(existing)
+        self.new: list[str] = []
+        if not self.index:
+            for name in implicit:
+                self.add(name)
+        for name in declared:
+            self.add(name)
+
+    def add(self, name: str) -> int:
+        if task_background(name) and "background" in self.index:
+            return self.index["background"]
+        if name not in self.index:
+            self.index[name] = max(self.index.values(), default=-1) + 1
+            self.new.append(name)
+        return self.index[name]
+
+
+def task_background(name: str) -> bool:
+    return name.lower() in BACKGROUND_NAMES
+
+
+@dataclass
+class Mapped:
+    kind: str
+    label: str | None
+    geometry: dict[str, Any] = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    mask: np.ndarray | None = None  # pixels to write as a PNG for kind == "mask"
+
+
+def scale(sample: Sample, shape: SampleAnnotation, w: int, h: int) -> dict[str, Any]:
+    g = dict(shape.geometry)
+    if not sample.normalized:
+        return g
+    if shape.kind == "bbox":
+        return {"x": g["x"] * w, "y": g["y"] * h, "w": g["w"] * w, "h": g["h"] * h}
+    if "points" in g:
+        return {"points": [[x * w, y * h] for x, y in g["points"]]}
+    return g
+
+
+def clip_box(g: dict[str, float], w: int, h: int, warn: Warn) -> dict[str, float] | None:
+    x0, y0 = max(0.0, g["x"]), max(0.0, g["y"])
+    x1, y1 = min(float(w), g["x"] + g["w"]), min(float(h), g["y"] + g["h"])
+    if x1 - x0 <= 0 or y1 - y0 <= 0:
+        warn("box outside the image or empty; skipped")
+        return None
+    box = {"x": x0, "y": y0, "w": x1 - x0, "h": y1 - y0}
+    if any(abs(box[k] - g[k]) > 1e-6 for k in box):
+        warn("box clipped to the image")
+    return box
+
+
+def clip_points(points: list[list[float]], w: int, h: int, warn: Warn) -> list[list[float]]:
+    clipped = [[min(max(x, 0.0), float(w)), min(max(y, 0.0), float(h))] for x, y in points]
+    if clipped != points:
+        warn("shape clipped to the image")
+    return clipped
+
+
+def extent(points: list[list[float]]) -> dict[str, float]:
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    return {"x": min(xs), "y": min(ys), "w": max(xs) - min(xs), "h": max(ys) - min(ys)}
+
+
+def quad_to_obb(points: list[list[float]]) -> dict[str, float] | None:
+    p = np.asarray(points, float)
+    e1, e2 = p[1] - p[0], p[2] - p[1]
+    w, h = float(np.hypot(*e1)), float(np.hypot(*e2))
+    if w <= 0 or h <= 0:
+        return None
+    cx, cy = p.mean(axis=0)
+    angle = math.degrees(math.atan2(e1[1], e1[0]))
+    return {"cx": float(cx), "cy": float(cy), "w": w, "h": h, "angle": angle}
+
+
+def rle_mask(geometry: dict[str, Any]) -> np.ndarray:
+    from pycocotools import mask as coco_mask
+
+    height, width = geometry["size"]
+    counts = geometry["counts"]
+    rle = (
+        coco_mask.frPyObjects({"counts": counts, "size": [height, width]}, height, width)
+        if isinstance(counts, list)
+        else {"counts": counts.encode(), "size": [height, width]}
+    )
+    return np.asarray(coco_mask.decode(rle), dtype=np.uint8)
+
+
+def polygon_mask(rings: list[list[list[float]]], w: int, h: int) -> np.ndarray:
+    canvas = Image.new("L", (w, h), 0)
+    draw = ImageDraw.Draw(canvas)
+    for ring in rings:
+        if len(ring) >= 3:
+            draw.polygon([(x, y) for x, y in ring], fill=1)
+    return np.asarray(canvas, dtype=np.uint8)
+
+
+def rings_of(geometry: dict[str, Any]) -> list[list[list[float]]]:
+    return geometry["rings"] if "rings" in geometry else [geometry["points"]]
+
+
+def read_mask(
+    root: Path,
+    geometry: dict[str, Any],
+    w: int,
+    h: int,
+    book: ClassBook,
+    warn: Warn,
+    *,
+    binary: bool,
+) -> np.ndarray | None:
+    from app.importers.base import inside
+
+    path = inside(root, geometry["path"])
+    if path is None:
+        warn(f"mask {geometry['path']!r} not found; skipped")
+        return None
+    try:
+        with Image.open(path) as picture:
+            picture.load()
+            mode = picture.mode
+            pixels = np.asarray(picture)
+    except (OSError, ValueError) as exc:
+        warn(f"mask {geometry['path']!r} is not a readable image ({exc}); skipped")
+        return None
+    if pixels.shape[:2] != (h, w):
+        warn(
+            f"mask {geometry['path']!r} is {pixels.shape[1]}x{pixels.shape[0]}, "
+            f"the image {w}x{h}; skipped"
+        )
+        return None
+    if binary:
+        grey = pixels if pixels.ndim == 2 else pixels[..., :3].max(axis=2)
+        return (grey > 0).astype(np.uint8)
+    out = np.full((h, w), IGNORE, dtype=np.uint8)
+    names: dict[str, str] = geometry.get("names") or {}
+    if pixels.ndim == 3 and mode in {"RGB", "RGBA"}:
+        colors: dict[str, str] = geometry.get("colors") or {}
+        if not colors:
+            raise MaskProblem(
+                f"mask {geometry['path']!r} is an RGB colour mask but the source has no colour "
+                "map (dataset_meta.json, labelmap.csv or labelmap.txt)"
+            )
+        rgb = pixels[..., :3]
+        for key, name in colors.items():
+            color = np.asarray([int(c) for c in key.split(",")], dtype=rgb.dtype)
+            out[np.all(rgb == color, axis=2)] = book.add(name)
+        if (out == IGNORE).any():
+            warn(f"mask {geometry['path']!r}: colours outside the colour map set to ignore (255)")
+        return out
+    values = pixels.astype(np.int64)
+    for value in np.unique(values):
+        v = int(value)
+        if v == IGNORE:
+            continue
+        name = names.get(str(v)) or ("background" if v == 0 else str(v))
+        if str(geometry.get("background")) == str(v):
+            name = "background"
+        out[values == v] = book.add(name)
+    return out
+
+
+class MaskProblem(ValueError):
+    """A mask that cannot be read as asked; the image is reported as an error."""
+
+
+def image_labels(sample: Sample, book: ClassBook) -> list[Mapped]:
+    """Image-level labels; without any, the classes of the sample's objects (a detection or
+    segmentation dataset imported into a classification project)."""
+    shapes = sample.annotations
+    labels = [s.label for s in shapes if s.kind == "label" and s.label]
+    objects = [s.label for s in shapes if s.kind != "label" and s.kind != "mask_file"]
+    out: list[Mapped] = []
+    for label in dict.fromkeys(labels or [o for o in objects if o]):
+        book.add(label)
+        out.append(Mapped("label", label))
+    return out
+
+
+def grouped_ids(sample: Sample) -> set[Any]:
+    """Groups that have a shape besides a box (a COCO object with a polygon and its bbox)."""
+    return {s.group for s in sample.annotations if s.group is not None and s.kind != "bbox"}
+
+
+def shape_box(
+    shape: SampleAnnotation, g: dict[str, Any], w: int, h: int, warn: Warn
+) -> dict[str, float] | None:
+    """The clipped axis-aligned box of a bbox, polygon, quad or RLE shape."""
+    if shape.kind == "bbox":
+        return clip_box(g, w, h, warn)
+    if shape.kind in {"polygon", "quad"}:
+        return clip_box(extent([p for r in rings_of(g) for p in r]), w, h, warn)
+    if shape.kind == "rle":
+        ys, xs = np.nonzero(rle_mask(g))
+        if not len(xs):
+            return None
+        box = {
+            "x": float(xs.min()),
+            "y": float(ys.min()),
+            "w": float(xs.max() - xs.min() + 1),
+            "h": float(ys.max() - ys.min() + 1),
+        }
+        return clip_box(box, w, h, warn)
+    return None
+
+
+def box_to_obb(box: dict[str, float]) -> dict[str, float]:
+    return {
+        "cx": box["x"] + box["w"] / 2,
+        "cy": box["y"] + box["h"] / 2,
+        "w": box["w"],
+        "h": box["h"],
+        "angle": 0.0,
+    }

@@ -1,0 +1,131 @@
+"""Classification, the code half: multi-class and multi-label image classifiers.
+
+This __init__ stays free of torch (the predictor imports it for the decoder); the module,
+datasets, evaluation and export load when a method needs them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workers.ml.tasks import register_task_code
+from workers.ml.tasks.base import (
+    EvalOutcome,
+    ExportModule,
+    InferenceModel,
+    Outputs,
+    Prepared,
+    Report,
+    Sample,
+    TaskCode,
+)
+from workers.ml.tasks.classification.decode import ClassificationDecoder
+
+
+class ClassificationCode(TaskCode):
+    key = "classification"
+    decoder = ClassificationDecoder()
+
+    def prepare(
+        self, samples: dict[str, list[Sample]], classes: list[str], config: dict[str, Any]
+    ) -> Prepared:
+        """Targets are class indices; single-label training leaves unlabelled images out.
+        Multi-label when asked, or (auto) when any image carries more than one label."""
+        index = {name: i for i, name in enumerate(classes)}
+        several = config.get("multi_label")
+        if several is None:
+            several = any(
+                len(set(s.class_names("label"))) > 1 for rows in samples.values() for s in rows
+            )
+        kept: dict[str, list[Sample]] = {}
+        dropped: dict[str, int] = {}
+        for subset, rows in samples.items():
+            kept[subset] = []
+            for sample in rows:
+                sample.target = sorted(
+                    {index[n] for n in sample.class_names("label") if n in index}
+                )
+                if sample.target or several:
+                    kept[subset].append(sample)
+            dropped[subset] = len(rows) - len(kept[subset])
+        return Prepared(samples=kept, info={"multi_label": bool(several)}, dropped=dropped)
+
+    def build_module(self, config: dict[str, Any], classes: list[str], info: dict[str, Any]) -> Any:
+        from workers.ml.tasks.classification.module import ClassificationModule
+
+        return ClassificationModule(config, len(classes), bool(info.get("multi_label")))
+
+    def datasets(
+        self,
+        prepared: Prepared,
+        config: dict[str, Any],
+        classes: list[str],
+        info: dict[str, Any],
+        normalization: tuple[list[float], list[float]],
+    ) -> tuple[Any, Any, None]:
+        from workers.ml.data import ImageDataset
+        from workers.ml.transforms import EvalTransform, TrainTransform
+
+        mean, std = normalization
+        size = int(config["image_size"])
+        several = bool(info.get("multi_label"))
+        train = ImageDataset(
+            prepared.samples.get("train", []),
+            TrainTransform(size, mean, std, config["augment"]),
+            multi_label=several,
+            num_classes=len(classes),
+        )
+        val = ImageDataset(
+            prepared.samples.get("val", []),
+            EvalTransform(size, mean, std),
+            multi_label=several,
+            num_classes=len(classes),
+        )
+        return train, val, None
+
+    def build_model(self, provenance: dict[str, Any]) -> Any:
+        from workers.ml.heads import build_classifier
+
+        model, _ = build_classifier(
+            provenance["model"], len(provenance["classes"]), pretrained=False
+        )
+        return model
+
+    def model_info(self, provenance: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "multi_label": bool(provenance.get("multi_label", False)),
+            "thresholds": provenance.get("thresholds"),
+        }
+
+    def evaluate(
+        self,
+        model: InferenceModel,
+        samples: list[Sample],
+        *,
+        options: dict[str, Any],
+        report: Report | None = None,
+    ) -> EvalOutcome:
+        from workers.ml.tasks.classification.evaluate import evaluate
+
+        return evaluate(model, samples, options=options, report=report)
+
+    def export_module(self, model: InferenceModel) -> ExportModule:
+        from workers.ml.tasks.classification.export import export_module
+
+        return export_module(model)
+
+    def parity(
+        self,
+        *,
+        fmt: str,
+        reference: list[Outputs],
+        candidate: list[Outputs],
+        samples: list[Sample],
+        meta: dict[str, Any],
+    ) -> dict[str, Any]:
+        from workers.ml.tasks.classification.export import parity
+
+        return parity(fmt=fmt, reference=reference, candidate=candidate, samples=samples, meta=meta)
+
+
+register_task_code(ClassificationCode())
