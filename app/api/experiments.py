@@ -43,7 +43,9 @@ def catalog_models(
 
 
 @router.get("/catalog/hyperparameters", summary="A task's hyperparameters with defaults")
-def catalog_hyperparameters(task: str = Query("classification", max_length=40)) -> dict[str, Any]:
+def catalog_hyperparameters(
+    task: str = Query(..., max_length=40, description="A task key from GET /api/tasks"),
+) -> dict[str, Any]:
     """The task's recipe: resolved defaults, and the JSON schema with bounds, help texts and
     form groups (`basic`, `augment`, `task`, `advanced`)."""
     spec = get_task(task)

@@ -21,6 +21,7 @@ from app.models import TERMINAL_STATUSES, DatasetImport, Job, JobQueue, Project
 from app.services import jobs as job_service
 from app.services.projects import get_project
 from app.storage import Storage
+from app.tasks import get_task, list_tasks
 
 # Class colours by index: distinct, readable on light and dark images.
 PALETTE = (
@@ -45,7 +46,16 @@ PALETTE = (
     "#a9a9a9",
     "#ffe119",
 )
-SAMPLES = {"digits": "scikit-learn digits: 1,797 handwritten digits, 10 classes, 32x32 grey"}
+# Built-in sample datasets, as each task's data half declares them (name -> description).
+SAMPLES = {name: title for spec in list_tasks() for name, title in spec.samples.items()}
+SAMPLE_TASKS = {name: spec.key for spec in list_tasks() for name in spec.samples}
+
+
+def samples_for(task: str) -> dict[str, str]:
+    """The built-in samples a project of this task type can import."""
+    return dict(get_task(task).samples)
+
+
 CHUNK = 1024 * 1024
 
 
@@ -230,9 +240,9 @@ def start_sample_import(
             f"Sample {sample!r} does not exist; use one of: {', '.join(SAMPLES)}.",
             code="sample_not_found",
         )
-    if project.task_type != "classification":
+    if project.task_type != SAMPLE_TASKS[sample]:
         raise Invalid(
-            f"The {sample} sample is a classification dataset; this project is "
+            f"The {sample} sample is a {SAMPLE_TASKS[sample]} dataset; this project is "
             f"{project.task_type}.",
             code="sample_task_mismatch",
         )

@@ -96,10 +96,13 @@ register_task(
         summary_metric="accuracy",
         config_model=ClassificationConfig,
         result_filters=("outcome", "cell"),
+        parity_note="fp32 formats need max |Δ output| ≤ 1e-4; INT8 needs top-1 agreement "
+        "≥ 97 % and an accuracy drop ≤ 1 point.",
         tta_options=(
             ("hflip", "horizontal flip"),
             ("multiscale", "multi-scale (0.875x, 1x, 1.125x)"),
         ),
         map_sample=map_sample,
+        samples={"digits": "scikit-learn digits: 1,797 handwritten digits, 10 classes, 32x32 grey"},
     )
 )

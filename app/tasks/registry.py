@@ -85,12 +85,16 @@ class TaskSpec:
     # Evaluation result filters this task offers besides subset: "outcome" (correct/wrong),
     # "cell" (true/predicted class from match rows), "has_fp", "has_fn", "class".
     result_filters: tuple[str, ...] = ("outcome", "cell")
+    # What the export's parity check compares and its tolerances, in a sentence (export page).
+    parity_note: str = ""
     # Test-time augmentations the task's evaluation offers: (value, title).
     tta_options: tuple[tuple[str, str], ...] = ()
     # Import: what a normalized sample becomes in a project of this task, and classes a new
     # project gets before the first import (segmentation's background at index 0).
     map_sample: MapSample | None = None
     implicit_classes: tuple[str, ...] = ()
+    # Built-in sample datasets a project of this task can import (name -> description).
+    samples: dict[str, str] = field(default_factory=dict)
     # Splits: tokens to stratify on; None stratifies on the classes present in each image.
     stratify: Stratify | None = None
     extra: dict[str, Any] = field(default_factory=dict)

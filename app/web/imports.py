@@ -49,7 +49,7 @@ def import_form(
         project=project,
         formats=service.formats_for(project.task_type),
         import_roots=[str(r) for r in settings.import_roots],
-        samples=service.SAMPLES if project.task_type == "classification" else {},
+        samples=service.samples_for(project.task_type),
     )
 
 

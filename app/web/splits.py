@@ -100,7 +100,14 @@ def _chart(preview_split: Any, classes: list[str]) -> str:
 
 def _list(request: Request, session: Session, project_id: int) -> Response:
     splits = service.read_splits(session, service.list_splits(session, project_id))
-    return render(request, "partials/_split_list.html", splits=splits, project_id=project_id)
+    project = project_service.get_project(session=session, project_id=project_id)
+    return render(
+        request,
+        "partials/_split_list.html",
+        splits=splits,
+        project_id=project_id,
+        task_type=project.task_type,
+    )
 
 
 @router.get("/projects/{project_id}/splits")
@@ -116,6 +123,7 @@ def splits_page(
         p=read,
         splits=splits,
         project_id=project_id,
+        task_type=project.task_type,
         strategies=STRATEGY_TITLES,
         attributes=service.attribute_choices(session, project_id),
         **nav_context(read, "splits"),

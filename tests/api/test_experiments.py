@@ -270,5 +270,5 @@ def test_catalog_lists_every_model_and_tasks_report_train(client: TestClient) ->
     tasks = {t["key"]: t for t in client.get("/api/tasks").json()["items"]}
     assert tasks["classification"]["features"]["train"] is True
     assert tasks["detection"]["features"]["train"] is False
-    hyper = client.get("/api/catalog/hyperparameters").json()
+    hyper = client.get("/api/catalog/hyperparameters?task=classification").json()
     assert hyper["defaults"]["epochs"] == 10 and "lr" in hyper["schema"]["properties"]

@@ -125,29 +125,25 @@ class SequentialBackbone(Backbone):
         return features
 
 
-# --- building by catalog id ---------------------------------------------------------------------
+# --- the backbone registry ------------------------------------------------------------------
+
+# id -> builder(pretrained) -> (backbone, weights note: "pretrained:<file>" or "random-init")
+BackboneBuilder = Callable[[bool], tuple[Backbone, str]]
+_BACKBONES: dict[str, BackboneBuilder] = {}
 
 
-def _tv(name: str) -> Callable[[], nn.Module]:
-    def build() -> nn.Module:
-        import torchvision.models as tvm
+def register_backbone(model_id: str) -> Callable[[BackboneBuilder], BackboneBuilder]:
+    """Register a backbone builder by catalog id (task heads build on any registered one)."""
 
-        return getattr(tvm, name)(weights=None)
+    def decorate(builder: BackboneBuilder) -> BackboneBuilder:
+        _BACKBONES[model_id] = builder
+        return builder
 
-    return build
+    return decorate
 
 
-_TORCHVISION = {
-    "resnet18": ("resnet18", "ResNet18_Weights"),
-    "resnet34": ("resnet34", "ResNet34_Weights"),
-    "resnet50": ("resnet50", "ResNet50_Weights"),
-    "efficientnet_b0": ("efficientnet_b0", "EfficientNet_B0_Weights"),
-    "efficientnet_b3": ("efficientnet_b3", "EfficientNet_B3_Weights"),
-    "mobilenet_v3_small": ("mobilenet_v3_small", "MobileNet_V3_Small_Weights"),
-    "mobilenet_v3_large": ("mobilenet_v3_large", "MobileNet_V3_Large_Weights"),
-}
-
-BACKBONE_IDS = ("small_cnn", *_TORCHVISION)
+def backbone_ids() -> list[str]:
+    return list(_BACKBONES)
 
 
 def weight_dirs() -> list[Path]:
@@ -160,14 +156,8 @@ def weight_dirs() -> list[Path]:
     return dirs
 
 
-def find_pretrained(model_id: str, dirs: list[Path] | None = None) -> Path | None:
-    """The local file of torchvision's published weights for this model, if any is present."""
-    if model_id not in _TORCHVISION:
-        return None
-    import torchvision.models as tvm
-
-    enum = getattr(tvm, _TORCHVISION[model_id][1])
-    names = [Path(w.url).name for w in enum]
+def find_weight_file(names: list[str], dirs: list[Path] | None = None) -> Path | None:
+    """The first of these file names present in the weight folders."""
     for folder in dirs if dirs is not None else weight_dirs():
         for name in names:
             candidate = folder / name
@@ -176,20 +166,68 @@ def find_pretrained(model_id: str, dirs: list[Path] | None = None) -> Path | Non
     return None
 
 
-def build_backbone(model_id: str, *, pretrained: bool = True) -> tuple[Backbone, str]:
-    """Build a backbone; returns it with its weights note: "pretrained:<file>" or "random-init"."""
-    if model_id == "small_cnn":
-        return SmallCNN(), "random-init"
+def torchvision_weight_names(enum_name: str) -> list[str]:
+    """File names of torchvision's published weights (as the hub cache stores them)."""
+    import torchvision.models as tvm
+
+    enum = getattr(tvm, enum_name, None)
+    if enum is None:
+        import torchvision.models.detection as tvd
+
+        enum = getattr(tvd, enum_name)
+    return [Path(w.url).name for w in enum]
+
+
+_TORCHVISION = {
+    "resnet18": ("resnet18", "ResNet18_Weights"),
+    "resnet34": ("resnet34", "ResNet34_Weights"),
+    "resnet50": ("resnet50", "ResNet50_Weights"),
+    "efficientnet_b0": ("efficientnet_b0", "EfficientNet_B0_Weights"),
+    "efficientnet_b3": ("efficientnet_b3", "EfficientNet_B3_Weights"),
+    "mobilenet_v3_small": ("mobilenet_v3_small", "MobileNet_V3_Small_Weights"),
+    "mobilenet_v3_large": ("mobilenet_v3_large", "MobileNet_V3_Large_Weights"),
+}
+
+
+def find_pretrained(model_id: str, dirs: list[Path] | None = None) -> Path | None:
+    """The local file of torchvision's published weights for this backbone, if present."""
     if model_id not in _TORCHVISION:
-        raise ValueError(f"unknown model {model_id!r}; known: {', '.join(BACKBONE_IDS)}")
-    net = _tv(_TORCHVISION[model_id][0])()
-    note = "random-init"
-    if pretrained:
-        path = find_pretrained(model_id)
-        if path is not None:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            net.load_state_dict(state)
-            note = f"pretrained:{path.name}"
-    if model_id.startswith("resnet"):
-        return ResNetBackbone(net), note
-    return SequentialBackbone(net.features), note  # type: ignore[arg-type]
+        return None
+    return find_weight_file(torchvision_weight_names(_TORCHVISION[model_id][1]), dirs)
+
+
+def _torchvision_backbone(model_id: str) -> BackboneBuilder:
+    def build(pretrained: bool) -> tuple[Backbone, str]:
+        import torchvision.models as tvm
+
+        net = getattr(tvm, _TORCHVISION[model_id][0])(weights=None)
+        note = "random-init"
+        if pretrained:
+            path = find_pretrained(model_id)
+            if path is not None:
+                net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+                note = f"pretrained:{path.name}"
+        if model_id.startswith("resnet"):
+            return ResNetBackbone(net), note
+        return SequentialBackbone(net.features), note  # type: ignore[arg-type]
+
+    return build
+
+
+@register_backbone("small_cnn")
+def _small_cnn(pretrained: bool) -> tuple[Backbone, str]:
+    return SmallCNN(), "random-init"
+
+
+for _id in _TORCHVISION:
+    register_backbone(_id)(_torchvision_backbone(_id))
+
+BACKBONE_IDS = tuple(_BACKBONES)
+
+
+def build_backbone(model_id: str, *, pretrained: bool = True) -> tuple[Backbone, str]:
+    """Build a registered backbone; returns it with its weights note."""
+    builder = _BACKBONES.get(model_id)
+    if builder is None:
+        raise ValueError(f"unknown backbone {model_id!r}; known: {', '.join(_BACKBONES)}")
+    return builder(pretrained)

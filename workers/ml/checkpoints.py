@@ -58,7 +58,7 @@ def load_for_inference(path: Path, device: str = "cpu") -> InferenceModel:
 
     checkpoint = load_checkpoint(path)
     provenance = checkpoint["provenance"]
-    code = get_task_code(provenance.get("task", "classification"))
+    code = get_task_code(provenance["task"])
     model = code.build_model(provenance)
     model.load_state_dict(checkpoint["state_dict"])
     return InferenceModel(

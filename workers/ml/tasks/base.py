@@ -187,6 +187,10 @@ class TaskCode(ABC):
     ) -> tuple[Any, Any, Callable[..., Any] | None]:
         """(train dataset, val dataset, collate function or None for the default)."""
 
+    @abstractmethod
+    def model_ids(self) -> set[str]:
+        """Catalog ids this task's code can build (a registry test compares with the catalog)."""
+
     # --- inference --------------------------------------------------------------------------
 
     @abstractmethod

@@ -83,6 +83,11 @@ class ClassificationCode(TaskCode):
         )
         return train, val, None
 
+    def model_ids(self) -> set[str]:
+        from workers.ml.backbones import backbone_ids
+
+        return set(backbone_ids())  # a classifier head goes on every registered backbone
+
     def build_model(self, provenance: dict[str, Any]) -> Any:
         from workers.ml.heads import build_classifier
 

@@ -88,6 +88,16 @@ def parity(
         "valid": all(c["passed"] for c in checks),
         "samples": len(reference),
         "labelled": len(labelled),
+        "measures": [
+            {"key": "max_abs_diff", "title": "Max |Δ output|", "value": largest, "digits": 3},
+            {"key": "mean_abs_diff", "title": "Mean |Δ output|", "value": mean, "digits": 3},
+            {
+                "key": "top1_agreement",
+                "title": "Top-1 agreement",
+                "value": None if agreement != agreement else agreement * 100,
+                "percent": True,
+            },
+        ],
         "max_abs_diff": largest,
         "mean_abs_diff": mean,
         "top1_agreement": agreement,

@@ -1,0 +1,3 @@
+from benchmarks.synthetic import main
+
+main()
