@@ -55,7 +55,7 @@ def test_export_parity_download_and_try_an_image(
     expect(report).to_be_visible()
     expect(report).to_contain_text("Top-1 agreement")
     expect(item.get_by_test_id("export-valid")).to_be_visible()
-    max_diff = float(item.get_by_test_id("parity-max-diff").inner_text())
+    max_diff = float(item.get_by_test_id("parity-max-abs-diff").inner_text())
     assert max_diff <= 1e-4
 
     with page.expect_download() as info:
