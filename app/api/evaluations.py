@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query, Response
+from fastapi.responses import FileResponse
 from sqlmodel import Session
 
 from app.deps import get_session, get_storage
@@ -162,6 +163,29 @@ def get_confusion(
     subset; `subsets` says which the evaluation covered."""
     evaluation = service.get_evaluation(session, project_id=project_id, experiment_id=experiment_id)
     return results_service.confusion(session, evaluation, subset=subset)
+
+
+@router.get(
+    f"{BASE}/evaluation/artefacts/{{name}}",
+    response_class=FileResponse,
+    summary="A file the evaluation wrote (predicted masks, anomaly maps)",
+)
+def get_artefact(
+    project_id: int,
+    experiment_id: int,
+    name: str,
+    session: Session = Depends(get_session),
+    storage: Storage = Depends(get_storage),
+) -> Response:
+    """Files a task's evaluation keeps beside its rows (PNG or JSON), by the plain names its
+    prediction JSON references; they go with the evaluation."""
+    evaluation = service.get_evaluation(session, project_id=project_id, experiment_id=experiment_id)
+    answer = results_service.artefact_file(session, storage, evaluation, name)
+    return FileResponse(
+        answer.path,
+        media_type=answer.media_type,
+        headers={"ETag": answer.etag, "Cache-Control": "private, max-age=86400"},
+    )
 
 
 @router.get(

@@ -10,14 +10,18 @@ classification.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from app.errors import Invalid, not_found
-from app.models import Evaluation, EvaluationMatch, EvaluationResult, Image
+from app.errors import Invalid, NotFound, not_found
+from app.models import Evaluation, EvaluationMatch, EvaluationResult, Experiment, Image
 from app.models.evaluation import EvaluationResultRead
+from app.services.evaluations import evaluation_dir
+from app.services.image_files import FileAnswer
+from app.storage import Storage
 
 BACKGROUND = -1
 RESULT_SORTS = ("error", "-error", "confidence", "-confidence", "loss", "-loss", "image")
@@ -180,3 +184,37 @@ def confusion(
         "subset": subset,
         "subsets": list(evaluation.subsets),
     }
+
+
+ARTEFACT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,119}$")
+ARTEFACT_TYPES = {".png": "image/png", ".json": "application/json"}
+
+
+def artefact_url(project_id: int, experiment_id: int, name: str) -> str:
+    """Where the GUI and API clients fetch an evaluation artefact (predicted masks, maps)."""
+    return f"/api/projects/{project_id}/experiments/{experiment_id}/evaluation/artefacts/{name}"
+
+
+def artefact_file(
+    session: Session, storage: Storage, evaluation: Evaluation, name: str
+) -> FileAnswer:
+    """A file a task's evaluation wrote into its folder (EvalOutcome.files), by plain name:
+    no folders, only PNG and JSON; the ETag is the evaluation id and name (files never change)."""
+    suffix = name[name.rfind(".") :].lower() if "." in name else ""
+    if not ARTEFACT_NAME.match(name) or ".." in name or suffix not in ARTEFACT_TYPES:
+        raise Invalid(
+            f"{name!r} is not an artefact name; use a plain file name ending in "
+            f"{' or '.join(ARTEFACT_TYPES)}.",
+            code="invalid_artefact_name",
+        )
+    experiment = session.get(Experiment, evaluation.experiment_id)
+    assert experiment is not None and evaluation.id is not None
+    folder = evaluation_dir(storage, experiment.project_id, experiment.id or 0, evaluation.id)
+    path = storage.resolve(f"{storage.relative(folder)}/{name}")
+    if not path.is_file():
+        raise NotFound(
+            f"Evaluation {evaluation.id} has no artefact {name!r}.", code="artefact_not_found"
+        )
+    return FileAnswer(
+        path=path, media_type=ARTEFACT_TYPES[suffix], etag=f'"{evaluation.id}-{name}"'
+    )

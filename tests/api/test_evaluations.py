@@ -179,3 +179,24 @@ def test_results_filter_sort_and_paginate(
     assert client.get(url).json()["id"] == third["evaluation"]["id"]
     assert len(session.exec(select(EvaluationResult)).all()) == 4
     assert [e.id for e in session.exec(select(Evaluation)).all()] == [third["evaluation"]["id"]]
+
+
+def test_artefacts_are_served_by_plain_name_only(
+    client: TestClient, session: Session, storage: Storage, project: Project
+) -> None:
+    images, _, experiment = _setup(session, storage, project)
+    url = _url(project, experiment.id)
+    started = client.post(url, json={"subsets": ["val", "test"]}).json()
+    evaluation_id = started["evaluation"]["id"]
+    _fake_results(session, storage, evaluation_id, images)
+    folder = service.evaluation_dir(storage, project.id, experiment.id, evaluation_id)  # type: ignore[arg-type]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "mask-1.png").write_bytes(b"\x89PNG fake")
+    got = client.get(f"{url}/artefacts/mask-1.png")
+    assert got.status_code == 200 and got.headers["content-type"] == "image/png"
+    assert got.content == b"\x89PNG fake"
+    assert_api_error(client.get(f"{url}/artefacts/missing.png"), 404, "artefact_not_found")
+    for bad in ("..%2Fsecret.png", "mask.exe", ".hidden.png"):
+        response = client.get(f"{url}/artefacts/{bad}")
+        assert response.status_code in (404, 422)
+        assert "error" in response.json()
