@@ -116,3 +116,43 @@ def prediction_shapes(
                 }
             )
     return shapes
+
+
+def object_shapes(
+    objects: list[dict[str, Any]], colors: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Shapes of predicted objects in the prediction envelope (try-it): each object's geometry
+    under its own key ("bbox", "obb", "polygon")."""
+    colors = colors or []
+    shapes = []
+    for obj in objects:
+        index = obj.get("index")
+        color = (
+            colors[index] if isinstance(index, int) and 0 <= index < len(colors) else DEFAULT_COLOR
+        )
+        score = obj.get("score")
+        label = (
+            f"{obj.get('class', '')} {score:.2f}"
+            if isinstance(score, int | float)
+            else str(obj.get("class", ""))
+        )
+        if "polygon" in obj:
+            kind, geometry = "polygon", {"points": obj["polygon"]}
+        elif "obb" in obj:
+            kind, geometry = "obb", obj["obb"]
+        elif "bbox" in obj:
+            kind, geometry = "bbox", obj["bbox"]
+        else:
+            continue
+        shapes.append(
+            {
+                "kind": kind,
+                "geometry": geometry,
+                "role": "pred",
+                "color": color,
+                "label": label,
+                "cid": index,
+                "href": None,
+            }
+        )
+    return shapes
