@@ -122,8 +122,11 @@ register_task(
         },
         result_filters=("outcome", "cell", "class", "has_fp", "has_fn"),
         map_sample=map_sample,
-        parity_note="boxes scoring at least the score threshold are matched between the "
-        "checkpoint and the file (IoU ≥ 0.5, same class): fp32 needs ≥ 99 % matched, box corners within 0.5 px, scores within 1e-3 and "
-        "mAP50 within 0.01; INT8 needs ≥ 80 % matched and an mAP50 drop ≤ 0.03.",
+        parity_note=(
+            "boxes scoring at least the score threshold are matched between the checkpoint "
+            "and the file (IoU ≥ 0.5, same class): fp32 needs ≥ 99 % matched, box corners "
+            "within 0.5 px, scores within 1e-3 and mAP50 within 0.01; INT8 needs ≥ 80 % "
+            "matched and an mAP50 drop ≤ 0.03."
+        ),
     )
 )
