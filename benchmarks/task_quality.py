@@ -8,6 +8,8 @@ evaluate job does. Prints one JSON line per seed, then a summary.
 
     python benchmarks/task_quality.py detection --images 300 --size 96 --seeds 0,1,2
     python benchmarks/task_quality.py detection --set epochs=20 --set lr=0.003
+    python benchmarks/task_quality.py detection --format voc \
+        --folder ../shared/datasets/formats/voc/raccoon_voc_plus_csv_real
 
 Record `uptime` beside the figures: on a shared 2-core machine, wall time says little.
 """
