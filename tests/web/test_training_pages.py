@@ -140,3 +140,16 @@ def test_actions_and_compare_with_config_diff(
     deleted = client.post(f"/projects/{project.id}/training/{ids[0]}/delete", headers=HTMX)
     assert deleted.status_code == 204
     assert client.get(f"/projects/{project.id}/training/{ids[0]}").status_code == 404
+
+
+def test_form_shows_settings_only_where_they_apply(
+    client: TestClient, session: Session, storage: Storage, project: Project
+) -> None:
+    make_data(session, storage, project)
+    page = client.get(f"/projects/{project.id}/training").text
+    # momentum only with SGD, step size with the step schedule, EMA decay with EMA
+    assert re.search(r"""x-show='\["sgd"\]\.includes\(cfg\.optimizer\)'>Momentum""", page)
+    assert re.search(r"""x-show='\["step"\]\.includes\(cfg\.scheduler\)'>Step size""", page)
+    assert re.search(r"""x-show='\[true\]\.includes\(cfg\.ema\)'>Ema decay""", page)
+    assert 'x-model="cfg.optimizer"' in page and 'x-model="cfg.ema"' in page
+    assert re.search(r'"cfg": {[^}]*"optimizer": "adamw"', page)
