@@ -80,7 +80,10 @@ def _page_context(session: Session, project_id: int) -> dict[str, Any]:
     form = _task_form(project.task_type)
     controlling = {condition[0] for condition in APPLIES_WHEN.values()}
     controllers = {
-        f["name"]: f["default"] for group in form.values() for f in group if f["name"] in controlling
+        f["name"]: f["default"]
+        for group in form.values()
+        for f in group
+        if f["name"] in controlling
     }
     names = {e.name for e in experiments}
     number = len(experiments) + 1

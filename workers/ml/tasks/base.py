@@ -132,6 +132,7 @@ class ExportModule:
     batch: int | None = None
     postprocess: dict[str, Any] = field(default_factory=dict)
     output_axes: dict[str, dict[int, str]] | None = None  # None: axis 0 is the batch
+    script: bool = False  # TorchScript by torch.jit.script instead of a trace
 
 
 Report = Callable[[int, int], None]

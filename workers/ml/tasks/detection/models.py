@@ -15,7 +15,6 @@ weights, else random initialisation; the weights note says which.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -129,8 +128,8 @@ class SmallDetectionBackbone(nn.Module):
         self.fpn = FeaturePyramidNetwork(list(widths[2:]), fpn)
         self.out_channels = fpn
 
-    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
-        taps = OrderedDict()
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        taps: dict[str, torch.Tensor] = {}
         for index, stage in enumerate(self.stages):
             x = stage(x)
             if index >= 2:
