@@ -63,7 +63,7 @@ class ExportedDetector(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = self.model([x[0]])
-        if torch.jit.is_scripting():
+        if torch.jit.is_scripting():  # noqa: SIM108 (TorchScript compiles only this branch)
             found = out[1][0]
         else:
             found = out[0]
