@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from fastapi.testclient import TestClient
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from app.models import Project
 from app.storage import Storage
@@ -153,3 +153,35 @@ def test_form_shows_settings_only_where_they_apply(
     assert re.search(r"""x-show='\[true\]\.includes\(cfg\.ema\)'>Ema decay""", page)
     assert 'x-model="cfg.optimizer"' in page and 'x-model="cfg.ema"' in page
     assert re.search(r'"cfg": {[^}]*"optimizer": "adamw"', page)
+
+
+def test_a_completed_experiment_shows_the_task_s_test_metrics(
+    client: TestClient, session: Session, storage: Storage, project: Project
+) -> None:
+    from app.models import Experiment
+
+    split_id = make_data(session, storage, project)
+    client.post(
+        f"/projects/{project.id}/training/experiments",
+        data=form(split_id, name="done"),
+        headers=HTMX,
+    )
+    experiment = session.exec(select(Experiment)).one()
+    experiment.status = "completed"
+    experiment.provenance = {
+        "test_metrics": {"n": 5, "accuracy": 0.8, "f1_macro": 0.75, "loss": 0.5, "samples": 5}
+    }
+    session.add(experiment)
+    session.commit()
+    for url in (
+        f"/projects/{project.id}/training/{experiment.id}",
+        f"/projects/{project.id}/training/{experiment.id}/summary",
+    ):
+        page = client.get(url)
+        assert page.status_code == 200, page.text
+        assert re.search(
+            r"Test \(5 images, best checkpoint\):\s+Accuracy <strong>0\.8000</strong>", page.text
+        )
+        assert "F1 (macro) 0.7500" in page.text
+    listing = client.get(f"/projects/{project.id}/training").text
+    assert "<th>Test Accuracy</th>" in listing and ">0.8000<" in listing
