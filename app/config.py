@@ -55,6 +55,18 @@ class Settings(BaseSettings):
     stale_after_seconds: float = Field(default=60.0, gt=0, le=3600)
     cancel_grace_seconds: float = Field(default=20.0, ge=0, le=3600)
     poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    max_streams: int = Field(
+        default=500,
+        ge=1,
+        le=100_000,
+        description="Open SSE streams one web process serves; more are answered 503.",
+    )
+    db_busy_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="How long a web request waits for a busy database before answering 503.",
+    )
     job_plugins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Extra modules that register job handlers."
     )

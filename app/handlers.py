@@ -8,9 +8,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import StudioError
+from app.faults import RETRY_AFTER_SECONDS, describe
 from app.templating import render
 
 log = logging.getLogger("app")
@@ -55,7 +58,10 @@ def _validation_message(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(StudioError)
     async def studio_error(request: Request, exc: StudioError) -> Response:
-        return _error_response(request, exc.status, exc.code, exc.message, exc.details)
+        response = _error_response(request, exc.status, exc.code, exc.message, exc.details)
+        if "retry_after" in exc.details:
+            response.headers["Retry-After"] = str(exc.details["retry_after"])
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -75,6 +81,34 @@ def install_handlers(app: FastAPI) -> None:
         for key, value in (exc.headers or {}).items():
             response.headers[key] = value
         return response
+
+    @app.exception_handler(OverflowError)
+    async def out_of_range(request: Request, exc: OverflowError) -> Response:
+        # SQLite refuses integers beyond 64 bits; no row can have such an id.
+        if any(part.isdigit() and int(part) >= 2**63 for part in request.url.path.split("/")):
+            message = f"Nothing at {request.url.path}: ids are whole numbers below 2^63."
+            return _error_response(request, 404, "not_found", message, {})
+        return _error_response(
+            request,
+            422,
+            "number_out_of_range",
+            "A number in the request is too large; ids and counts are below 2^63.",
+            {},
+        )
+
+    async def machine_fault(request: Request, exc: Exception) -> Response:
+        """Busy or full database, full or read-only disk: plain words, details in the log."""
+        fault = describe(exc)
+        if fault is None:
+            raise exc
+        log.warning("%s on %s %s: %s", fault.code, request.method, request.url.path, exc)
+        response = _error_response(request, fault.status, fault.code, fault.message, {})
+        if fault.status == 503:
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
+    for kind in (DBAPIError, SQLAlchemyTimeout, OSError):
+        app.add_exception_handler(kind, machine_fault)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:

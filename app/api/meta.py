@@ -11,8 +11,9 @@ from pydantic import BaseModel
 from sqlmodel import Session
 
 from app import __version__
-from app.deps import get_session
+from app.deps import get_session, get_streams
 from app.services.meta import database_dialect, task_list
+from app.streams import StreamHub
 from app.templating import static_url
 
 router = APIRouter(tags=["meta"])
@@ -22,12 +23,21 @@ class Health(BaseModel):
     status: str
     version: str
     database: str
+    streams: int
 
 
 @router.get("/health", response_model=Health, summary="Liveness and database check")
-def health(session: Session = Depends(get_session)) -> Health:
-    """Answers 200 when the web process runs and the database answers a query."""
-    return Health(status="ok", version=__version__, database=database_dialect(session=session))
+def health(
+    session: Session = Depends(get_session), hub: StreamHub = Depends(get_streams)
+) -> Health:
+    """Answers 200 when the web process runs and the database answers a query; `streams` is
+    the number of live event streams this process serves (see STUDIO_MAX_STREAMS)."""
+    return Health(
+        status="ok",
+        version=__version__,
+        database=database_dialect(session=session),
+        streams=hub.open_streams,
+    )
 
 
 @router.get("/tasks", summary="Task types, with what each supports in this build")
