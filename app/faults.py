@@ -110,9 +110,14 @@ def scrub(message: str, workspace: Path | None = None) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def user_message(exc: BaseException) -> str:
-    """What a user reads about an unexpected failure: plain words, no internals."""
+def user_message(exc: BaseException, workspace: Path | None = None) -> str:
+    """What a user reads about an unexpected failure: plain words for failures of the
+    machine, else the exception's first line scrubbed of paths, reprs and SQL."""
     fault = describe(exc)
     if fault is not None:
         return fault.message
-    return f"The studio hit an unexpected error ({type(exc).__name__}); the details are in the log."
+    lines = scrub(str(exc), workspace).splitlines() if str(exc) else []
+    name = type(exc).__name__
+    if not lines:
+        return f"{name} (the details are in the job log)"
+    return f"{name}: {lines[0]}"[:300]

@@ -24,6 +24,7 @@ from sqlmodel import Session, col, select
 
 from app.db import utcnow
 from app.errors import StudioError
+from app.faults import scrub, user_message
 from app.importers import read_source
 from app.importers.archive import extract_zip, remove, single_root
 from app.importers.base import ImportProblem, ReadResult, Sample
@@ -97,7 +98,7 @@ def run_import(
     try:
         summary = _run(sessions, storage, project, import_id, source, fmt, existing, work, reporter)
     except StudioError as exc:
-        _fail(sessions, import_id, "failed", exc.message)
+        _fail(sessions, import_id, "failed", scrub(exc.message, storage.root))
         raise
     except BaseException as exc:
         cancelled = type(exc).__name__ == "JobCancelled"
@@ -105,7 +106,7 @@ def run_import(
             sessions,
             import_id,
             "cancelled" if cancelled else "failed",
-            "Cancelled" if cancelled else f"{type(exc).__name__}: {exc}",
+            "Cancelled" if cancelled else user_message(exc, storage.root),
         )
         raise
     finally:

@@ -31,6 +31,7 @@ from sqlmodel import Session
 
 from app.config import Settings, get_settings
 from app.db import engine_for, utcnow
+from app.faults import scrub
 from app.models import Job, JobQueue, JobStatus
 from app.services import jobs as job_service
 
@@ -300,6 +301,7 @@ class Supervisor:
             tail = path.read_text(errors="replace")[-2000:]
         except OSError:
             return ""
+        tail = "\n".join(scrub(line, self.settings.workspace_dir) for line in tail.splitlines())
         return f"\n--- last lines of the worker log ---\n{tail}" if tail.strip() else ""
 
     def forward_cancels(self) -> None:

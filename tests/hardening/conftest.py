@@ -28,9 +28,13 @@ def start_studio(tmp_path: Path) -> Iterator[StudioFactory]:
     """Start studios on demand (each on its own workspace); all are stopped at the end."""
     started: list[LiveStudio] = []
 
-    def start(env: dict[str, str] | None = None, database_url: str | None = None) -> LiveStudio:
+    def start(
+        env: dict[str, str] | None = None,
+        database_url: str | None = None,
+        prefix: list[str] | None = None,
+    ) -> LiveStudio:
         workspace = tmp_path / f"workspace-{len(started)}"
-        studio = LiveStudio(workspace, extra_env=env, database_url=database_url)
+        studio = LiveStudio(workspace, extra_env=env, database_url=database_url, prefix=prefix)
         started.append(studio)
         return studio
 

@@ -21,7 +21,9 @@ class LiveStudio:
         workspace: Path,
         extra_env: dict[str, str] | None = None,
         database_url: str | None = None,
+        prefix: list[str] | None = None,
     ) -> None:
+        """`prefix` runs the studio under another command (e.g. `unshare` to make it PID 1)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workspace = workspace
@@ -45,7 +47,7 @@ class LiveStudio:
         self.database_url = database_url or f"sqlite:///{workspace / 'studio.db'}"
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "app"],
+                [*(prefix or []), sys.executable, "-m", "app"],
                 cwd=ROOT,
                 env=env,
                 stdout=out,
