@@ -4,6 +4,7 @@ does the work."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from app.importers.archive import extract_zip, single_root
 from app.models import TERMINAL_STATUSES, DatasetImport, Job, JobQueue, Project
 from app.services import jobs as job_service
 from app.services.projects import get_project
-from app.storage import Storage
+from app.storage import Storage, UnsafePath, read_json
 
 # Class colours by index: distinct, readable on light and dark images.
 PALETTE = (
@@ -47,6 +48,7 @@ PALETTE = (
 )
 SAMPLES = {"digits": "scikit-learn digits: 1,797 handwritten digits, 10 classes, 32x32 grey"}
 CHUNK = 1024 * 1024
+log = logging.getLogger("app.imports")
 
 
 def _enable_import() -> None:
@@ -105,6 +107,30 @@ def work_dir(storage: Storage, project_id: int, import_id: int) -> Path:
     return storage.staging_dir(project_id) / f"import-{int(import_id)}"
 
 
+def moves_manifest(storage: Storage, project_id: int, import_id: int) -> Path:
+    """The files an import is moving into the project, written before the first move."""
+    return work_dir(storage, project_id, import_id) / "moves.json"
+
+
+def _roll_back_moves(storage: Storage, project_id: int, import_id: int) -> int:
+    """Remove the files an import moved into the project before dying uncommitted."""
+    manifest = moves_manifest(storage, project_id, import_id)
+    try:
+        moved = read_json(manifest)
+    except (OSError, ValueError):
+        return 0
+    removed = 0
+    for relative in moved if isinstance(moved, list) else []:
+        try:
+            path = storage.resolve(str(relative))
+        except UnsafePath:
+            continue
+        if path.is_file():
+            path.unlink()
+            removed += 1
+    return removed
+
+
 def _check_format(fmt: str | None, task_type: str) -> str | None:
     if not fmt:
         return None
@@ -130,10 +156,18 @@ def resolve_folder(settings: Settings, path: str) -> Path:
     if not path or "\x00" in path:
         raise BadRequest("path must be a folder below an import root.", code="bad_path")
     candidate = Path(path)
+    workspace = settings.workspace_dir
     for root in settings.import_roots:
         target = candidate if candidate.is_absolute() else root / candidate
         resolved = target.resolve()
         if resolved.is_relative_to(root) and resolved.is_dir():
+            if resolved.is_relative_to(workspace) or workspace.is_relative_to(resolved):
+                # Importing the studio's own files would copy every project's images.
+                raise BadRequest(
+                    f"path {path!r} is or contains the studio's workspace; import a folder "
+                    "outside it.",
+                    code="path_in_workspace",
+                )
             return resolved
     roots = ", ".join(str(r) for r in settings.import_roots)
     raise BadRequest(
@@ -284,6 +318,8 @@ def reconcile(
     job = session.get(Job, row.job_id)
     if job is None or job.status not in TERMINAL_STATUSES:
         return row
+    # The row is still open, so the import's commit never happened: whatever it had moved
+    # into the project has no rows and goes (the commit and the row's status are one step).
     row.status = "succeeded" if job.status == "succeeded" else job.status
     row.errors = [*row.errors, {"file": "", "message": job.error or job.message or job.status}]
     row.finished_at = job.finished_at
@@ -291,8 +327,24 @@ def reconcile(
     session.commit()
     session.refresh(row)
     if storage is not None and row.id is not None:
+        removed = _roll_back_moves(storage, row.project_id, row.id)
+        if removed:
+            log.warning("import %s died before its commit; removed %d moved files", row.id, removed)
         shutil.rmtree(work_dir(storage, row.project_id, row.id), ignore_errors=True)
     return row
+
+
+def recover_abandoned(session: Session, storage: Storage) -> int:
+    """Close imports whose job ended without them (worker killed) and remove the files
+    they left behind; the worker pool runs this at start-up and after each worker exits."""
+    rows = session.exec(
+        select(DatasetImport).where(col(DatasetImport.status).in_(("queued", "running")))
+    ).all()
+    closed = 0
+    for row in rows:
+        if reconcile(session, row, storage).status not in {"queued", "running"}:
+            closed += 1
+    return closed
 
 
 def list_imports(
@@ -373,8 +425,11 @@ def analyze_upload(
     folder = Path(tempfile.mkdtemp(prefix="analyze-", dir=staging))
     try:
         save_upload(storage, folder / "upload.zip", stream, settings.max_upload_bytes)
-        extract_zip(folder / "upload.zip", folder / "src")
-        return analyze(single_root(folder / "src"), project.task_type, fmt)
+        skipped: list[dict[str, str]] = []
+        extract_zip(folder / "upload.zip", folder / "src", skipped=skipped)
+        analysis = analyze(single_root(folder / "src"), project.task_type, fmt)
+        analysis.warnings = [*skipped, *analysis.warnings][:200]
+        return analysis
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
