@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -17,6 +17,7 @@ from app.faults import RETRY_AFTER_SECONDS, describe
 from app.templating import render
 
 log = logging.getLogger("app")
+MAX_ID = 2**31 - 1  # the range of the id columns on PostgreSQL (SQLite holds more)
 
 
 def _wants_json(request: Request) -> bool:
@@ -82,19 +83,27 @@ def install_handlers(app: FastAPI) -> None:
             response.headers[key] = value
         return response
 
-    @app.exception_handler(OverflowError)
-    async def out_of_range(request: Request, exc: OverflowError) -> Response:
-        # SQLite refuses integers beyond 64 bits; no row can have such an id.
-        if any(part.isdigit() and int(part) >= 2**63 for part in request.url.path.split("/")):
-            message = f"Nothing at {request.url.path}: ids are whole numbers below 2^63."
+    async def out_of_range(request: Request, exc: Exception) -> Response:
+        # No row has an id beyond the column's range (SQLite raises OverflowError past
+        # 64 bits, PostgreSQL 22003 past 32): a path naming one is simply not there.
+        if any(part.isdigit() and int(part) > MAX_ID for part in request.url.path.split("/")):
+            message = f"Nothing at {request.url.path}: ids are whole numbers up to {MAX_ID}."
             return _error_response(request, 404, "not_found", message, {})
         return _error_response(
             request,
             422,
             "number_out_of_range",
-            "A number in the request is too large; ids and counts are below 2^63.",
+            f"A number in the request is out of range; ids are whole numbers up to {MAX_ID}.",
             {},
         )
+
+    app.add_exception_handler(OverflowError, out_of_range)
+
+    @app.exception_handler(DataError)
+    async def bad_value(request: Request, exc: DataError) -> Response:
+        if str(getattr(exc.orig, "sqlstate", "")) == "22003":
+            return await out_of_range(request, exc)
+        return await machine_fault(request, exc)
 
     async def machine_fault(request: Request, exc: Exception) -> Response:
         """Busy or full database, full or read-only disk: plain words, details in the log."""
