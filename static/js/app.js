@@ -13,6 +13,12 @@
   ];
   htmx.config.defaultSwapStyle = "innerHTML";
   htmx.config.historyCacheSize = 0;
+  // The pages' Content-Security-Policy allows no eval and no inline script: htmx talks
+  // only to this studio, evaluates nothing, and its indicator styles live in app.css.
+  htmx.config.selfRequestsOnly = true;
+  htmx.config.allowEval = false;
+  htmx.config.allowScriptTags = false;
+  htmx.config.includeIndicatorStyles = false;
 
   function flash(message) {
     var region = document.getElementById("flash");
@@ -48,7 +54,14 @@
   });
 
   // Live regions: mark an SSE-connected element while its stream is open, so job cards poll
-  // only when SSE is not working (see partials/_job_card.html).
+  // only when SSE is not working (see partials/_job_card.html). The check is here, not in
+  // an hx-trigger filter, because filters need eval.
+  document.addEventListener("htmx:confirm", function (evt) {
+    var elt = evt.detail.elt;
+    if (elt.hasAttribute("data-poll-fallback") && elt.closest("[data-sse-open]")) {
+      evt.preventDefault();
+    }
+  });
   document.addEventListener("htmx:sseOpen", function (evt) {
     evt.detail.elt.setAttribute("data-sse-open", "1");
   });
@@ -57,6 +70,49 @@
   });
   document.addEventListener("htmx:sseClose", function (evt) {
     evt.detail.elt.removeAttribute("data-sse-open");
+  });
+
+  // Alpine components for small local state. The CSP build of Alpine evaluates only simple
+  // expressions (no statements, arrow functions or globals), so anything more lives here.
+  document.addEventListener("alpine:init", function () {
+    var Alpine = window.Alpine;
+    Alpine.data("projectList", function () {
+      return {
+        creating: false,
+        openCreate: function () {
+          this.creating = true;
+          var input = this.$refs.nameInput;
+          this.$nextTick(function () { input.focus(); });
+        },
+        created: function () {
+          this.creating = false;
+          this.$refs.createForm.reset();
+          this.$refs.createError.replaceChildren();
+        },
+      };
+    });
+    Alpine.data("projectCard", function () {
+      return {
+        editing: false,
+        confirming: false,
+        startRename: function () {
+          this.editing = true;
+          var input = this.$refs.rename;
+          this.$nextTick(function () { input.select(); });
+        },
+      };
+    });
+    Alpine.data("tryPanel", function () {
+      return {
+        over: false,
+        submit: function () { htmx.trigger(this.$refs.tryForm, "submit"); },
+        dropped: function (event) {
+          this.over = false;
+          this.$refs.files.files = event.dataTransfer.files;
+          this.submit();
+        },
+      };
+    });
   });
 
   // A JSON SSE subscription for charts and dashboards, with resume after reconnects

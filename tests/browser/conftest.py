@@ -58,6 +58,17 @@ def page(browser, studio: LiveStudio, request: pytest.FixtureRequest):  # type: 
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # The pages' Content-Security-Policy: a blocked script, style or eval, or an Alpine
+    # expression the CSP build cannot parse, is a failure like a JavaScript error.
+    page.on(
+        "console",
+        lambda msg: (
+            errors.append(msg.text)
+            if msg.type == "error"
+            and ("Content Security Policy" in msg.text or "Alpine" in msg.text)
+            else None
+        ),
+    )
     yield page
     if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
         artifacts = ROOT / "test-artifacts"

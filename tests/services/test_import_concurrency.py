@@ -114,7 +114,9 @@ def test_concurrent_segmentation_imports_remap_mask_pixels(
     assert {n: c.index for n, c in classes.items()} == {"background": 0, "car": 1, "road": 2}
     for name in ("road", "car"):
         image = session.exec(
-            select(Image).where(Image.project_id == project.id, Image.original_name.endswith(f"{name}.jpg"))  # type: ignore[attr-defined]
+            select(Image).where(
+                Image.project_id == project.id, Image.original_name.endswith(f"{name}.jpg")
+            )  # type: ignore[attr-defined]
         ).one()
         rows = session.exec(select(Annotation).where(Annotation.image_id == image.id)).all()
         row = next(r for r in rows if r.class_id == classes[name].id)
