@@ -26,7 +26,6 @@ from sqlmodel import Session, col, select
 from app.db import utcnow
 from app.errors import StudioError
 from app.faults import scrub, user_message
-from app.importers import read_source
 from app.importers.archive import extract_zip, remove, single_root
 from app.importers.base import ImportProblem, ReadResult, Sample
 from app.importers.mapping import (
@@ -39,6 +38,7 @@ from app.importers.mapping import (
 )
 from app.models import Annotation, DatasetImport, Image, LabelClass, Project, Split, SplitMember
 from app.services import image_index
+from app.services.import_analysis import no_readable_image, read_checked
 from app.services.imports import PALETTE, moves_manifest, parse_source, work_dir
 from app.services.splits import compute_fingerprint
 from app.storage import Storage, atomic_write_json
@@ -106,7 +106,8 @@ def run_import(
     try:
         summary = _run(sessions, storage, project, import_id, source, fmt, existing, work, reporter)
     except StudioError as exc:
-        _fail(sessions, import_id, "failed", scrub(exc.message, storage.root))
+        files = exc.details.get("errors") if isinstance(exc.details.get("errors"), list) else []
+        _fail(sessions, import_id, "failed", scrub(exc.message, storage.root), files)
         raise
     except BaseException as exc:
         cancelled = type(exc).__name__ == "JobCancelled"
@@ -122,12 +123,19 @@ def run_import(
     return summary
 
 
-def _fail(sessions: SessionFactory, import_id: int, status: str, message: str) -> None:
+def _fail(
+    sessions: SessionFactory,
+    import_id: int,
+    status: str,
+    message: str,
+    files: list[dict[str, str]] | None = None,
+) -> None:
+    """The import's one message (file "") first, then the per-file errors behind it."""
     with sessions() as session:
         row = session.get(DatasetImport, import_id)
         if row is not None:
             row.status = status
-            row.errors = [*row.errors, {"file": "", "message": message}][:MAX_REPORTED]
+            row.errors = [{"file": "", "message": message}, *(files or [])][:MAX_REPORTED]
             row.finished_at = utcnow()
             session.add(row)
             session.commit()
@@ -174,7 +182,7 @@ def _run(
     reporter.progress(0, None, message="Reading the source", force=True)
     skipped: list[dict[str, str]] = []
     root, forced = _source_root(source, work, skipped)
-    result = read_source(root, project.task_type, fmt or forced)
+    result = read_checked(root, project.task_type, fmt or forced)
     report = Report(warnings=[*skipped, *result.warnings])
     out_images, out_thumbs, out_masks = work / "images", work / "thumbs", work / "masks"
     for folder in (out_images, out_thumbs, out_masks):
@@ -211,11 +219,13 @@ def _run(
             )
         records.append((sample, meta, mapped))
     if not records:
-        first = report.errors[0]["message"] if report.errors else "no usable images"
+        unreadable = sum(1 for meta in metas if "error" in meta)
+        if unreadable == len(metas):
+            raise no_readable_image(len(metas), report.errors)
         raise ImportProblem(
-            f"No image could be imported: {first}.",
+            f"No image could be imported: each of the {len(metas)} images has an error.",
             code="nothing_imported",
-            details={"errors": report.errors[:20]},
+            details={"errors": report.errors[:MAX_REPORTED]},
         )
     reporter.check_cancelled()
     reporter.progress(len(metas), len(metas), message="Saving", unit="images", force=True)

@@ -16,10 +16,11 @@ from sqlmodel import Session, col, func, select
 
 from app.config import Settings
 from app.errors import BadRequest, Conflict, Invalid, NotFound, TooLarge, not_found
-from app.importers import list_importers, read_source
+from app.importers import list_importers
 from app.importers.archive import extract_zip, single_root
 from app.models import TERMINAL_STATUSES, DatasetImport, Job, JobQueue, Project
 from app.services import jobs as job_service
+from app.services.import_analysis import Analysis, analyze
 from app.services.projects import get_project
 from app.storage import Storage, UnsafePath, read_json
 
@@ -81,17 +82,6 @@ class ImportRead(BaseModel):
 class FolderImport(BaseModel):
     path: str
     format: str | None = None
-
-
-class Analysis(BaseModel):
-    format: str
-    images: int
-    annotations: int
-    classes: list[str]
-    subsets: dict[str, int]
-    annotation_kinds: dict[str, int]
-    warnings: list[dict[str, str]]
-    examples: list[str]
 
 
 def read_import(row: DatasetImport) -> ImportRead:
@@ -321,7 +311,7 @@ def reconcile(
     # The row is still open, so the import's commit never happened: whatever it had moved
     # into the project has no rows and goes (the commit and the row's status are one step).
     row.status = "succeeded" if job.status == "succeeded" else job.status
-    row.errors = [*row.errors, {"file": "", "message": job.error or job.message or job.status}]
+    row.errors = [{"file": "", "message": job.error or job.message or job.status}, *row.errors]
     row.finished_at = job.finished_at
     session.add(row)
     session.commit()
@@ -375,28 +365,6 @@ def get_import(
     if row is None or row.project_id != project_id:
         raise not_found("import", import_id)
     return reconcile(session, row, storage)
-
-
-def analyze(root: Path, task_type: str, fmt: str | None) -> Analysis:
-    """What an import of this folder would bring in; reads annotation files only."""
-    result = read_source(root, task_type, fmt)
-    kinds: dict[str, int] = {}
-    subsets: dict[str, int] = {}
-    for sample in result.samples:
-        for ann in sample.annotations:
-            kinds[ann.kind] = kinds.get(ann.kind, 0) + 1
-        if sample.subset:
-            subsets[sample.subset] = subsets.get(sample.subset, 0) + 1
-    return Analysis(
-        format=result.format,
-        images=len(result.samples),
-        annotations=sum(kinds.values()),
-        classes=result.classes,
-        subsets=subsets,
-        annotation_kinds=kinds,
-        warnings=result.warnings[:200],
-        examples=[s.path for s in result.samples[:5]],
-    )
 
 
 def analyze_folder(

@@ -115,6 +115,66 @@
     });
   });
 
+  // Upload progress: a button with data-upload="#box" shows bytes, percent and speed of
+  // its request body in that box, with a Cancel button (htmx's XHR upload events; the
+  // upload's own loadend comes before the response's, so later progress is the download).
+  function humanBytes(n) {
+    if (n >= 1048576) return (n / 1048576).toFixed(1) + " MB";
+    if (n >= 1024) return (n / 1024).toFixed(0) + " KB";
+    return n + " B";
+  }
+  function uploadBox(elt) {
+    var selector = elt && elt.getAttribute ? elt.getAttribute("data-upload") : null;
+    return selector ? document.querySelector(selector) : null;
+  }
+  document.addEventListener("htmx:beforeRequest", function (evt) {
+    var box = uploadBox(evt.detail.elt);
+    if (!box) return;
+    box.hidden = false;
+    box.setAttribute("data-state", "uploading");
+    box.uploadStarted = performance.now();
+    box.uploadDone = false;
+    box.querySelector("[data-upload-bar]").value = 0;
+    box.querySelector("[data-upload-text]").textContent = "Starting the upload…";
+    var cancel = box.querySelector("[data-upload-cancel]");
+    cancel.hidden = false;
+    cancel.onclick = function () { htmx.trigger(evt.detail.elt, "htmx:abort"); };
+  });
+  document.addEventListener("htmx:xhr:progress", function (evt) {
+    var box = uploadBox(evt.detail.elt);
+    if (!box || box.uploadDone || !evt.detail.lengthComputable) return;
+    var loaded = evt.detail.loaded, total = evt.detail.total || 1;
+    var seconds = Math.max(0.001, (performance.now() - box.uploadStarted) / 1000);
+    var percent = Math.floor((loaded / total) * 100);
+    box.querySelector("[data-upload-bar]").value = percent;
+    box.querySelector("[data-upload-text]").textContent =
+      humanBytes(loaded) + " of " + humanBytes(total) + " · " + percent + " % · " +
+      humanBytes(loaded / seconds) + "/s";
+  });
+  document.addEventListener("htmx:xhr:loadend", function (evt) {
+    var box = uploadBox(evt.detail.elt);
+    if (!box || box.uploadDone) return;
+    box.uploadDone = true;
+    if (box.getAttribute("data-state") === "uploading") {
+      box.setAttribute("data-state", "processing");
+      box.querySelector("[data-upload-bar]").value = 100;
+      box.querySelector("[data-upload-text]").textContent = "Uploaded; the studio is reading it…";
+    }
+  });
+  document.addEventListener("htmx:xhr:abort", function (evt) {
+    var box = uploadBox(evt.detail.elt);
+    if (!box) return;
+    box.setAttribute("data-state", "cancelled");
+    box.querySelector("[data-upload-text]").textContent = "Upload cancelled; nothing was imported.";
+    box.querySelector("[data-upload-cancel]").hidden = true;
+  });
+  document.addEventListener("htmx:afterRequest", function (evt) {
+    var box = uploadBox(evt.detail.elt);
+    if (!box || box.getAttribute("data-state") === "cancelled") return;
+    box.hidden = true;
+    box.setAttribute("data-state", "done");
+  });
+
   // A JSON SSE subscription for charts and dashboards, with resume after reconnects
   // (EventSource sends Last-Event-ID itself) and a callback per event type.
   window.studioStream = function (url, handlers) {
