@@ -3,6 +3,7 @@ numbers and the import report's agree; unreadable files are errors, listed and c
 
 from __future__ import annotations
 
+import contextlib
 import zipfile
 from pathlib import Path
 
@@ -36,10 +37,8 @@ def _import(
     session.add(row)
     session.commit()
     session.refresh(row)
-    try:
+    with contextlib.suppress(Exception):  # a failed import is recorded on its row
         run_now(engine, storage, row.id)
-    except Exception:  # a failed import is recorded on its row
-        pass
     session.expire_all()
     result = session.get(DatasetImport, row.id)
     assert result is not None
