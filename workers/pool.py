@@ -278,6 +278,10 @@ class Supervisor:
                 env=env,
                 start_new_session=True,
             )
+        # Workers yield the CPU to request handling: on a busy machine a page or a health
+        # check waits for a training step only when the web process has nothing to do.
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, process.pid, self.settings.worker_nice)
         self.children[job.id] = Child(job_id=job.id, queue=lane, process=process)
         with Session(self.engine) as session:
             job_service.set_pid(session, job_id=job.id, pid=process.pid)
