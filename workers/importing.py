@@ -222,8 +222,10 @@ def _run(
         unreadable = sum(1 for meta in metas if "error" in meta)
         if unreadable == len(metas):
             raise no_readable_image(len(metas), report.errors)
+        first = report.errors[0] if report.errors else {"file": "", "message": "unknown"}
         raise ImportProblem(
-            f"No image could be imported: each of the {len(metas)} images has an error.",
+            f"No image could be imported: each of the {len(metas)} images has an error "
+            f"(the first, {first['file']}: {first['message']}).",
             code="nothing_imported",
             details={"errors": report.errors[:MAX_REPORTED]},
         )

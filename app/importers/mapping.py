@@ -78,8 +78,7 @@ def remap_mask(mask: np.ndarray, remap: dict[int, int]) -> np.ndarray:
 def mask_classes(mask: np.ndarray, names: dict[int, str]) -> list[tuple[str, int, int]]:
     """(class name, index, pixel count) for each class present in a semantic index mask.
 
-    One stored annotation row per class present: the counting rule analyze and the import
-    report share (see `stored_rows`)."""
+    One stored annotation row per class present (see `stored_rows`)."""
     values, counts = np.unique(mask, return_counts=True)
     return [
         (names[int(v)], int(v), int(c))
@@ -88,16 +87,21 @@ def mask_classes(mask: np.ndarray, names: dict[int, str]) -> list[tuple[str, int
     ]
 
 
-def stored_rows(items: list[Mapped], book: ClassBook) -> int:
-    """How many annotation rows these mapped items become: one per object, label or value,
-    and one per class present in a semantic mask."""
+def stored_rows(items: list[Mapped], book: ClassBook, kinds: dict[str, int]) -> int:
+    """How many annotation rows these mapped items become — one per object, label or value,
+    one per class present in a semantic mask — added by kind to `kinds`. The rule analyze
+    and the import report share."""
     names = {index: name for name, index in book.index.items()}
-    return sum(
-        len(mask_classes(item.mask, names))
-        if item.kind == "mask" and item.label is None and item.mask is not None
-        else 1
-        for item in items
-    )
+    rows = 0
+    for item in items:
+        count = (
+            len(mask_classes(item.mask, names))
+            if item.kind == "mask" and item.label is None and item.mask is not None
+            else 1
+        )
+        kinds[item.kind] = kinds.get(item.kind, 0) + count
+        rows += count
+    return rows
 
 
 def task_background(name: str) -> bool:
@@ -146,6 +150,19 @@ def _clip_points(points: list[list[float]], w: int, h: int, warn: Warn) -> list[
 def _extent(points: list[list[float]]) -> dict[str, float]:
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     return {"x": min(xs), "y": min(ys), "w": max(xs) - min(xs), "h": max(ys) - min(ys)}
+
+
+def _upright(box: dict[str, float] | None) -> dict[str, float] | None:
+    """An axis-aligned box as an oriented box at angle 0."""
+    if box is None:
+        return None
+    return {
+        "cx": box["x"] + box["w"] / 2,
+        "cy": box["y"] + box["h"] / 2,
+        "w": box["w"],
+        "h": box["h"],
+        "angle": 0.0,
+    }
 
 
 def quad_to_obb(points: list[list[float]]) -> dict[str, float] | None:
@@ -285,31 +302,9 @@ def map_sample(
             if s.kind == "quad":
                 obb = quad_to_obb(_clip_points(g["points"], w, h, warn))
             elif s.kind == "bbox":
-                box = clip_box(g, w, h, warn)
-                obb = (
-                    None
-                    if box is None
-                    else {
-                        "cx": box["x"] + box["w"] / 2,
-                        "cy": box["y"] + box["h"] / 2,
-                        "w": box["w"],
-                        "h": box["h"],
-                        "angle": 0.0,
-                    }
-                )
+                obb = _upright(clip_box(g, w, h, warn))
             elif s.kind == "polygon":
-                box = clip_box(_extent([p for r in _rings(g) for p in r]), w, h, warn)
-                obb = (
-                    None
-                    if box is None
-                    else {
-                        "cx": box["x"] + box["w"] / 2,
-                        "cy": box["y"] + box["h"] / 2,
-                        "w": box["w"],
-                        "h": box["h"],
-                        "angle": 0.0,
-                    }
-                )
+                obb = _upright(clip_box(_extent([p for r in _rings(g) for p in r]), w, h, warn))
             else:
                 continue
             if obb is None:

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from app.importers import read_source
 from app.importers.base import ImportProblem, ReadResult, image_files, rel
 from app.importers.images import ImageRefused, decode_image
-from app.importers.mapping import ClassBook, Mapped, MaskProblem, map_sample, mask_classes
+from app.importers.mapping import ClassBook, MaskProblem, map_sample, stored_rows
 
 OPEN_LIMIT = 200
 DRAFT = 64  # a JPEG still decodes its whole stream (truncation shows) at 1/8 of the cost
@@ -37,20 +37,6 @@ class Analysis(BaseModel):
     warnings: list[dict[str, str]]
     errors: list[dict[str, str]]  # per file, among the checked images
     examples: list[str]
-
-
-def _kinds(items: list[Mapped], names: dict[int, str], into: dict[str, int]) -> int:
-    """Add the rows these items become to `into` (by kind); returns how many."""
-    rows = 0
-    for item in items:
-        count = (
-            len(mask_classes(item.mask, names))
-            if item.kind == "mask" and item.label is None and item.mask is not None
-            else 1
-        )
-        into[item.kind] = into.get(item.kind, 0) + count
-        rows += count
-    return rows
 
 
 def _pick(total: int, limit: int) -> list[int]:
@@ -121,8 +107,7 @@ def analyze(root: Path, task_type: str, fmt: str | None) -> Analysis:
             errors.append({"file": sample.path, "message": str(exc)})
             continue
         readable += 1
-        names = {index: name for name, index in book.index.items()}
-        rows += _kinds(mapped, names, kinds)
+        rows += stored_rows(mapped, book, kinds)
     subsets: dict[str, int] = {}
     for sample in samples:
         if sample.subset:

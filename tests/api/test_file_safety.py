@@ -9,9 +9,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from app.models import DatasetImport, Image, Project
+from app.models import Image, Project
 from app.storage import Storage
-from tests.importers.builders import image_bytes, run_now
+from tests.importers.builders import image_bytes, import_folder
 
 
 def _fits() -> bytes:
@@ -21,16 +21,6 @@ def _fits() -> bytes:
     cards += ["NAXIS2  =                    4", "END"]
     header = "".join(c.ljust(80) for c in cards).ljust(2880).encode()
     return header + bytes(range(16)).ljust(2880, b"\0")
-
-
-def _import(session: Session, engine: Engine, storage: Storage, project: Project, root: Path):  # type: ignore[no-untyped-def]
-    row = DatasetImport(project_id=project.id, source=f"folder:{root}")
-    session.add(row)
-    session.commit()
-    session.refresh(row)
-    summary = run_now(engine, storage, row.id)
-    session.expire_all()
-    return summary, session.get(DatasetImport, row.id)
 
 
 def test_polyglot_is_served_as_its_image_type_with_nosniff(
@@ -46,8 +36,8 @@ def test_polyglot_is_served_as_its_image_type_with_nosniff(
     html = b"<html><script>alert(document.cookie)</script></html>"
     (root / "cat" / "poly.html").write_bytes(image_bytes(fmt="JPEG") + html)  # named .html
     (root / "cat" / "poly.jpg").write_bytes(image_bytes(fmt="JPEG", seed=3) + html)
-    summary, _ = _import(session, engine, storage, project, root)
-    assert summary["images"] == 1  # .html is not an image name; the .jpg is a valid JPEG
+    row = import_folder(session, engine, storage, project.id, root)
+    assert row.counts["images"] == 1  # .html is not an image name; the .jpg is a valid JPEG
     image = session.exec(select(Image).where(Image.project_id == project.id)).one()
     assert image.format == "JPEG" and image.stored_path.endswith(".jpg")
     response = client.get(f"/api/projects/{project.id}/images/{image.id}/file")
@@ -65,9 +55,8 @@ def test_a_fits_file_named_png_is_not_imported(
     (root / "cat").mkdir(parents=True)
     (root / "cat" / "real.png").write_bytes(image_bytes())
     (root / "cat" / "sky.png").write_bytes(_fits())
-    summary, row = _import(session, engine, storage, project, root)
-    assert summary["images"] == 1 and summary["errors"] == 1
-    assert row is not None
+    row = import_folder(session, engine, storage, project.id, root)
+    assert row.counts["images"] == 1 and row.counts["errors"] == 1
     error = next(e for e in row.errors if e["file"] == "cat/sky.png")
     assert "not a readable image" in error["message"] and "PNG" in error["message"]
     formats = session.exec(select(Image.format).where(Image.project_id == project.id)).all()

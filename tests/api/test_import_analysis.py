@@ -3,7 +3,6 @@ numbers and the import report's agree; unreadable files are errors, listed and c
 
 from __future__ import annotations
 
-import contextlib
 import zipfile
 from pathlib import Path
 
@@ -14,12 +13,12 @@ from PIL import Image as PILImage
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from app.models import DatasetImport, Project
+from app.models import Project
 from app.services import import_analysis
 from app.storage import Storage
 from tests.factories import make_project
 from tests.helpers import assert_api_error
-from tests.importers.builders import class_folders, coco, picture, run_now, zip_folder
+from tests.importers.builders import class_folders, coco, import_folder, picture, zip_folder
 
 
 def _analyze(client: TestClient, pid: int, archive: Path) -> dict:  # type: ignore[type-arg]
@@ -28,21 +27,6 @@ def _analyze(client: TestClient, pid: int, archive: Path) -> dict:  # type: igno
         response = client.post(f"/api/projects/{pid}/imports/analyze", files=files)
     assert response.status_code == 200, response.text
     return dict(response.json())
-
-
-def _import(
-    session: Session, engine: Engine, storage: Storage, pid: int, root: Path
-) -> DatasetImport:
-    row = DatasetImport(project_id=pid, source=f"folder:{root}")
-    session.add(row)
-    session.commit()
-    session.refresh(row)
-    with contextlib.suppress(Exception):  # a failed import is recorded on its row
-        run_now(engine, storage, row.id)
-    session.expire_all()
-    result = session.get(DatasetImport, row.id)
-    assert result is not None
-    return result
 
 
 def test_unreadable_files_are_not_counted_as_images(
@@ -60,7 +44,7 @@ def test_unreadable_files_are_not_counted_as_images(
     assert (analysis["files"], analysis["images"], analysis["unreadable"]) == (4, 2, 2)
     assert analysis["checked"] == 4 and analysis["sampled"] is False
     assert sorted(e["file"] for e in analysis["errors"]) == ["cat/fake.jpg", "dog/fake.jpg"]
-    row = _import(session, engine, storage, project.id, root)
+    row = import_folder(session, engine, storage, project.id, root)
     assert row.status == "succeeded"
     assert row.counts["images"] == analysis["images"] and row.counts["errors"] == 2
     assert row.counts["annotations"] == analysis["annotations"] == 2
@@ -80,7 +64,7 @@ def test_a_source_without_a_readable_image_says_exactly_that(
         (root / name).write_text("text renamed .jpg")
     analysis = _analyze(client, project.id, zip_folder(root.parent, tmp_path / "bad.zip"))
     assert analysis["images"] == 0 and analysis["unreadable"] == 2
-    row = _import(session, engine, storage, project.id, root)
+    row = import_folder(session, engine, storage, project.id, root)
     assert row.status == "failed"
     messages = [e["message"] for e in row.errors if not e["file"]]
     assert messages == ["No readable image: none of the 2 image files in the source could be read."]
@@ -113,7 +97,7 @@ def test_analyze_and_the_import_report_count_annotations_alike(
     root = coco(tmp_path / "coco")
     project = make_project(session, task_type=task)
     analysis = _analyze(client, project.id, zip_folder(root, tmp_path / "coco.zip"))
-    row = _import(session, engine, storage, project.id, root)
+    row = import_folder(session, engine, storage, project.id, root)
     assert row.status == "succeeded", row.errors
     assert analysis["annotations"] == row.counts["annotations"]
     assert analysis["images"] == row.counts["images"]
@@ -133,7 +117,7 @@ def test_semantic_masks_count_one_row_per_class_present(
     (root / "class_names.txt").write_text("_background_\nroad\ncar\nsky\n")
     project = make_project(session, task_type="segmentation")
     analysis = _analyze(client, project.id, zip_folder(root, tmp_path / "seg.zip"))
-    row = _import(session, engine, storage, project.id, root)
+    row = import_folder(session, engine, storage, project.id, root)
     # background + the classes painted, per image: 2 + 3 + 3
     assert analysis["annotations"] == row.counts["annotations"] == 8
 

@@ -20,7 +20,7 @@ from PIL import Image as PILImage
 from sqlmodel import Session, select
 
 from app.db import make_engine
-from app.models import Image, Job
+from app.models import Image
 from tests.hardening.conftest import StudioFactory
 from tests.helpers import assert_api_error, wait_for
 from tests.importers.builders import class_folders, image_bytes, picture
@@ -70,17 +70,6 @@ def _wait_job(client: httpx.Client, job_id: int, timeout: float = 120) -> dict[s
     )
 
 
-def _db_job(studio: LiveStudio, job_id: int) -> Job:
-    engine = make_engine(studio.database_url)
-    try:
-        with Session(engine) as session:
-            job = session.get(Job, job_id)
-            assert job is not None
-            return job
-    finally:
-        engine.dispose()
-
-
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as handle:
@@ -124,7 +113,7 @@ def test_killed_import_leaves_no_helper_processes_and_no_files(
         return job["message"] == "Importing images" and 0 < detail.get("done", 0) < 300
 
     wait_for(mid_images, timeout=60, interval=0.05, what="the import to be processing images")
-    worker = _db_job(studio, job_id).pid
+    worker = studio.job(job_id).pid
     assert worker is not None
     helpers = _children(worker)
     assert helpers, "the import runs its image work in helper processes"
@@ -159,7 +148,7 @@ def test_import_killed_while_moving_files_leaves_no_orphans(
     wait_for(marker.exists, timeout=60, interval=0.01, what="the moves into the project to start")
     time.sleep(0.3)  # some files are in the project folders, the commit has not happened
     assert _project_files(studio, pid), "the kill must land while files are being moved"
-    worker = _db_job(studio, started["job"]["id"]).pid
+    worker = studio.job(started["job"]["id"]).pid
     assert worker is not None
     os.kill(worker, signal.SIGKILL)
     assert _wait_job(studio.api, started["job"]["id"])["status"] == "interrupted"

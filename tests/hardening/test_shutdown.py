@@ -14,10 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlmodel import Session
 
-from app.db import make_engine
-from app.models import Job
 from tests.hardening.conftest import StudioFactory
 from tests.helpers import wait_for
 from tests.support.studio import ROOT, LiveStudio
@@ -25,17 +22,6 @@ from tests.support.studio import ROOT, LiveStudio
 pytestmark = pytest.mark.slow
 
 UNSHARE = shutil.which("unshare")
-
-
-def _job(studio: LiveStudio, job_id: int) -> Job:
-    engine = make_engine(studio.database_url)
-    try:
-        with Session(engine) as session:
-            job = session.get(Job, job_id)
-            assert job is not None
-            return job
-    finally:
-        engine.dispose()
 
 
 def _children(pid: int) -> list[int]:
@@ -48,7 +34,7 @@ def _children(pid: int) -> list[int]:
 
 def _stop_in_order(studio: LiveStudio, target_pid: int) -> None:
     job_id = studio.submit_job("test.count", steps=2000, delay=0.05)
-    wait_for(lambda: (_job(studio, job_id).progress or 0) > 0, what="the job to run")
+    wait_for(lambda: (studio.job(job_id).progress or 0) > 0, what="the job to run")
     with (
         httpx.Client(base_url=studio.url, timeout=30) as client,
         client.stream("GET", f"/api/jobs/{job_id}/events") as stream,
@@ -62,7 +48,7 @@ def _stop_in_order(studio: LiveStudio, target_pid: int) -> None:
     code = studio.process.wait(timeout=60)
     log = studio.log.read_text()
     assert code == 0, log[-3000:]
-    job = _job(studio, job_id)
+    job = studio.job(job_id)
     assert job.status == "interrupted" and job.message == "Stopped by a studio shutdown", job
     assert "worker pool stopped" in log
     assert "is gone; stopping the pool" not in log  # stopped by the studio, not orphaned

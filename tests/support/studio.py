@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -80,6 +81,22 @@ class LiveStudio:
             engine.dispose()
         assert job.id is not None
         return job.id
+
+    def job(self, job_id: int) -> Any:
+        """The job's row, read straight from the studio's database."""
+        from sqlmodel import Session
+
+        from app.db import make_engine
+        from app.models import Job
+
+        engine = make_engine(self.database_url)
+        try:
+            with Session(engine) as session:
+                job = session.get(Job, job_id)
+                assert job is not None
+                return job
+        finally:
+            engine.dispose()
 
     def stop(self) -> None:
         self.api.close()
