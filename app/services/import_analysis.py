@@ -17,7 +17,6 @@ from pydantic import BaseModel
 from app.importers import read_source
 from app.importers.base import ImportProblem, ReadResult, image_files, rel
 from app.importers.images import ImageRefused, decode_image
-from app.importers.mapping import ClassBook, MaskProblem, map_sample, stored_rows
 
 OPEN_LIMIT = 200
 DRAFT = 64  # a JPEG still decodes its whole stream (truncation shows) at 1/8 of the cost
@@ -79,6 +78,9 @@ def no_readable_image(files: int, errors: list[dict[str, str]]) -> ImportProblem
 
 def analyze(root: Path, task_type: str, fmt: str | None) -> Analysis:
     """Read the annotations, open the images (or an even sample of them), count."""
+    # numpy comes with the mapping: imported on the first analyze, not at start-up.
+    from app.importers.mapping import ClassBook, MaskProblem, map_sample, stored_rows
+
     result = read_checked(root, task_type, fmt)
     samples = result.samples
     picked = _pick(len(samples), OPEN_LIMIT)
