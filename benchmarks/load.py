@@ -46,6 +46,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def run_delay(pid: int) -> float:
+    """Seconds the process's threads have waited for a CPU while runnable (schedstat)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
@@ -250,11 +261,14 @@ def main() -> int:
             while (api.get(f"/api/jobs/{job_id}").json()["progress"] or 0) < 1.05 / epochs:
                 time.sleep(0.5)  # the first epoch (start-up, warm-up) ends before the load
             web_cpu, own_cpu, clock = cpu_seconds(process.pid), time.process_time(), time.time()
+            web_wait = run_delay(process.pid)
             result = asyncio.run(load(url, pid, job_id, args.streams, args.browsers, args.seconds))
             elapsed = time.time() - clock
             result["cpu_share"] = {  # of one core, while loaded (clients: this process)
                 "web_process": round((cpu_seconds(process.pid) - web_cpu) / elapsed, 2),
                 "load_clients": round((time.process_time() - own_cpu) / elapsed, 2),
+                # > 0 means the web process was ready to run but waited for a CPU (contention)
+                "web_waiting_for_cpu": round((run_delay(process.pid) - web_wait) / elapsed, 2),
             }
             api.post(f"/api/projects/{pid}/experiments/{eid}/stop")
             wait_job(api, job_id)
