@@ -50,7 +50,6 @@ class ClassBook:
             self.new.append(name)
         return self.index[name]
 
-
     def settle(self, current: dict[str, int]) -> dict[int, int]:
         """Agree with the project's classes as they are at commit time.
 
