@@ -1,5 +1,6 @@
 // Evaluation page: the panel's Alpine component (confusion-matrix cells filter the per-image
-// grid) and the per-class bar chart. Loaded before Alpine, so evalPanel exists when it starts.
+// grid) and the per-class bar chart. Registered on alpine:init (the CSP build of Alpine only
+// reaches components registered with Alpine.data).
 (function () {
   "use strict";
 
@@ -59,7 +60,7 @@
     });
   }
 
-  window.evalPanel = function () {
+  function evalPanel() {
     return {
       init: function () {
         var root = this.$el;
@@ -85,5 +86,9 @@
         htmx.trigger(form, "submit");
       },
     };
-  };
+  }
+
+  document.addEventListener("alpine:init", function () {
+    window.Alpine.data("evalPanel", evalPanel);
+  });
 })();
