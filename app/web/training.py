@@ -99,6 +99,7 @@ def _page_context(session: Session, project_id: int) -> dict[str, Any]:
         "task_spec": spec,
         "form": form,
         "controllers": controllers,
+        "rules": {name: [field, list(values)] for name, (field, values) in APPLIES_WHEN.items()},
         **nav_context(read, "training"),
     }
 
