@@ -95,4 +95,5 @@ def test_detection_import_train_evaluate_export_try(
     expect(prediction).to_have_count(1, timeout=90_000)
     expect(prediction.get_by_test_id("prediction-overlay")).to_be_visible()
     assert prediction.locator("[data-testid=ov-bbox]").count() > 0
+    prediction.locator("summary").click()  # more than 20 boxes at score 0: the list is folded
     expect(prediction.get_by_test_id("prediction-top")).to_be_visible()
