@@ -8,12 +8,7 @@ from typing import Any
 
 from workers.ml.tasks import register_task_code
 from workers.ml.tasks.base import (
-    EvalOutcome,
-    ExportModule,
-    InferenceModel,
-    Outputs,
     Prepared,
-    Report,
     Sample,
     TaskCode,
 )
@@ -93,41 +88,6 @@ class DetectionCode(TaskCode):
 
     def model_info(self, provenance: dict[str, Any]) -> dict[str, Any]:
         return {"score_threshold": float(provenance["config"].get("score_threshold", 0.25))}
-
-    def evaluate(
-        self,
-        model: InferenceModel,
-        samples: list[Sample],
-        *,
-        options: dict[str, Any],
-        report: Report | None = None,
-    ) -> EvalOutcome:
-        from workers.ml.tasks.detection.evaluate import evaluate
-
-        return evaluate(model, samples, options=options, report=report)
-
-    def export_module(self, model: InferenceModel) -> ExportModule:
-        from workers.ml.tasks.detection.export import export_module
-
-        return export_module(model)
-
-    def parity(
-        self,
-        *,
-        fmt: str,
-        reference: list[Outputs],
-        candidate: list[Outputs],
-        samples: list[Sample],
-        meta: dict[str, Any],
-    ) -> dict[str, Any]:
-        from workers.ml.tasks.detection.export import parity
-
-        return parity(fmt=fmt, reference=reference, candidate=candidate, samples=samples, meta=meta)
-
-    def example_input(self, model: InferenceModel, batch: int = 1) -> Any:
-        import torch
-
-        return torch.randn(1, model.channels, model.image_size, model.image_size)
 
 
 register_task_code(DetectionCode())

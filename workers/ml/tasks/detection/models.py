@@ -16,6 +16,7 @@ weights, else random initialisation; the weights note says which.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -165,121 +166,100 @@ def _fcos_small(classes: int, size: int, config: dict[str, Any], pretrained: boo
 # --- torchvision's detectors ---------------------------------------------------------------
 
 
-@register_detector("fasterrcnn_resnet50_fpn")
-def _frcnn_r50(classes: int, size: int, config: dict[str, Any], pretrained: bool):  # type: ignore[no-untyped-def]
-    from torchvision.models.detection import fasterrcnn_resnet50_fpn
-    from torchvision.models.detection.anchor_utils import AnchorGenerator
+@dataclass(frozen=True)
+class Family:
+    """How to build one of torchvision's FPN detectors for the experiment: its builder, its
+    weights (detector, backbone), and torchvision's anchors for 800 px images."""
 
-    heads = _heads(config)
-    sizes = _scaled(((32,), (64,), (128,), (256,), (512,)), size)
-    model = fasterrcnn_resnet50_fpn(
-        weights=None,
-        weights_backbone=None,
-        num_classes=classes + 1,
-        min_size=size,
-        max_size=size,
-        rpn_anchor_generator=AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes)),
-        box_score_thresh=heads["score"],
-        box_nms_thresh=heads["nms"],
-        box_detections_per_img=heads["detections"],
-        **IDENTITY,
-    )
-    note = (
-        _pretrained(model, "FasterRCNN_ResNet50_FPN_Weights", "ResNet50_Weights")
-        if pretrained
-        else "random-init"
-    )
-    return model, note
+    builder: str
+    weights: str
+    backbone_weights: str
+    anchors: tuple[tuple[float, ...], ...]
+    ratios: tuple[float, ...]
+    two_stage: bool = False  # Faster R-CNN: box_* keyword names, anchors on the RPN
+    octaves: bool = False  # RetinaNet: three sizes per octave at every level
+    strip: str = ""  # prefix of the backbone's ImageNet keys that the detector drops
 
 
-@register_detector("fasterrcnn_mobilenet_v3_large_fpn")
-def _frcnn_mobile(classes: int, size: int, config: dict[str, Any], pretrained: bool):  # type: ignore[no-untyped-def]
-    from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_fpn
-    from torchvision.models.detection.anchor_utils import AnchorGenerator
+LEVELS = ((32,), (64,), (128,), (256,), (512,))
+TORCHVISION = {
+    "fasterrcnn_resnet50_fpn": Family(
+        "fasterrcnn_resnet50_fpn",
+        "FasterRCNN_ResNet50_FPN_Weights",
+        "ResNet50_Weights",
+        LEVELS,
+        (0.5, 1.0, 2.0),
+        two_stage=True,
+    ),
+    "fasterrcnn_mobilenet_v3_large_fpn": Family(
+        "fasterrcnn_mobilenet_v3_large_fpn",
+        "FasterRCNN_MobileNet_V3_Large_FPN_Weights",
+        "MobileNet_V3_Large_Weights",
+        ((32, 64, 128, 256, 512),) * 3,
+        (0.5, 1.0, 2.0),
+        two_stage=True,
+        strip="features.",
+    ),
+    "fcos_resnet50_fpn": Family(
+        "fcos_resnet50_fpn",
+        "FCOS_ResNet50_FPN_Weights",
+        "ResNet50_Weights",
+        ((8,), (16,), (32,), (64,), (128,)),
+        (1.0,),
+    ),
+    "retinanet_resnet50_fpn": Family(
+        "retinanet_resnet50_fpn",
+        "RetinaNet_ResNet50_FPN_Weights",
+        "ResNet50_Weights",
+        LEVELS,
+        (0.5, 1.0, 2.0),
+        octaves=True,
+    ),
+}
 
-    heads = _heads(config)
-    sizes = _scaled(((32, 64, 128, 256, 512),) * 3, size)
-    model = fasterrcnn_mobilenet_v3_large_fpn(
-        weights=None,
-        weights_backbone=None,
-        num_classes=classes + 1,
-        min_size=size,
-        max_size=size,
-        box_score_thresh=heads["score"],
-        box_nms_thresh=heads["nms"],
-        box_detections_per_img=heads["detections"],
-        **IDENTITY,
-    )
-    # Its builder fixes the anchors: same count per location, scaled to the image size.
-    model.rpn.anchor_generator = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * 3)
-    note = (
-        _pretrained(
-            model,
-            "FasterRCNN_MobileNet_V3_Large_FPN_Weights",
-            "MobileNet_V3_Large_Weights",
-            strip="features.",
+
+def _torchvision(family: Family) -> Builder:
+    def build(classes: int, size: int, config: dict[str, Any], pretrained: bool):  # type: ignore[no-untyped-def]
+        import torchvision.models.detection as tvd
+        from torchvision.models.detection.anchor_utils import AnchorGenerator
+
+        heads = _heads(config)
+        prefix = "box_" if family.two_stage else ""
+        model = getattr(tvd, family.builder)(
+            weights=None,
+            weights_backbone=None,
+            num_classes=classes + 1,
+            min_size=size,
+            max_size=size,
+            **{
+                f"{prefix}score_thresh": heads["score"],
+                f"{prefix}nms_thresh": heads["nms"],
+                f"{prefix}detections_per_img": heads["detections"],
+            },
+            **IDENTITY,
         )
-        if pretrained
-        else "random-init"
-    )
-    return model, note
+        sizes = _scaled(family.anchors, size)
+        if family.octaves:
+            sizes = tuple(
+                tuple(s * 2 ** (k / 3) for k in range(3) for s in level) for level in sizes
+            )
+        # Same number of anchors per location as the builder's, scaled to the image size.
+        anchors = AnchorGenerator(sizes, (family.ratios,) * len(sizes))
+        if family.two_stage:
+            model.rpn.anchor_generator = anchors
+        else:
+            model.anchor_generator = anchors
+        if not pretrained:
+            return model, "random-init"
+        return model, _pretrained(
+            model, family.weights, family.backbone_weights, strip=family.strip
+        )
+
+    return build
 
 
-@register_detector("fcos_resnet50_fpn")
-def _fcos_r50(classes: int, size: int, config: dict[str, Any], pretrained: bool):  # type: ignore[no-untyped-def]
-    from torchvision.models.detection import fcos_resnet50_fpn
-    from torchvision.models.detection.anchor_utils import AnchorGenerator
-
-    heads = _heads(config)
-    sizes = _scaled(((8,), (16,), (32,), (64,), (128,)), size)
-    model = fcos_resnet50_fpn(
-        weights=None,
-        weights_backbone=None,
-        num_classes=classes + 1,
-        min_size=size,
-        max_size=size,
-        anchor_generator=AnchorGenerator(sizes, ((1.0,),) * len(sizes)),
-        score_thresh=heads["score"],
-        nms_thresh=heads["nms"],
-        detections_per_img=heads["detections"],
-        **IDENTITY,
-    )
-    note = (
-        _pretrained(model, "FCOS_ResNet50_FPN_Weights", "ResNet50_Weights")
-        if pretrained
-        else "random-init"
-    )
-    return model, note
-
-
-@register_detector("retinanet_resnet50_fpn")
-def _retinanet(classes: int, size: int, config: dict[str, Any], pretrained: bool):  # type: ignore[no-untyped-def]
-    from torchvision.models.detection import retinanet_resnet50_fpn
-    from torchvision.models.detection.anchor_utils import AnchorGenerator
-
-    heads = _heads(config)
-    base = ((32,), (64,), (128,), (256,), (512,))
-    sizes = tuple(
-        tuple(s * 2 ** (k / 3) for k in range(3) for s in level) for level in _scaled(base, size)
-    )
-    model = retinanet_resnet50_fpn(
-        weights=None,
-        weights_backbone=None,
-        num_classes=classes + 1,
-        min_size=size,
-        max_size=size,
-        anchor_generator=AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes)),
-        score_thresh=heads["score"],
-        nms_thresh=heads["nms"],
-        detections_per_img=heads["detections"],
-        **IDENTITY,
-    )
-    note = (
-        _pretrained(model, "RetinaNet_ResNet50_FPN_Weights", "ResNet50_Weights")
-        if pretrained
-        else "random-init"
-    )
-    return model, note
+for _id, _family in TORCHVISION.items():
+    register_detector(_id)(_torchvision(_family))
 
 
 def _ssd_transform(model: nn.Module, size: int) -> None:
