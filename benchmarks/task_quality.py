@@ -146,17 +146,22 @@ def main() -> None:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--set", action="append", default=[], help="recipe override key=value")
+    parser.add_argument("--folder", type=Path, help="an existing dataset instead of the generator")
+    parser.add_argument("--format", help="its import format (with --folder)")
     args = parser.parse_args()
     overrides = parse_overrides(args.set)
     spec = get_task(args.task)
     runs = []
     with tempfile.TemporaryDirectory() as data:
-        folder = Path(data) / args.task
-        info = write_dataset(
-            args.task, folder, images=args.images, size=args.size, seed=args.data_seed
-        )
+        folder, fmt = args.folder, args.format
+        if folder is None:
+            folder = Path(data) / args.task
+            info = write_dataset(
+                args.task, folder, images=args.images, size=args.size, seed=args.data_seed
+            )
+            fmt = info["format"]
         for seed in (int(s) for s in args.seeds.split(",")):
-            outcome = run(args.task, folder, info["format"], seed, overrides)
+            outcome = run(args.task, folder, fmt, seed, overrides)
             runs.append(outcome)
             print(json.dumps(outcome), flush=True)
     summary = statistics.median(r["test"].get(spec.summary_metric, 0.0) for r in runs)
