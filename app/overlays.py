@@ -100,10 +100,10 @@ def prediction_shapes(
                 continue
             outcome = entry.get("outcome")
             role = default_role
-            if default_role == "truth" and outcome == "fn":
-                role = "fn"
-            elif default_role == "pred" and outcome in ("tp", "fp"):
-                role = outcome
+            if default_role == "truth" and outcome in ("fn", "confused"):
+                role = "fn"  # missed, or found under another class
+            elif default_role == "pred" and outcome in ("tp", "fp", "confused"):
+                role = "fp" if outcome == "confused" else outcome
             shapes.append(
                 {
                     "kind": entry["kind"],

@@ -74,10 +74,10 @@ def image_result(
     result = greedy_match(box_iou(boxes, t_boxes), labels, scores, t_labels, ignored, MATCH_IOU)
     pred_outcome: dict[int, str] = {p: "tp" for p, _, _ in result.tp}
     pred_outcome.update({p: "fp" for p in result.fp})
-    pred_outcome.update({p: "fp" for p, _, _ in result.confused})
+    pred_outcome.update({p: "confused" for p, _, _ in result.confused})
     truth_outcome: dict[int, str] = {t: "tp" for _, t, _ in result.tp}
     truth_outcome.update({t: "fn" for t in result.fn})
-    truth_outcome.update({t: "fn" for _, t, _ in result.confused})
+    truth_outcome.update({t: "confused" for _, t, _ in result.confused})
 
     def name(label: int) -> str:
         return classes[label - 1] if 0 < label <= len(classes) else str(label - 1)
