@@ -210,6 +210,8 @@ class StudioCallback(Callback):
         metrics: dict[str, float] = {}
         if self._epoch_batches:
             metrics["train/loss"] = self._epoch_loss / self._epoch_batches
+        for key, value in getattr(pl_module, "train_metrics", {}).items():
+            metrics[f"train/{key}"] = float(value)
         for key, value in pl_module.val_metrics.items():
             metrics[f"val/{key}"] = float(value)
         lr = _lr(trainer)
@@ -266,6 +268,9 @@ class StudioCallback(Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
         self._fit_start = time.monotonic()
         self._start_epoch = trainer.current_epoch
+        # A resume from a mid-epoch checkpoint continues the epoch without
+        # on_train_epoch_start: count its time and images from here, not from the clock's zero.
+        self.on_train_epoch_start(trainer, pl_module)
 
     def _save(
         self,
