@@ -142,8 +142,10 @@ def _p95(values: list[float]) -> float:
 
 
 def measure(client: TestClient, ids: dict[str, int], repeats: int) -> dict[str, dict[str, float]]:
-    """Per query, two page patterns: the first pages (what a user mostly looks at) and pages
-    spread over the whole result (first to last), where OFFSET and sorting cost most."""
+    """Per query, three page patterns: the first pages (what a user mostly looks at), page
+    numbers spread over the whole result (first to last; OFFSET, from the nearer end), and
+    "Next" from those spread pages (the answer's next_cursor: keyset, what the grid's Next
+    button and an API client paging through the result use)."""
     results: dict[str, dict[str, float]] = {}
     url = f"/api/projects/{ids['project_id']}/images"
     for name, template in QUERIES.items():
@@ -154,19 +156,30 @@ def measure(client: TestClient, ids: dict[str, int], repeats: int) -> dict[str, 
         total = first.json()["total"]
         pages = max(1, -(-total // 100))
         row: dict[str, float] = {"total": total}
-        for mode in ("first", "spread"):
+        for mode in ("first", "spread", "cursor"):
             timings: list[float] = []
             cpu: list[float] = []
             for r in range(repeats):
+                params.pop("cursor", None)
                 if mode == "first":
                     params["page"] = str(1 + r % min(pages, 3))
                 else:
                     params["page"] = str(1 + (r * 7919) % min(pages, 1000))
+                if mode == "cursor":
+                    cursor = client.get(url, params=params).json()["next_cursor"]
+                    if cursor is None:  # the last page has no next: take the first page's
+                        cursor = first.json()["next_cursor"]
+                    if cursor is None:
+                        break
+                    params.pop("page")
+                    params["cursor"] = cursor
                 start, start_cpu = time.perf_counter(), time.process_time()
                 response = client.get(url, params=params)
                 timings.append((time.perf_counter() - start) * 1000)
                 cpu.append((time.process_time() - start_cpu) * 1000)
                 assert response.status_code == 200
+            if not timings:
+                continue
             row[f"{mode}_p50_ms"] = round(statistics.median(timings), 1)
             row[f"{mode}_p95_ms"] = _p95(timings)
             # CPU time of the whole process (server thread included): what a request costs
@@ -203,10 +216,14 @@ def main() -> None:
         print(f"p95 ms, {args.sizes[0]} -> {args.sizes[-1]} images (ratio); wall | cpu")
         for name in QUERIES:
             cells = []
-            for key in ("first_p95_ms", "first_cpu_p95_ms", "spread_p95_ms", "spread_cpu_p95_ms"):
-                a, b = small[name][key], large[name][key]
-                cells.append(f"{a:6.1f} -> {b:6.1f} ({b / max(a, 0.1):.2f}x)")
-            print(f"{name:32s} first: {cells[0]} | {cells[1]}   spread: {cells[2]} | {cells[3]}")
+            for mode in ("first", "spread", "cursor"):
+                for key in (f"{mode}_p95_ms", f"{mode}_cpu_p95_ms"):
+                    a, b = small[name].get(key, 0.0), large[name].get(key, 0.0)
+                    cells.append(f"{a:6.1f} -> {b:6.1f} ({b / max(a, 0.1):.2f}x)")
+            print(
+                f"{name:32s} first: {cells[0]} | {cells[1]}   spread: {cells[2]} | {cells[3]}"
+                f"   cursor: {cells[4]} | {cells[5]}"
+            )
     print(f"load average: {os.getloadavg()}")
 
 

@@ -14,7 +14,7 @@ from app.deps import get_session, get_storage
 from app.errors import StudioError
 from app.models.browse import IMAGE_SORTS, SUBSETS, AnnotationRead, ClassUpdate, ImageQuery
 from app.services import classes as class_service
-from app.services import image_files
+from app.services import image_files, name_search
 from app.services import images as image_service
 from app.services import projects as project_service
 from app.services import stats as stats_service
@@ -46,7 +46,9 @@ def _query(request: Request) -> ImageQuery:
 
 
 def _link(base: str, query: ImageQuery, **overrides: Any) -> str:
-    values = {k: getattr(query, k) for k in (*FILTER_KEYS, "page")}
+    values = {k: getattr(query, k) for k in (*FILTER_KEYS, "page", "cursor")}
+    if "page" in overrides or "cursor" in overrides:
+        values.update(page=None, cursor=None)  # a link names one position, not both
     values.update(overrides)
     defaults = ImageQuery()
     clean = {
@@ -58,21 +60,28 @@ def _link(base: str, query: ImageQuery, **overrides: Any) -> str:
 
 
 def _grid_context(session: Session, project_id: int, query: ImageQuery) -> dict[str, Any]:
-    images, total = image_service.list_images(session=session, project_id=project_id, query=query)
+    listing = image_service.list_images(session=session, project_id=project_id, query=query)
     classes = class_service.list_classes(session=session, project_id=project_id)
+    total, page = listing.total, listing.page
     pages = max(1, math.ceil(total / query.page_size))
     base = f"/projects/{project_id}/dataset"
+    # Previous/next follow the answer's cursors (as fast on page 900 as on page 2); the
+    # numbered links jump by page number.
+    prev_link = _link(base, query, cursor=listing.prev_cursor) if listing.prev_cursor else None
+    next_link = _link(base, query, cursor=listing.next_cursor) if listing.next_cursor else None
     return {
-        "images": images,
+        "images": listing.items,
         "total": total,
         "query": query,
+        "page": page,
         "pages": pages,
+        "search_mode": name_search.search_mode(session),
         "classes": classes,
         "class_by_id": {c.id: c for c in classes},
-        "page_links": [(n, _link(base, query, page=n)) for n in _page_numbers(query.page, pages)],
-        "prev_link": _link(base, query, page=query.page - 1) if query.page > 1 else None,
-        "next_link": _link(base, query, page=query.page + 1) if query.page < pages else None,
-        "detail_suffix": _link("", query),
+        "page_links": [(n, _link(base, query, page=n)) for n in _page_numbers(page, pages)],
+        "prev_link": prev_link,
+        "next_link": next_link,
+        "detail_suffix": _link("", query, page=None, cursor=None),
     }
 
 

@@ -99,3 +99,44 @@ def test_image_index_migration_backfills_existing_rows(db_url: str) -> None:
     engine.dispose()
     assert sort == {labelled: 0, bare: 2**31 - 1}
     assert attributes == [(labelled, "camera", "c1"), (labelled, "count", "3")]
+
+
+def test_name_search_index_follows_image_rows_at_head(engine, session, db_backend: str) -> None:  # type: ignore[no-untyped-def]
+    """The name index is live at head: rows inserted, renamed and deleted afterwards are found
+    (or not) through it. A later migration that rebuilds the image table on SQLite drops the
+    FTS triggers; this test then fails."""
+    from sqlalchemy import text
+
+    from app.services import name_search
+    from tests.factories import make_project
+
+    project = make_project(session, name="Names")
+    expected = "image_name_fts" if db_backend == "sqlite" else "ix_image_name_trgm"
+    assert name_search._index(session) == expected
+    image_sql = (
+        "INSERT INTO image (project_id, stored_path, original_name, width, height, channels, "
+        "format, bytes, sha256, phash, attributes, created_at, sort_class) VALUES "
+        "(:p, 's', :n, 1, 1, 1, 'PNG', 1, 'x', '', '{}', CURRENT_TIMESTAMP, 0) RETURNING id"
+    )
+    image_id = session.execute(text(image_sql), {"p": project.id, "n": "Quay_North.jpg"}).scalar()
+    session.commit()
+
+    def found(q: str) -> list[int]:
+        search = name_search.name_filter(session, q)
+        if db_backend == "sqlite":
+            assert search.ids is not None  # answered by the FTS table, not a scan
+            return [int(i) for (i,) in session.execute(search.ids)]
+        rows = session.execute(
+            text("SELECT id FROM image WHERE original_name ILIKE :q"), {"q": f"%{q}%"}
+        )
+        return [int(i) for (i,) in rows]
+
+    assert found("quay_nor") == [image_id]
+    session.execute(
+        text("UPDATE image SET original_name = 'Harbour.jpg' WHERE id = :i"), {"i": image_id}
+    )
+    session.commit()
+    assert found("quay_nor") == [] and found("harbour") == [image_id]
+    session.execute(text("DELETE FROM image WHERE id = :i"), {"i": image_id})
+    session.commit()
+    assert found("harbour") == []
