@@ -78,9 +78,10 @@ def run(job_id: int) -> int:
         result = handler(ctx) or {}
         _finish(ctx, JobStatus.succeeded, result=result, exit_code=EXIT_OK)
         return EXIT_OK
-    except JobCancelled:
+    except JobCancelled as stopped:
         if ctx.user_cancelled():
-            _finish(ctx, JobStatus.cancelled, message="Cancelled", exit_code=EXIT_CANCELLED)
+            message = str(stopped) or "Cancelled"
+            _finish(ctx, JobStatus.cancelled, message=message, exit_code=EXIT_CANCELLED)
             return EXIT_CANCELLED
         _finish(
             ctx,

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from app.errors import Invalid
+from app.validation import api_sentence, describe
 
 
 class Augmentations(BaseModel):
@@ -100,16 +101,8 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {"classification": {}}
 
 
 def _describe(error: ValidationError) -> tuple[str, list[dict[str, Any]]]:
-    parts = []
-    fields = []
-    for item in error.errors():
-        loc = ".".join(str(p) for p in item["loc"]) or "config"
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "is not a hyperparameter"
-        parts.append(f"{loc}: {message}")
-        fields.append({"field": loc, "message": message, "type": item["type"]})
-    return "Invalid hyperparameters: " + "; ".join(parts) + ".", fields
+    fields = describe(error)
+    return "Invalid hyperparameters: " + api_sentence(fields), fields
 
 
 def validate_config(data: dict[str, Any], task: str = "classification") -> TrainConfig:

@@ -83,6 +83,20 @@ def _fields() -> dict[str, Any]:
     return fields
 
 
+def _bounds(info: Any) -> dict[str, str]:
+    """min/max/step attributes of a number input, from the field's pydantic constraints (an
+    exclusive bound becomes the inclusive one; the server still says what is valid)."""
+    attributes: dict[str, str] = {}
+    for item in info.metadata:
+        for attr, key in (("ge", "min"), ("gt", "min"), ("le", "max"), ("lt", "max")):
+            value = getattr(item, attr, None)
+            if value is not None:
+                attributes[key] = f"{value:g}" if isinstance(value, float) else str(value)
+    integer = info.annotation is int or str(info.annotation) == "int | None"
+    attributes["step"] = "1" if integer else "any"
+    return attributes
+
+
 def _page_context(session: Session, project_id: int) -> dict[str, Any]:
     project = project_service.get_project(session=session, project_id=project_id)
     read = project_service.read_project(session=session, project=project)
@@ -94,7 +108,9 @@ def _page_context(session: Session, project_id: int) -> dict[str, Any]:
         "experiments": [service.read_experiment(e) for e in experiments],
         "models": list_models(project.task_type),
         "defaults": TrainConfig().model_dump(),
+        "default_name": service.default_name(session, project_id, TrainConfig().model),
         "fields": _fields(),
+        "bounds": {name: _bounds(info) for name, info in _fields().items()},
         **nav_context(read, "training"),
     }
 
@@ -136,6 +152,14 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
+def _weights_used(weights: str | None) -> str:
+    if not weights:
+        return "not trained yet"
+    if weights.startswith("pretrained:"):
+        return f"pretrained ({weights.removeprefix('pretrained:')})"
+    return "random initialisation" if weights == "random-init" else weights
+
+
 def config_rows(config: dict[str, Any], weights: str | None) -> list[tuple[str, str]]:
     """The experiment's configuration as the card lists it: flattened, only the settings that
     apply, readable values, and `pretrained` stated with what was actually loaded."""
@@ -146,7 +170,7 @@ def config_rows(config: dict[str, Any], weights: str | None) -> list[tuple[str, 
             continue
         if key == "pretrained":
             wanted = "if found locally" if value else "no"
-            rows.append(("pretrained", f"{wanted}; used: {weights or 'not trained yet'}"))
+            rows.append(("pretrained", f"{wanted}; used: {_weights_used(weights)}"))
             continue
         rows.append((key, _shown(value)))
     return rows
@@ -180,12 +204,14 @@ def compare_page(
     experiments = [
         service.read_experiment(service.get_experiment(session, project_id, i)) for i in ids[:8]
     ]
-    keys = sorted({k for e in experiments for k in flatten(e["config"])})
+    # The settings as each experiment's card lists them (only those that apply; "pretrained"
+    # with the weights actually loaded), so a difference shown is a difference that mattered.
+    listed = [dict(config_rows(e["config"], e.get("weights"))) for e in experiments]
+    keys = sorted({k for rows_ in listed for k in rows_})
     rows = []
     for key in keys:
-        values = [flatten(e["config"]).get(key) for e in experiments]
-        rows.append({"key": key, "values": values, "differs": len({repr(v) for v in values}) > 1})
-    rows.sort(key=lambda r: (not r["differs"], r["key"]))
+        values = [rows_.get(key, "—") for rows_ in listed]
+        rows.append({"key": key, "values": values, "differs": len(set(values)) > 1})
     return render(
         request,
         "pages/training/compare.html",
@@ -219,7 +245,7 @@ def experiment_summary(
     request: Request, project_id: int, experiment_id: int, session: Session = Depends(get_session)
 ) -> Response:
     context = _detail_context(session, project_id, experiment_id)
-    return render(request, "partials/_experiment_summary.html", **context)
+    return render(request, "partials/_experiment_summary.html", oob=True, **context)
 
 
 @router.post("/projects/{project_id}/training/{experiment_id}/{action}")
@@ -246,7 +272,7 @@ async def experiment_action(
     elif action == "stop":
         service.stop_training(session, project_id, experiment_id)
         context = _detail_context(session, project_id, experiment_id)
-        return render(request, "partials/_experiment_summary.html", **context)
+        return render(request, "partials/_experiment_summary.html", oob=True, **context)
     elif action == "delete":
         from app.deps import get_storage
 

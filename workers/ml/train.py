@@ -426,6 +426,8 @@ def fit(
         ]
         if state["provenance"].get("started_at"):
             provenance["started_at"] = state["provenance"]["started_at"]
+    # What the run uses is known now: the page shows it while training, not only at the end.
+    report({"type": "started", "weights": module.weights_note, "device": device})
     status = "completed"
     try:
         trainer.fit(
