@@ -76,7 +76,8 @@ def run(job_id: int) -> int:
                 f"No handler for job kind {job.kind!r}; known kinds: {', '.join(handler_kinds())}."
             )
         result = handler(ctx) or {}
-        _finish(ctx, JobStatus.succeeded, result=result, exit_code=EXIT_OK)
+        summary = str(result.get("summary") or "")  # a handler's one-line outcome, if it has one
+        _finish(ctx, JobStatus.succeeded, result=result, message=summary, exit_code=EXIT_OK)
         return EXIT_OK
     except JobCancelled as stopped:
         if ctx.user_cancelled():
@@ -92,7 +93,12 @@ def run(job_id: int) -> int:
         return EXIT_INTERRUPTED
     except StudioError as exc:
         _finish(
-            ctx, JobStatus.failed, message=exc.message, error=exc.message, exit_code=EXIT_FAILED
+            ctx,
+            JobStatus.failed,
+            message=exc.message,
+            error=exc.message,
+            result=exc.as_dict(),
+            exit_code=EXIT_FAILED,
         )
         return EXIT_FAILED
     except Exception as exc:

@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from app.deps import get_session, get_storage
 from app.errors import Invalid
-from app.models.browse import DatasetStats, ImageDetail, ImagePage, ImageQuery
+from app.models.browse import DatasetStats, ImageDetail, ImageNeighbours, ImagePage, ImageQuery
 from app.services import image_files as files
 from app.services import images as service
 from app.services import stats as stats_service
@@ -41,6 +41,24 @@ def list_images(
     `cursor` = the `next_cursor` / `prev_cursor` of an earlier answer (as fast deep in a large
     result as on its first page)."""
     return service.list_images(session=session, project_id=project_id, query=query)
+
+
+@router.get(
+    "/projects/{project_id}/images/{image_id}/neighbours",
+    response_model=ImageNeighbours,
+    summary="The images before and after one in a filtered, sorted list",
+)
+def image_neighbours(
+    project_id: int,
+    image_id: int,
+    query: Annotated[ImageQuery, Query()],
+    session: Session = Depends(get_session),
+) -> ImageNeighbours:
+    """Takes the list's filters and sort (page and cursor are ignored): what the image view's
+    previous/next buttons and arrow keys step through."""
+    return service.neighbours(
+        session=session, project_id=project_id, image_id=image_id, query=query
+    )
 
 
 @router.get(

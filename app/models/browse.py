@@ -67,6 +67,18 @@ class ImagePage(Page[ImageRead]):
     search: Literal["contains", "prefix"] = "contains"  # what `q` matches on this database
 
 
+class ImageNeighbours(BaseModel):
+    """Where an image sits in a filtered, sorted list: the ids either side and its position.
+    `in_filter` is false (and the rest empty) when the image does not match the filters."""
+
+    image_id: int
+    in_filter: bool
+    previous: int | None = None
+    next: int | None = None
+    position: int | None = None  # 1-based
+    total: int | None = None
+
+
 class AnnotationRead(BaseModel):
     id: int
     kind: str

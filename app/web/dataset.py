@@ -229,6 +229,55 @@ def overlay_shape(annotation: AnnotationRead) -> dict[str, Any] | None:
     return None
 
 
+TIMES, DASH = " \u00d7 ", "\u2013"  # multiplication sign and en dash: "12 x 30 px", "x 5-80"
+
+
+def _px(value: Any) -> str:
+    return str(math.floor(float(value) + 0.5))  # half up: 150.5 -> 151, as people round
+
+
+def geometry_text(annotation: AnnotationRead) -> str:
+    """An annotation's geometry in words and whole pixels (the API keeps the exact floats)."""
+    g = annotation.geometry
+    try:
+        if annotation.kind == "bbox":
+            return f"x {_px(g['x'])}, y {_px(g['y'])} · {_px(g['w'])}{TIMES}{_px(g['h'])} px"
+        if annotation.kind == "obb":
+            return (
+                f"centre {_px(g['cx'])}, {_px(g['cy'])} · {_px(g['w'])}{TIMES}{_px(g['h'])} px"
+                f" · {float(g.get('angle', 0)):.1f}°"
+            )
+        if annotation.kind == "polygon":
+            rings = g.get("rings") or [g.get("points", [])]
+            points = [p for ring in rings for p in ring if isinstance(p, list | tuple)]
+            xs, ys = [float(p[0]) for p in points], [float(p[1]) for p in points]
+            holes = (
+                f", {len(rings) - 1} hole{'s' if len(rings) > 2 else ''}" if len(rings) > 1 else ""
+            )
+            return (
+                f"{len(points)} points{holes} · x {_px(min(xs))}{DASH}{_px(max(xs))},"
+                f" y {_px(min(ys))}{DASH}{_px(max(ys))}"
+            )
+        if annotation.kind == "value":
+            return ", ".join(f"{float(v):.4g}" for v in g.get("values", []))
+        if annotation.kind == "mask":
+            return "mask image (drawn on the picture)"
+        if annotation.kind == "label":
+            return "the whole image"
+    except (KeyError, TypeError, ValueError):
+        return "unreadable geometry"
+    return ""
+
+
+def _annotation_summary(annotations: list[AnnotationRead]) -> list[tuple[str, int]]:
+    """(class or kind, count), most frequent first: the heading of a long object list."""
+    counts: dict[str, int] = {}
+    for a in annotations:
+        key = a.class_name or a.kind
+        counts[key] = counts.get(key, 0) + 1
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
 @router.get("/projects/{project_id}/dataset/images/{image_id}")
 def image_page(
     request: Request,
@@ -262,6 +311,12 @@ def image_page(
     # Masks underneath, outlines on top, so a mask never hides a box.
     ordered = sorted(detail.annotations, key=lambda a: a.kind != "mask")
     shapes = [(a, overlay_shape(a)) for a in ordered]
+    query = _query(request)
+    near = image_service.neighbours(
+        session=session, project_id=project_id, image_id=image_id, query=query
+    )
+    suffix = _link("", query, page=None, cursor=None)
+    base = f"/projects/{project_id}/dataset/images"
     return render(
         request,
         "pages/dataset/image.html",
@@ -272,6 +327,11 @@ def image_page(
         hidden=[c.id for c in present if image_files.is_background_name(c.name)],
         class_by_id=class_by_id,
         splits=dict(image_service.split_choices(session=session, project_id=project_id)),
-        back=_link(f"/projects/{project_id}/dataset", _query(request)),
+        back=_link(f"/projects/{project_id}/dataset", query),
+        near=near,
+        prev_url=f"{base}/{near.previous}{suffix}" if near.previous else None,
+        next_url=f"{base}/{near.next}{suffix}" if near.next else None,
+        annotation_rows=[(a, geometry_text(a)) for a in detail.annotations],
+        annotation_summary=_annotation_summary(detail.annotations),
         **nav_context(read, "dataset"),
     )

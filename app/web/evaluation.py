@@ -170,6 +170,34 @@ def reset(
     return _panel(request, session, storage, project_id, experiment_id)
 
 
+@router.get("/projects/{project_id}/evaluation/{experiment_id}/confusion")
+def confusion(
+    request: Request,
+    project_id: int,
+    experiment_id: int,
+    subset: str = Query("", max_length=8),
+    session: Session = Depends(get_session),
+) -> Response:
+    """The confusion matrix of every evaluated subset together, or of one (`subset`)."""
+    experiment = service.get_experiment(session, project_id=project_id, experiment_id=experiment_id)
+    evaluation = service.get_evaluation(session, project_id=project_id, experiment_id=experiment_id)
+    aggregate = evaluation.aggregate or {}
+    if subset and subset not in aggregate.get("by_subset", {}):
+        evaluated = ", ".join(aggregate.get("by_subset", {})) or "none"
+        raise Invalid(
+            f"subset={subset!r} was not evaluated; evaluated subsets: {evaluated}.",
+            code="subset_not_evaluated",
+        )
+    return render(
+        request,
+        "partials/_confusion_matrix.html",
+        agg=aggregate,
+        cm_subset=subset,
+        project_id=project_id,
+        experiment=experiment,
+    )
+
+
 def _int_or_none(value: str | None) -> int | None:
     return int(value) if value not in (None, "") and str(value).isdigit() else None
 

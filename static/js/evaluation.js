@@ -36,11 +36,12 @@
         var draw = function () { drawChart(root.querySelector("#eval-class-chart")); };
         if (window.Chart) draw(); else window.addEventListener("load", draw, { once: true });
       },
-      showCell: function (trueClass, predictedClass) {
+      showCell: function (trueClass, predictedClass, subset) {
         var form = this.$refs.filters;
         if (!form) return;
         form.elements.true_class.value = String(trueClass);
         form.elements.predicted_class.value = String(predictedClass);
+        form.elements.subset.value = subset || "";  // the subset the matrix counted
         form.elements.outcome.value = "";
         var section = document.getElementById("eval-images-section");
         if (section) section.open = true;

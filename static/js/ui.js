@@ -63,6 +63,17 @@
     }
   });
 
+  // --- arrow keys step through a list where the page offers it ([data-keynav]) -----------
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "ArrowLeft" && event.key !== "ArrowRight") return;
+    if (event.altKey || event.ctrlKey || event.metaKey || event.shiftKey || event.defaultPrevented) return;
+    var active = document.activeElement;
+    if (active && (active.isContentEditable || /^(INPUT|SELECT|TEXTAREA)$/.test(active.tagName))) return;
+    if (openDialogs().length) return;
+    var link = document.querySelector('[data-keynav="' + (event.key === "ArrowLeft" ? "prev" : "next") + '"]');
+    if (link) { event.preventDefault(); link.click(); }
+  });
+
   // --- tables: each cell labelled with its column, for the stacked layout -----------------
   function labelTables(root) {
     var tables = [];
@@ -97,6 +108,7 @@
     form.querySelectorAll('[aria-invalid="true"]').forEach(function (el) {
       el.removeAttribute("aria-invalid");
       el.removeAttribute("aria-errormessage");
+      el.removeAttribute("aria-describedby");
     });
   }
 
@@ -113,10 +125,14 @@
       note.setAttribute("data-testid", "field-error");
       note.setAttribute("data-field", f.field);
       note.textContent = f.message;
+      // Inside the label but out of its name (the field stays "Name", not "Name Name is
+      // required"); the field points at it as its description and error message.
+      note.setAttribute("aria-hidden", "true");
       var holder = input.closest("label") || input;
       holder.insertAdjacentElement(holder === input ? "afterend" : "beforeend", note);
       input.setAttribute("aria-invalid", "true");
       input.setAttribute("aria-errormessage", note.id);
+      input.setAttribute("aria-describedby", note.id);
       placed++;
       if (!firstInput) firstInput = input;
     });

@@ -151,3 +151,30 @@ def test_prefix_search_without_pg_trgm(
     assert body["search"] == "prefix"
     assert sorted(i["original_name"] for i in body["items"]) == ["Field_07/a.jpg", "field_0.jpg"]
     assert _list(client, project.id, q="field_07")["total"] == 1
+
+
+def test_neighbours_step_through_the_filtered_sorted_list(
+    client: TestClient, session: Session, project: Project
+) -> None:
+    assert project.id is not None
+    _rows(session, project.id, [f"{n}_{i:02d}.png" for i, n in enumerate(["cat", "dog"] * 15)])
+    for params in ({"sort": "-size"}, {"sort": "name", "q": "dog"}, {"sort": "date"}):
+        order = _ids(_list(client, project.id, page_size=500, **params))
+        url = f"/api/projects/{project.id}/images/{{}}/neighbours"
+        for position, image_id in enumerate(order):
+            near = client.get(url.format(image_id), params=params).json()
+            assert near["in_filter"] and near["position"] == position + 1, params
+            assert near["total"] == len(order)
+            assert near["previous"] == (order[position - 1] if position else None)
+            assert near["next"] == (order[position + 1] if position + 1 < len(order) else None)
+    cat = _ids(_list(client, project.id, q="cat_00"))[0]
+    outside = client.get(url.format(cat), params={"q": "dog"}).json()
+    assert outside == {
+        "image_id": cat,
+        "in_filter": False,
+        "previous": None,
+        "next": None,
+        "position": None,
+        "total": None,
+    }
+    assert_api_error(client.get(url.format(999999)), 404, "image_not_found")

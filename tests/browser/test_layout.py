@@ -18,14 +18,24 @@ from tests.support.training import train_tiny_experiment
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-# What overflows: the page itself, or a card's content past the card's edge (a region meant
-# to scroll sideways, such as a wide confusion matrix, scrolls inside its own box instead).
+# What overflows: the page itself, a card's content past the card's edge (a region meant to
+# scroll sideways, such as a wide confusion matrix, scrolls inside its own box instead), or a
+# navigation tab past the screen's edge.
 OVERFLOW = """() => {
   const doc = document.documentElement;
   const spilled = [...document.querySelectorAll('.card, .page-header, .subnav, .topbar')]
     .filter((el) => el.offsetParent !== null && el.scrollWidth > el.clientWidth + 1)
-    .map((el) => (el.id ? '#' + el.id : el.className) + ' ' + el.scrollWidth + '>' + el.clientWidth);
-  return {page: doc.scrollWidth, viewport: window.innerWidth, spilled: spilled};
+    .map((el) => {
+      const edge = el.getBoundingClientRect().right;
+      const culprit = [...el.querySelectorAll('*')].find((c) => c.getBoundingClientRect().right > edge + 1);
+      return (el.id ? '#' + el.id : el.className) + ' "' +
+        (el.querySelector('h1, h2, h3') || el).textContent.trim().slice(0, 30) + '" ' +
+        el.scrollWidth + '>' + el.clientWidth + (culprit ? ' by ' + culprit.outerHTML.slice(0, 120) : '');
+    });
+  const hidden = [...document.querySelectorAll('.subnav a, .topnav a')]
+    .filter((a) => a.getBoundingClientRect().right > window.innerWidth + 1)
+    .map((a) => 'tab ' + a.textContent.trim());
+  return {page: doc.scrollWidth, viewport: window.innerWidth, spilled: spilled.concat(hidden)};
 }"""
 
 

@@ -194,3 +194,37 @@ def test_evaluate_and_reset_from_the_page(
     assert reset.status_code == 200 and 'data-testid="evaluate"' in reset.text
     session.expire_all()
     assert service.find_evaluation(session, experiment_id=experiment.id) is None  # type: ignore[arg-type]
+
+
+def test_confusion_matrix_names_its_subsets_and_can_be_limited_to_one(
+    client: TestClient, session: Session, storage: Storage, project: Project
+) -> None:
+    experiment, _rows, _cm = _completed(session, storage, project)
+    evaluation = service.find_evaluation(session, experiment_id=experiment.id)  # type: ignore[arg-type]
+    assert evaluation is not None
+    by_subset = {
+        "val": {"confusion_matrix": [[2, 0], [1, 1]]},
+        "test": {"confusion_matrix": [[1, 1], [0, 3]]},
+    }
+    evaluation.aggregate = {
+        **evaluation.aggregate,
+        "subsets": ["val", "test"],
+        "by_subset": by_subset,
+        "confusion_matrix": [[3, 1], [1, 4]],
+    }
+    session.add(evaluation)
+    session.commit()
+
+    def counts(html: str) -> list[int]:
+        return [int(n) for n in re.findall(r'data-testid="cm-cell"[^>]*data-count="(\d+)"', html)]
+
+    page = client.get(f"/projects/{project.id}/evaluation?experiment={experiment.id}").text
+    covers = re.search(r'data-testid="cm-covers">([^<]*)<', page)
+    assert covers and covers.group(1).startswith("val + test subsets · 9 images")
+    assert counts(page) == [3, 1, 1, 4] and 'data-testid="cm-subset"' in page
+    base = f"/projects/{project.id}/evaluation/{experiment.id}/confusion"
+    only = client.get(base, params={"subset": "test"}, headers=HTMX).text
+    assert counts(only) == [1, 1, 0, 3] and "test subset only · 5 images" in only
+    assert "showCell(0, 1, 'test')" in only  # a cell filters the images by subset too
+    wrong = client.get(base, params={"subset": "train"}, headers=HTMX)
+    assert wrong.status_code == 422 and "subset_not_evaluated" in wrong.text

@@ -120,6 +120,7 @@ def run_experiment(
         kind = event["type"]
         with open_session() as session:
             if kind == "step" and event.get("loss") is not None:
+                # The step curves: loss, and the learning rate (warm-up and schedule shape).
                 experiment_service.add_points(
                     session,
                     experiment_id,
@@ -127,9 +128,11 @@ def run_experiment(
                         {
                             "step": event["step"],
                             "epoch": event["epoch"],
-                            "key": "train/step_loss",
-                            "value": float(event["loss"]),
+                            "key": key,
+                            "value": float(event[field]),
                         }
+                        for key, field in (("train/step_loss", "loss"), ("train/step_lr", "lr"))
+                        if event.get(field) is not None
                     ],
                 )
             elif kind == "epoch":

@@ -135,6 +135,7 @@ class StudioCallback(Callback):
         self.mode = mode
         self.step_interval = step_interval
         self.best_metric: float | None = None
+        self.best_loss: float | None = None  # breaks ties of the primary metric
         self.best_epoch: int | None = None
         self.wait = 0
         self.history: list[dict[str, Any]] = []
@@ -152,6 +153,7 @@ class StudioCallback(Callback):
     def state_dict(self) -> dict[str, Any]:
         return {
             "best_metric": self.best_metric,
+            "best_loss": self.best_loss,
             "best_epoch": self.best_epoch,
             "wait": self.wait,
             "best_info": self.best_info,
@@ -159,6 +161,7 @@ class StudioCallback(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best_metric = state_dict.get("best_metric")
+        self.best_loss = state_dict.get("best_loss")
         self.best_epoch = state_dict.get("best_epoch")
         self.wait = int(state_dict.get("wait") or 0)
         self.best_info = state_dict.get("best_info")
@@ -221,12 +224,21 @@ class StudioCallback(Callback):
         metric = metrics.get(self.primary)
         if metric is None and "train/loss" in metrics:
             metric = -metrics["train/loss"]
+        loss = metrics.get("val/loss")
         improved = metric is not None and (
             self.best_metric is None
             or (metric > self.best_metric if self.mode == "max" else metric < self.best_metric)
+            # A tie on a small validation set (accuracy moves in steps of 1/n) goes to the
+            # lower validation loss: the better-fitted later epoch, not the first lucky one.
+            or (
+                metric == self.best_metric
+                and loss is not None
+                and (self.best_loss is None or loss < self.best_loss)
+            )
         )
         if improved:
             self.best_metric, self.best_epoch, self.wait = metric, epoch, 0
+            self.best_loss = loss
         else:
             self.wait += 1
         max_epochs = int(trainer.max_epochs or epoch)
