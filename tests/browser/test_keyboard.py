@@ -35,6 +35,18 @@ def test_skip_link_jumps_to_the_content_and_focus_is_visible(
     assert page.evaluate("!!document.activeElement.closest('main')")
 
 
+def test_four_keys_reach_the_first_thumbnail(page: Page, studio: LiveStudio) -> None:
+    pid = new_project(studio, "Pets", "classification")
+    with studio_session(studio) as (session, storage):
+        for name in ("a.png", "b.png"):
+            make_image(session, storage, pid, labels=["cat"], original_name=name)
+    page.goto(f"/projects/{pid}/dataset")
+    for key in ("Tab", "Tab", "Enter", "Tab"):
+        page.keyboard.press(key)
+    first = page.get_by_test_id("thumb").first.locator("a")
+    expect(first).to_be_focused()
+
+
 def test_new_project_dialog_keeps_focus_inside_and_returns_it(
     page: Page, studio: LiveStudio
 ) -> None:
