@@ -48,9 +48,11 @@ def beyond(sort: str, value: Any, image_id: int, *, forward: bool = True) -> Any
     """Rows after (forward) or before the row (value, image_id) in the sort's order."""
     column, key = _column(sort), col(Image.id)
     later = forward != sort.startswith("-")
+    # The bare bound (column >= value) lets the database start an index range there; the OR
+    # then only trims the rows that tie with the cursor's row.
     if later:
-        return or_(column > value, and_(column == value, key > image_id))
-    return or_(column < value, and_(column == value, key < image_id))
+        return and_(column >= value, or_(column > value, key > image_id))
+    return and_(column <= value, or_(column < value, key < image_id))
 
 
 def sort_value(image: Image, sort: str) -> Any:

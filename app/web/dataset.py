@@ -81,7 +81,8 @@ def _grid_context(session: Session, project_id: int, query: ImageQuery) -> dict[
         "page_links": [(n, _link(base, query, page=n)) for n in _page_numbers(page, pages)],
         "prev_link": prev_link,
         "next_link": next_link,
-        "detail_suffix": _link("", query, page=None, cursor=None),
+        # An image opened from the grid keeps its filters, sort and page (for "Back").
+        "detail_suffix": _link("", query, page=page, cursor=None),
     }
 
 
@@ -315,7 +316,7 @@ def image_page(
     near = image_service.neighbours(
         session=session, project_id=project_id, image_id=image_id, query=query
     )
-    suffix = _link("", query, page=None, cursor=None)
+    suffix = _link("", query, page=query.page, cursor=None)
     base = f"/projects/{project_id}/dataset/images"
     return render(
         request,

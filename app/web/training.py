@@ -12,7 +12,7 @@ from app.deps import get_session
 from app.errors import Invalid
 from app.services import experiments as service
 from app.services import projects as project_service
-from app.tasks.hyperparams import APPLIES_WHEN, Augmentations, TrainConfig
+from app.tasks.hyperparams import APPLIES_WHEN, Augmentations, TrainConfig, validate_config
 from app.templating import render
 from app.web.common import nav_context
 from app.web.nav import register_project_page
@@ -83,6 +83,15 @@ def _fields() -> dict[str, Any]:
     return fields
 
 
+def _form_defaults(task: str) -> dict[str, Any]:
+    """The task's recipe (app/tasks/hyperparams.py TASK_DEFAULTS over the model's defaults) as
+    the form's flat field names; the image size stays empty (the chosen model's size)."""
+    config = validate_config({}, task).model_dump()
+    flat = {k: v for k, v in config.items() if k != "augment"}
+    flat.update({f"augment_{k}": v for k, v in config["augment"].items()})
+    return flat
+
+
 def _bounds(info: Any) -> dict[str, str]:
     """min/max/step attributes of a number input, from the field's pydantic constraints (an
     exclusive bound becomes the inclusive one; the server still says what is valid)."""
@@ -107,7 +116,7 @@ def _page_context(session: Session, project_id: int) -> dict[str, Any]:
         "splits": splits,
         "experiments": [service.read_experiment(e) for e in experiments],
         "models": list_models(project.task_type),
-        "defaults": TrainConfig().model_dump(),
+        "defaults": _form_defaults(project.task_type),
         "default_name": service.default_name(session, project_id, TrainConfig().model),
         "fields": _fields(),
         "bounds": {name: _bounds(info) for name, info in _fields().items()},

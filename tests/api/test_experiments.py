@@ -301,4 +301,6 @@ def test_catalog_lists_every_model_and_tasks_report_train(client: TestClient) ->
     assert tasks["classification"]["features"]["train"] is True
     assert tasks["detection"]["features"]["train"] is False
     hyper = client.get("/api/catalog/hyperparameters").json()
-    assert hyper["defaults"]["epochs"] == 10 and "lr" in hyper["schema"]["properties"]
+    # The task's recipe (TASK_DEFAULTS) over the field defaults, as experiments get it.
+    assert hyper["defaults"]["epochs"] == 20 and hyper["defaults"]["augment"]["mixup_alpha"] == 0.2
+    assert "lr" in hyper["schema"]["properties"]

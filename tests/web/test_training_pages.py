@@ -3,6 +3,8 @@ compare with a config diff, actions."""
 
 from __future__ import annotations
 
+import re
+
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
@@ -58,7 +60,9 @@ def test_form_shows_defaults_help_and_catalog(
     assert "Training epochs (1-1000)." in page  # help text from the pydantic model
     # Number inputs carry the model's bounds (and the form leaves judging them to the server,
     # which names the field in plain words).
-    assert 'name="epochs" type="number" min="1" max="1000" step="1" value="10"' in page
+    # The form starts from the task's recipe (TASK_DEFAULTS), the same the API applies.
+    assert 'name="epochs" type="number" min="1" max="1000" step="1" value="20"' in page
+    assert re.search(r'name="augment_mixup_alpha" type="number"[^>]*value="0.2"', page)
     assert 'name="lr" type="number" min="0" max="10" step="any"' in page
     assert "novalidate" in page
     for model_id in ("small_cnn", "resnet50", "mobilenet_v3_large", "efficientnet_b3"):

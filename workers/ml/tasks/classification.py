@@ -111,8 +111,9 @@ class ClassificationModule(L.LightningModule):
 
     @property
     def train_metrics(self) -> dict[str, float]:
-        """Accuracy on this epoch's training batches as trained (augmented, train mode; mixed
-        batches are left out): the curve the leakage audit compares with val/acc."""
+        """Accuracy on this epoch's training batches as trained (augmented, train mode; a
+        MixUp/CutMix image counts against its dominant label): the curve the leakage audit
+        compares with val/acc."""
         return {"acc": self._train_hits / self._train_seen} if self._train_seen else {}
 
     def on_train_epoch_start(self) -> None:
@@ -136,6 +137,7 @@ class ClassificationModule(L.LightningModule):
             soft = y.float() if self.multi_label else F.one_hot(y, self.num_classes).float()
             x, soft = mix_batch(x, soft, mixup, cutmix)
             logits = self.model(x)
+            self._count_hits(logits, (soft >= 0.5).long() if self.multi_label else soft.argmax(1))
             if self.multi_label:
                 loss = F.binary_cross_entropy_with_logits(logits, soft)
             else:
