@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import StudioError
 from app.templating import render
-from app.validation import api_sentence, plain_message
+from app.validation import api_sentence, describe_errors
 
 log = logging.getLogger("app")
 
@@ -48,12 +48,7 @@ def _error_response(
 
 def _validation_message(errors: list[Any]) -> tuple[str, list[dict[str, str]]]:
     """Plain sentences per field (app/validation.py), the field name kept in front for the API."""
-    fields = []
-    for err in errors:
-        loc = [str(part) for part in err.get("loc", ()) if part not in ("body", "query", "path")]
-        field = ".".join(loc) or "request"
-        message = plain_message(dict(err), field)
-        fields.append({"field": field, "message": message, "type": err.get("type", "")})
+    fields = describe_errors(errors, blank="request")
     return api_sentence(fields), fields
 
 

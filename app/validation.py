@@ -7,6 +7,7 @@ which key was wrong. Field names that are not plain words get a label here.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import ValidationError
@@ -74,13 +75,18 @@ def plain_message(error: dict[str, Any], field: str) -> str:
 
 def describe(error: ValidationError) -> list[dict[str, str]]:
     """[{"field", "message", "type"}] with plain messages, in pydantic's order."""
+    return describe_errors(error.errors())
+
+
+def describe_errors(errors: Iterable[Any], blank: str = "") -> list[dict[str, str]]:
+    """The same for pydantic error dicts (FastAPI's request errors); `blank` names a field
+    with no location."""
     fields = []
-    for item in error.errors():
-        loc = [str(p) for p in item["loc"] if p not in ("body", "query", "path")]
-        field = ".".join(loc)
-        fields.append(
-            {"field": field, "message": plain_message(dict(item), field), "type": item["type"]}
-        )
+    for item in errors:
+        loc = [str(p) for p in item.get("loc", ()) if p not in ("body", "query", "path")]
+        field = ".".join(loc) or blank
+        message = plain_message(dict(item), field)
+        fields.append({"field": field, "message": message, "type": str(item.get("type", ""))})
     return fields
 
 
