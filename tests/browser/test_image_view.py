@@ -58,7 +58,7 @@ def test_many_objects_fold_and_geometry_is_in_whole_pixels(page: Page, studio: L
         image_id = image.id
     page.goto(f"/projects/{pid}/dataset/images/{image_id}")
     listing = page.get_by_test_id("annotation-list")
-    expect(listing).to_contain_text("110 ship")
+    expect(listing).to_contain_text("ship (110)")
     expect(page.get_by_test_id("annotation-table")).to_be_hidden()  # folded
     height = page.evaluate("document.documentElement.scrollHeight")
     assert height < 2500, height
