@@ -77,7 +77,8 @@ class Cursor:
 def encode(cursor: Cursor) -> str:
     value = cursor.value.isoformat() if isinstance(cursor.value, datetime) else cursor.value
     raw = [1, cursor.sort, value, cursor.image_id, cursor.page, cursor.forward, cursor.digest]
-    return base64.urlsafe_b64encode(json.dumps(raw, separators=(",", ":")).encode()).decode()
+    text = base64.urlsafe_b64encode(json.dumps(raw, separators=(",", ":")).encode()).decode()
+    return text.rstrip("=")  # URL-safe as it stands; decode() restores the padding
 
 
 def decode(token: str, query: ImageQuery) -> Cursor:
