@@ -4,7 +4,9 @@ cursor the list returns beside its page numbers.
 A page reached by a cursor costs the same at page 1 and page 1,000 (an index range from the
 last row seen), while a page number needs OFFSET, which steps over every skipped row. The
 cursor carries the sort, the last (or first) row's sort value and id, the page number it
-leads to and a digest of the filters, so it cannot be replayed on another query.
+leads to, the total counted for the first page (paging on does not count again, so a total
+can be as old as the first page) and a digest of the filters, so it cannot be replayed on
+another query.
 """
 
 from __future__ import annotations
@@ -72,11 +74,21 @@ class Cursor:
     page: int  # the page number this cursor leads to
     forward: bool  # rows after the row (next page) or before it (previous page)
     digest: str
+    total: int  # the filters' match count when the first page was answered
 
 
 def encode(cursor: Cursor) -> str:
     value = cursor.value.isoformat() if isinstance(cursor.value, datetime) else cursor.value
-    raw = [1, cursor.sort, value, cursor.image_id, cursor.page, cursor.forward, cursor.digest]
+    raw = [
+        1,
+        cursor.sort,
+        value,
+        cursor.image_id,
+        cursor.page,
+        cursor.forward,
+        cursor.digest,
+        cursor.total,
+    ]
     text = base64.urlsafe_b64encode(json.dumps(raw, separators=(",", ":")).encode()).decode()
     return text.rstrip("=")  # URL-safe as it stands; decode() restores the padding
 
@@ -84,10 +96,11 @@ def encode(cursor: Cursor) -> str:
 def decode(token: str, query: ImageQuery) -> Cursor:
     """The cursor of a previous answer to this same query; Invalid otherwise."""
     try:
-        version, sort, value, image_id, page, forward, digest = json.loads(
+        version, sort, value, image_id, page, forward, digest, total = json.loads(
             base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4))
         )
-        if version != 1 or not isinstance(image_id, int) or not isinstance(page, int):
+        numbers = (image_id, page, total)
+        if version != 1 or not all(isinstance(n, int) and n >= 0 for n in numbers):
             raise ValueError
         if sort.lstrip("-") == "date":
             value = datetime.fromisoformat(value)
@@ -103,10 +116,11 @@ def decode(token: str, query: ImageQuery) -> Cursor:
             "(or with page=N).",
             code="cursor_mismatch",
         )
-    return Cursor(sort, value, image_id, max(1, page), bool(forward), digest)
+    return Cursor(sort, value, image_id, max(1, page), bool(forward), digest, total)
 
 
-def cursor_at(image: Image, query: ImageQuery, *, page: int, forward: bool) -> str:
+def cursor_at(image: Image, query: ImageQuery, *, page: int, forward: bool, total: int) -> str:
     assert image.id is not None
     value = sort_value(image, query.sort)
-    return encode(Cursor(query.sort, value, image.id, page, forward, filters_digest(query)))
+    digest = filters_digest(query)
+    return encode(Cursor(query.sort, value, image.id, page, forward, digest, total))

@@ -179,47 +179,56 @@ def _read(project_id: int, image: Image, classes: list[int], count: int) -> Imag
 
 def list_images(*, session: Session, project_id: int, query: ImageQuery) -> ImagePage:
     """One page of the project's images, the total matching the filters and cursors to the
-    pages on either side. `query.cursor` (from an earlier answer) replaces `query.page`."""
+    pages on either side. `query.cursor` (from an earlier answer) replaces `query.page`; a
+    cursor page reuses the first page's total instead of counting again."""
     get_project(session=session, project_id=project_id)
     filters = _filtered(session, project_id, query)
-    total = _count(session, filters)
+    cursor = paging.decode(query.cursor, query) if query.cursor else None
+    total = cursor.total if cursor else _count(session, filters)
     size = query.page_size
     pages = max(1, -(-total // size))
-    cursor = paging.decode(query.cursor, query) if query.cursor else None
     page = cursor.page if cursor else query.page
     # How many pages an index walk steps over: none from a cursor, else from the nearer end.
     depth = 1 if cursor else max(1, min(page, pages - page + 1))
     walk = bool(filters.members) and _walk(session, project_id, depth * size, total)
     where = filters.where(walk=walk)
     if cursor is not None:
+        # One row more than a page says whether the list goes on in that direction.
         where = and_(
             where, paging.beyond(query.sort, cursor.value, cursor.image_id, forward=cursor.forward)
         )
-        ids = _page_ids(session, where, query.sort, reverse=not cursor.forward, offset=0, size=size)
+        found = _page_ids(
+            session, where, query.sort, reverse=not cursor.forward, offset=0, size=size + 1
+        )
+        more = len(found) > size
+        ids = (found[:size] if cursor.forward else found[-size:]) if more else found
+        has_next = more if cursor.forward else True
+        has_prev = more if not cursor.forward else page > 1
     elif (page - 1) * size > total // 2:
         # Deep pages count from the end: the last page costs what the first does.
         skip = max(0, total - page * size)
         count = min(size, total - (page - 1) * size)
         ids = _page_ids(session, where, query.sort, reverse=True, offset=skip, size=max(0, count))
+        has_next, has_prev = page < pages, page > 1
     else:
-        ids = _page_ids(
-            session, where, query.sort, reverse=False, offset=(page - 1) * size, size=size
-        )
+        offset = (page - 1) * size
+        ids = _page_ids(session, where, query.sort, reverse=False, offset=offset, size=size)
+        has_next, has_prev = page < pages, page > 1
     rows = {i.id: i for i in session.exec(select(Image).where(col(Image.id).in_(ids))).all()}
     images = [rows[i] for i in ids if i in rows]
     extra = _class_ids(session, [i.id for i in images if i.id is not None])
     items = [_read(project_id, i, *extra[i.id]) for i in images if i.id is not None]
+
+    def cursor_from(image: Image, to: int, forward: bool) -> str:
+        return paging.cursor_at(image, query, page=to, forward=forward, total=total)
+
     return ImagePage(
         items=items,
         total=total,
         page=page,
         page_size=size,
-        next_cursor=paging.cursor_at(images[-1], query, page=page + 1, forward=True)
-        if images and page < pages
-        else None,
-        prev_cursor=paging.cursor_at(images[0], query, page=page - 1, forward=False)
-        if images and page > 1
-        else None,
+        next_cursor=cursor_from(images[-1], page + 1, True) if images and has_next else None,
+        prev_cursor=cursor_from(images[0], page - 1, False) if images and has_prev else None,
         search=name_search.search_mode(session) if query.q else "contains",
     )
 
