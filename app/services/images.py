@@ -229,7 +229,7 @@ def list_images(*, session: Session, project_id: int, query: ImageQuery) -> Imag
         page_size=size,
         next_cursor=cursor_from(images[-1], page + 1, True) if images and has_next else None,
         prev_cursor=cursor_from(images[0], page - 1, False) if images and has_prev else None,
-        search=name_search.search_mode(session) if query.q else "contains",
+        search=name_search.search_mode(session),
     )
 
 

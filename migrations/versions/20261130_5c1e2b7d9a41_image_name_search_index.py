@@ -1,5 +1,7 @@
 """image name search index: an FTS5 trigram table on SQLite, pg_trgm (or a prefix index) on
-PostgreSQL, so the dataset grid's file-name search reads an index (benchmarks/browse_speed.py)
+PostgreSQL, so the dataset grid's file-name search reads an index (benchmarks/browse_speed.py);
+and split_member's subset index made covering (split_id, subset, image_id) for the grid's
+subset filter
 
 SQLite: `image_name_fts` (external content = image.original_name, trigram tokenizer) kept by
 three triggers on `image`, filled here by 'rebuild'. A later batch migration that rebuilds the
@@ -40,6 +42,10 @@ SQLITE_UP = (
 
 
 def upgrade() -> None:
+    op.drop_index("ix_split_member_split_subset", table_name="split_member")
+    op.create_index(
+        "ix_split_member_split_subset", "split_member", ["split_id", "subset", "image_id"]
+    )
     bind = op.get_bind()
     if bind.dialect.name == "sqlite":
         for statement in SQLITE_UP:
@@ -66,6 +72,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_split_member_split_subset", table_name="split_member")
+    op.create_index("ix_split_member_split_subset", "split_member", ["split_id", "subset"])
     bind = op.get_bind()
     if bind.dialect.name == "sqlite":
         for name in ("insert", "delete", "update"):
