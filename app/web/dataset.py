@@ -79,6 +79,7 @@ def _grid_context(session: Session, project_id: int, query: ImageQuery) -> dict[
         "pages": pages,
         "classes": classes,
         "class_by_id": {c.id: c for c in classes},
+        "taxonomy": class_service.taxonomy(session=session, project_id=project_id),
         "page_links": [(n, _link(base, query, page=n)) for n in _page_numbers(query.page, pages)],
         "prev_link": _link(base, query, page=query.page - 1) if query.page > 1 else None,
         "next_link": _link(base, query, page=query.page + 1) if query.page < pages else None,
@@ -146,6 +147,7 @@ def _class_panel(request: Request, session: Session, project_id: int) -> Respons
         "partials/_class_panel.html",
         classes=classes,
         class_by_id={c.id: c for c in classes},
+        taxonomy=class_service.taxonomy(session=session, project_id=project_id),
         project_id=project_id,
     )
 
