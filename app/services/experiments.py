@@ -42,6 +42,9 @@ from app.tasks import TaskSpec, get_task, list_tasks
 from app.tasks.hyperparams import validate_config
 
 ACTIVE = ("queued", "running", "stopping")
+# Provenance set before a run that the run's own provenance must not replace: the user's
+# description, and what a domain-generalisation report asked of its experiments.
+KEPT_PROVENANCE = ("description", "dg_report_id", "evaluate_val")
 RESUMABLE = ("stopped", "interrupted", "completed", "failed")
 ExperimentName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)
@@ -523,7 +526,7 @@ def finish_run(
         raise not_found("experiment", experiment_id)
     experiment.status = status
     if provenance is not None:
-        keep = {k: v for k, v in experiment.provenance.items() if k == "description"}
+        keep = {k: v for k, v in experiment.provenance.items() if k in KEPT_PROVENANCE}
         experiment.provenance = {**keep, **provenance}
     experiment.finished_at = utcnow()
     session.add(experiment)

@@ -18,6 +18,7 @@ from app.errors import Invalid
 
 Level = Literal["binary", "coarse", "fine"]
 LEVELS: tuple[str, ...] = ("binary", "coarse", "fine")
+DEFAULT_LEVELS: tuple[Level, ...] = ("coarse", "fine")
 DEFAULT_WEIGHTS = {"binary": 0.2, "coarse": 0.3, "fine": 1.0}
 
 
@@ -37,7 +38,7 @@ class HierarchyConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    levels: list[Level] = Field(default_factory=lambda: ["coarse", "fine"])
+    levels: list[Level] = Field(default_factory=lambda: list(DEFAULT_LEVELS))
     loss_weights: dict[Level, float] = Field(default_factory=dict)
     curriculum: list[CurriculumStage] = Field(default_factory=list)
     gated_inference: StrictBool = False

@@ -37,7 +37,7 @@ def _number(name: str, raw: str) -> int | float | None:
 def _json(name: str, raw: str) -> Any:
     try:
         return json.loads(raw)
-    except ValueError as error:
+    except json.JSONDecodeError as error:
         raise Invalid(
             f"{name}: not valid JSON ({error.msg} at character {error.pos}); leave it empty "
             "for the default.",
