@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from app.models import Experiment, Job, Project
+from app.models import Experiment, Image, Job, Project
 from app.services.dg_reports import bootstrap_ci
 from app.storage import Storage
 from tests.factories import make_digits, make_split
@@ -88,7 +88,7 @@ def test_report_needs_a_group_family_and_a_valid_recipe(
     pid = project.id
     assert pid is not None
     family = _family(client, session, storage, pid)
-    plain = make_split(session, pid, session.exec(select(Experiment)).all() or [])
+    plain = make_split(session, pid, session.exec(select(Image)).all())
     url = f"/api/projects/{pid}/dg-reports"
     error = assert_api_error(
         client.post(url, json={"split_id": plain.id}), 422, "not_a_group_family"
