@@ -60,6 +60,11 @@ class ClassificationConfig(TrainConfig):
         if self.hierarchy is not None:
             if self.multi_label:
                 raise ValueError("a hierarchical model is single-label; set multi_label off")
+            if self.augment.mixup_alpha or self.augment.cutmix_alpha or self.label_smoothing:
+                raise ValueError(
+                    "a hierarchical model trains without MixUp, CutMix and label smoothing "
+                    "(its fine loss is masked to the true group); set them to 0"
+                )
             if self.hierarchy.curriculum:
                 self.epochs = sum(stage.epochs for stage in self.hierarchy.curriculum)
         return self

@@ -118,6 +118,9 @@ def test_hierarchical_recipe_needs_a_parent_for_every_fine_class(
     assert response.status_code == 201, response.text  # binary = coarse here: two groups
     bad = {**body, "hierarchy": {**HIERARCHY, "levels": ["fine", "coarse"]}}
     assert_api_error(client.post(url, json=bad), 422, "invalid_hyperparameters")
+    mixed = {**body, "label_smoothing": 0.1}
+    error = assert_api_error(client.post(url, json=mixed), 422, "invalid_hyperparameters")
+    assert "label smoothing" in error["message"]
     staged = {
         **body,
         "hierarchy": {
