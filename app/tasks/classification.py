@@ -60,10 +60,10 @@ class ClassificationConfig(TrainConfig):
         if self.hierarchy is not None:
             if self.multi_label:
                 raise ValueError("a hierarchical model is single-label; set multi_label off")
-            if self.augment.mixup_alpha or self.augment.cutmix_alpha or self.label_smoothing:
+            if self.label_smoothing:
                 raise ValueError(
-                    "a hierarchical model trains without MixUp, CutMix and label smoothing "
-                    "(its fine loss is masked to the true group); set them to 0"
+                    "a hierarchical model trains without label smoothing (smoothing would put "
+                    "target mass on the classes its fine loss masks); set it to 0"
                 )
             if self.hierarchy.curriculum:
                 self.epochs = sum(stage.epochs for stage in self.hierarchy.curriculum)
@@ -135,6 +135,9 @@ register_task(
         metrics=METRICS,
         summary_metric="accuracy",
         config_model=ClassificationConfig,
+        # 20 epochs with MixUp (alpha 0.2): median test accuracy 0.994 over five stratified
+        # digits splits where 10 epochs without MixUp had 0.989 (benchmarks/train_digits.py).
+        config_defaults={"epochs": 20, "augment": {"mixup_alpha": 0.2}},
         result_filters=("outcome", "cell"),
         parity_note="fp32 formats need max |Δ output| ≤ 1e-4; INT8 needs top-1 agreement "
         "≥ 97 % and an accuracy drop ≤ 1 point.",

@@ -2,7 +2,7 @@
 (the experiments it queued are listed in `runs`; the figures are read from them).
 
 Revision ID: 9d8793b78782
-Revises: 5c2d7e1f9a41
+Revises: 5c1e2b7d9a41
 Create Date: 2026-11-30 06:59:26
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import app.db
 
 revision: str = "9d8793b78782"
-down_revision: str | None = "5c2d7e1f9a41"
+down_revision: str | None = "5c1e2b7d9a41"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

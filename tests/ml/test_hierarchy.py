@@ -108,12 +108,27 @@ def test_fine_loss_gives_gradient_only_to_the_true_group() -> None:
     info = {"hierarchy": hierarchy_info(config, CLASSES)}
     module = HierarchicalModule(config, CLASSES, info)
     x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 0, 1])  # all in group G
-    parts = module.losses(module.net.levels(x), y, ["fine"])
+    soft = torch.nn.functional.one_hot(y, len(CLASSES)).float()
+    parts = module.losses(module.net.levels(x), soft, ["fine"])
     parts["fine"].backward()
     grad = module.net.heads["fine"].fc.weight.grad
     assert grad is not None
     assert grad[:2].abs().sum() > 0  # a and b compete
     assert grad[2:].abs().sum() == 0  # c (group H) and the groups get nothing
+    # with hard labels the soft-target loss is the masked cross-entropy
+    out = module.net.levels(x)
+    masked = out["fine"].clone()
+    masked[:, 2:] = NEG
+    soft = torch.nn.functional.one_hot(y, len(CLASSES)).float()
+    expected = torch.nn.functional.cross_entropy(masked, y)
+    assert torch.allclose(module.losses(out, soft, ["fine"])["fine"], expected, atol=1e-5)
+    # a MixUp target across groups opens both groups, and the coarse target mixes too
+    mixed = 0.7 * soft[:1] + 0.3 * torch.nn.functional.one_hot(torch.tensor([2]), len(CLASSES))
+    module.net.zero_grad()
+    parts = module.losses(module.net.levels(x[:1]), mixed, ["coarse", "fine"])
+    parts["fine"].backward()
+    grad = module.net.heads["fine"].fc.weight.grad
+    assert grad is not None and grad[2].abs().sum() > 0 and grad[3:].abs().sum() == 0
 
 
 @pytest.mark.slow

@@ -7,8 +7,9 @@ model. `levels()` gives every head's logits for training and the per-level evalu
 
 Training (HierarchicalModule): loss = Σ w_level · CE_level over the stage's active levels, the
 fine CE over logits masked to the sample's true coarse group, so a fine class only competes
-with its siblings. The optimizer keeps one parameter group per part (backbone, each head) so a
-checkpoint resumes mid-stage; the learning rate of each group is a pure function of the step
+with its siblings (soft targets, so MixUp/CutMix mix two samples' targets at every level).
+The optimizer keeps one parameter group per part (backbone, each head) so a checkpoint
+resumes mid-stage; the learning rate of each group is a pure function of the step
 (stage rate, warm-up of heads new in the stage, cosine within the stage, 0 for inactive or
 frozen heads), and the optimizer's state is cleared at each stage boundary, which is what
 rebuilding it would do, without losing the parameter-group layout a resume loads into.
@@ -29,6 +30,7 @@ from workers.ml.backbones import build_backbone
 from workers.ml.heads import ClassificationHead
 from workers.ml.module import StudioModule
 from workers.ml.tasks.classification.metrics import multiclass_metrics
+from workers.ml.tasks.classification.module import mix_batch
 
 NEG = -1e4  # a masked logit: finite, so softmax and ONNX stay well defined
 
@@ -166,20 +168,37 @@ class HierarchicalModule(StudioModule):
     def stage(self) -> dict[str, Any]:
         return stage_at(self.plan, epoch=int(self.current_epoch))
 
-    def losses(self, out: dict[str, torch.Tensor], y: torch.Tensor, active: list[str]):  # type: ignore[no-untyped-def]
+    def group_matrix(self, level: str) -> torch.Tensor:
+        """[classes, groups] 0/1: which group of `level` each fine class belongs to."""
+        index = self.net.group_of(level)
+        matrix = torch.zeros(len(index), self.net.heads[level].fc.out_features, device=index.device)
+        valid = index >= 0
+        matrix[valid, index[valid]] = 1.0
+        return matrix
+
+    def losses(self, out: dict[str, torch.Tensor], soft: torch.Tensor, active: list[str]):  # type: ignore[no-untyped-def]
+        """Soft-target CE per level (hard labels are one-hot; MixUp/CutMix mix them). A level's
+        target sums the fine target over each group; the fine logits are masked to the groups
+        the target lies in, so a fine class competes with its siblings only."""
         parts: dict[str, torch.Tensor] = {}
         for level in active:
             if level == "fine":
-                coarse = self.net.group_of("coarse")
-                allowed = coarse.unsqueeze(0) == coarse[y].unsqueeze(1)
-                parts[level] = F.cross_entropy(out["fine"].masked_fill(~allowed, NEG), y)
+                coarse = self.group_matrix("coarse")
+                allowed = (soft @ coarse @ coarse.T) > 0
+                logits, target = out["fine"].masked_fill(~allowed, NEG), soft
             else:
-                parts[level] = F.cross_entropy(out[level], self.net.group_of(level)[y])
+                logits, target = out[level], soft @ self.group_matrix(level)
+            parts[level] = -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
         return parts
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y, _ = batch
-        parts = self.losses(self.net.levels(x), y, self.stage()["active"])
+        soft = F.one_hot(y, self.num_classes).float()
+        augment = self.config["augment"]
+        mixup, cutmix = float(augment["mixup_alpha"]), float(augment["cutmix_alpha"])
+        if (mixup > 0 or cutmix > 0) and x.shape[0] > 1:
+            x, soft = mix_batch(x, soft, mixup, cutmix)
+        parts = self.losses(self.net.levels(x), soft, self.stage()["active"])
         loss: torch.Tensor = sum(self.weights[lv] * value for lv, value in parts.items())  # type: ignore[assignment]
         self.last_loss = float(loss.detach())
         self.loss_parts = {f"{lv}_loss": float(v.detach()) for lv, v in parts.items()}
