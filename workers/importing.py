@@ -28,6 +28,7 @@ from app.errors import StudioError
 from app.faults import scrub, user_message
 from app.importers.archive import extract_zip, remove, single_root
 from app.importers.base import ImportProblem, ReadResult, Sample
+from app.importers.taxonomy import cycle_problem, find_cycle
 from app.models import Annotation, DatasetImport, Image, LabelClass, Project, Split, SplitMember
 from app.services import image_index
 from app.services.import_analysis import no_readable_image, read_checked
@@ -212,6 +213,9 @@ def _run(
                 }
             )
         records.append((sample, meta, mapped))
+    for child, parent in result.taxonomy.items():  # groups that no image carries become classes
+        book.add(parent)
+        book.add(child)
     if not records:
         unreadable = sum(1 for meta in metas if "error" in meta)
         if unreadable == len(metas):
@@ -319,6 +323,8 @@ def _commit(
             session.add(new_class)
             classes[name] = new_class
         session.flush()
+        if result.taxonomy:
+            _apply_taxonomy(session, classes, result.taxonomy)
         images_rel, thumbs_rel = storage.relative(images_dir), storage.relative(thumbs_dir)
         now = utcnow()
         image_values: list[dict[str, Any]] = []
@@ -402,6 +408,22 @@ def _commit(
             raise
         manifest.unlink(missing_ok=True)
     return {"import_id": import_id, "format": result.format, "split_id": split_id, **counts}
+
+
+def _apply_taxonomy(
+    session: Session, classes: dict[str, LabelClass], taxonomy: dict[str, str]
+) -> None:
+    """Set the parents taxonomy.csv names, refusing a cycle with the project's own parents."""
+    by_id = {c.id: name for name, c in classes.items()}
+    parents = {name: by_id[c.parent_id] for name, c in classes.items() if c.parent_id in by_id}
+    parents.update(taxonomy)
+    cycle = find_cycle(parents)
+    if cycle:
+        raise cycle_problem(cycle, "taxonomy.csv with the project's classes")
+    for child, parent in taxonomy.items():
+        classes[child].parent_id = classes[parent].id
+        session.add(classes[child])
+    session.flush()
 
 
 def _rel(storage: Storage, path: Path) -> str:

@@ -4,6 +4,7 @@ from fastapi import APIRouter
 
 from app.api import (
     classes,
+    dg_reports,
     evaluations,
     experiments,
     exports,
@@ -50,6 +51,10 @@ OPENAPI_TAGS = [
         "name": "exports",
         "description": "Model files (ONNX, INT8 ONNX, TorchScript) with a parity report.",
     },
+    {
+        "name": "dg-reports",
+        "description": "Domain-generalisation reports over leave-one-group-out split families.",
+    },
     {"name": "predict", "description": "Classify images with an exported model."},
     {
         "name": "jobs",
@@ -67,6 +72,7 @@ for module in (
     splits,
     experiments,
     evaluations,
+    dg_reports,
     exports,
     predictions,
     jobs,

@@ -7,7 +7,7 @@ from sqlmodel import Session
 
 from app.deps import get_session
 from app.models import Page
-from app.models.browse import ClassRead, ClassUpdate
+from app.models.browse import ClassRead, ClassUpdate, TaxonomyRead
 from app.services import classes as service
 
 router = APIRouter(tags=["classes"])
@@ -44,3 +44,11 @@ def update_class(
         session=session, project_id=project_id, class_id=class_id, data=data
     )
     return service.read_class(session=session, label_class=label_class)
+
+
+@router.get(
+    "/projects/{project_id}/taxonomy", response_model=TaxonomyRead, summary="The class tree"
+)
+def get_taxonomy(project_id: int, session: Session = Depends(get_session)) -> TaxonomyRead:
+    """Top-level classes with their children (`parent_id` links), depth and leaf classes."""
+    return service.taxonomy(session=session, project_id=project_id)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.importers.base import ImportProblem, ReadResult
+from app.importers.taxonomy import read_taxonomy
 
 Detect = Callable[[Path, str], float]
 Read = Callable[[Path, str], ReadResult]
@@ -92,6 +93,7 @@ def read_source(root: Path, task_type: str, format: str | None = None) -> ReadRe
             code="no_images",
             details={"warnings": result.warnings[:50]},
         )
+    result.taxonomy = read_taxonomy(root)
     return result
 
 

@@ -75,6 +75,8 @@ class ReadResult:
     samples: list[Sample]
     classes: list[str]
     warnings: list[dict[str, str]] = field(default_factory=list)
+    # {class: parent} from the source's taxonomy.csv (app.importers.taxonomy), any format.
+    taxonomy: dict[str, str] = field(default_factory=dict)
 
     def warn(self, file: str, message: str) -> None:
         self.warnings.append({"file": file, "message": message})

@@ -27,6 +27,7 @@ from app.importers.base import (
     rel,
     subset_of,
 )
+from app.importers.taxonomy import is_taxonomy
 
 IMAGE_COLUMNS = ("image", "image_name", "filename", "file_name", "file", "path", "image_path")
 LABEL_COLUMNS = ("label", "label_name", "labels", "class", "class_name", "category")
@@ -76,7 +77,11 @@ class ImageIndex:
 
 
 def _tables(root: Path) -> list[Path]:
-    direct = sorted(p for p in root.glob("*.csv") if p.is_file() and not p.is_symlink())
+    direct = sorted(
+        p
+        for p in root.glob("*.csv")
+        if p.is_file() and not p.is_symlink() and not is_taxonomy(root, p)
+    )
     if direct:
         return direct
     split = sorted(

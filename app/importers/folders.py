@@ -6,6 +6,7 @@ from pathlib import Path
 
 from app.importers import Importer, register_importer
 from app.importers.base import ReadResult, Sample, SampleAnnotation, image_files, rel, subset_of
+from app.importers.taxonomy import is_taxonomy
 
 ANNOTATION_SUFFIXES = {".json", ".xml", ".csv", ".yaml", ".yml"}
 
@@ -20,7 +21,7 @@ def split_roots(root: Path) -> list[tuple[Path, str | None]]:
 
 
 def detect(root: Path, task_type: str) -> float:
-    files = [p for p in root.rglob("*") if p.is_file()]
+    files = [p for p in root.rglob("*") if p.is_file() and not is_taxonomy(root, p)]
     if any(p.suffix.lower() in ANNOTATION_SUFFIXES for p in files):
         return 0.0
     if any(p.suffix.lower() == ".txt" for p in files):

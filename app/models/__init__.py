@@ -2,6 +2,7 @@
 
 from app.models.common import Page
 from app.models.dataset_import import DatasetImport
+from app.models.dg_report import DGReport
 from app.models.evaluation import Evaluation, EvaluationMatch, EvaluationResult
 from app.models.experiment import Experiment, MetricPoint
 from app.models.export import Export, ExportCreate, ExportRead
@@ -30,6 +31,7 @@ __all__ = [
     "TERMINAL_STATUSES",
     "UNLABELLED_SORT",
     "Annotation",
+    "DGReport",
     "DatasetImport",
     "Evaluation",
     "EvaluationMatch",

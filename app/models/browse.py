@@ -133,6 +133,25 @@ class ClassUpdate(BaseModel):
         return value.lower()
 
 
+class TaxonomyNode(BaseModel):
+    """A class with the classes grouped under it."""
+
+    id: int
+    name: str
+    color: str
+    image_count: int
+    children: list[TaxonomyNode] = []
+
+
+class TaxonomyRead(BaseModel):
+    """The project's class tree: top-level classes, how deep it goes, and its leaves (the
+    classes a hierarchical model predicts)."""
+
+    items: list[TaxonomyNode]
+    depth: int
+    leaves: list[str]
+
+
 class ClassCount(BaseModel):
     class_id: int
     name: str

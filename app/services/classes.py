@@ -8,7 +8,7 @@ from sqlmodel import Session, col, select
 
 from app.errors import Conflict, Invalid, not_found
 from app.models import Annotation, LabelClass
-from app.models.browse import ClassRead, ClassUpdate
+from app.models.browse import ClassRead, ClassUpdate, TaxonomyNode, TaxonomyRead
 from app.services.projects import get_project
 
 
@@ -49,6 +49,35 @@ def list_classes(*, session: Session, project_id: int) -> list[ClassRead]:
     ).all()
     counts = _counts(session, project_id)
     return [_read(c, counts) for c in classes]
+
+
+def taxonomy(*, session: Session, project_id: int) -> TaxonomyRead:
+    """The classes as a tree (parents from the class panel or an imported taxonomy.csv)."""
+    classes = list_classes(session=session, project_id=project_id)
+    ids = {c.id for c in classes}
+    children: dict[int | None, list[ClassRead]] = {}
+    for c in classes:
+        children.setdefault(c.parent_id if c.parent_id in ids else None, []).append(c)
+
+    def node(c: ClassRead, seen: frozenset[int]) -> tuple[TaxonomyNode, int]:
+        below = [k for k in children.get(c.id, []) if k.id not in seen]  # cycles cannot be
+        built = [node(k, seen | {k.id}) for k in below]  # saved, but never loop on one
+        tree = TaxonomyNode(
+            id=c.id,
+            name=c.name,
+            color=c.color,
+            image_count=c.image_count,
+            children=[n for n, _ in built],
+        )
+        return tree, 1 + max((d for _, d in built), default=0)
+
+    roots = [node(c, frozenset({c.id})) for c in children.get(None, [])]
+    parents = {c.parent_id for c in classes}
+    return TaxonomyRead(
+        items=[n for n, _ in roots],
+        depth=max((d for _, d in roots), default=0),
+        leaves=[c.name for c in classes if c.id not in parents],
+    )
 
 
 def class_colors(*, session: Session, project_id: int) -> list[str]:

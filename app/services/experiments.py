@@ -26,7 +26,16 @@ from sqlmodel import Session, col, select
 from app.catalog import get_model, list_models
 from app.db import utcnow
 from app.errors import Conflict, Invalid, not_found
-from app.models import Experiment, Job, JobQueue, JobStatus, MetricPoint, Project, Split
+from app.models import (
+    Experiment,
+    Job,
+    JobQueue,
+    JobStatus,
+    LabelClass,
+    MetricPoint,
+    Project,
+    Split,
+)
 from app.services import jobs as job_service
 from app.storage import Storage
 from app.tasks import TaskSpec, get_task, list_tasks
@@ -34,6 +43,9 @@ from app.tasks.hyperparams import validate_config
 from app.validation import api_sentence, describe
 
 ACTIVE = ("queued", "running", "stopping")
+# Provenance set before a run that the run's own provenance must not replace: the user's
+# description, and what a domain-generalisation report asked of its experiments.
+KEPT_PROVENANCE = ("description", "dg_report_id", "evaluate_val")
 RESUMABLE = ("stopped", "interrupted", "completed", "failed")
 ExperimentName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)
@@ -104,6 +116,21 @@ def resolve_config(data: dict[str, Any], task: str) -> dict[str, Any]:
     return resolved
 
 
+def bind_classes(session: Session, project: Project, config: dict[str, Any]) -> dict[str, Any]:
+    """Complete a recipe that depends on the project's classes (its task's `bind_classes`)."""
+    spec = get_task(project.task_type)
+    if spec.bind_classes is None:
+        return config
+    rows = session.exec(
+        select(LabelClass.id, LabelClass.name, LabelClass.parent_id)
+        .where(LabelClass.project_id == project.id)
+        .order_by(col(LabelClass.index), col(LabelClass.id))
+    ).all()
+    names = {cid: name for cid, name, _ in rows}
+    parents = {name: names.get(parent) if parent else None for _, name, parent in rows}
+    return spec.bind_classes(config, parents)
+
+
 def default_config(task: str) -> dict[str, Any]:
     return resolve_config({}, task)
 
@@ -121,7 +148,7 @@ def create_experiment(session: Session, project_id: int, body: dict[str, Any]) -
             details={"fields": fields},
         ) from None
     overrides = {k: v for k, v in body.items() if k not in {"name", "split_id", "description"}}
-    config = resolve_config(overrides, project.task_type)
+    config = bind_classes(session, project, resolve_config(overrides, project.task_type))
     _get_split(session, project_id, data.split_id)
     name = data.name or default_name(session, project_id, config["model"])
     _ensure_unique_name(session, project_id, name)
@@ -260,7 +287,9 @@ def update_experiment(
         merged = {**experiment.config, **body}
         if "model" in body and "image_size" not in body:
             merged["image_size"] = None
-        experiment.config = resolve_config(merged, project.task_type)
+        experiment.config = bind_classes(
+            session, project, resolve_config(merged, project.task_type)
+        )
         experiment.model_id = experiment.config["model"]
     session.add(experiment)
     session.commit()
@@ -346,6 +375,8 @@ def start_training(
             "resume with a higher epochs value.",
             code="nothing_to_resume",
         )
+    if not resume:  # a fresh run follows the taxonomy as it is now
+        experiment.config = bind_classes(session, project, dict(experiment.config))
     experiment.status = "queued"
     experiment.finished_at = None
     return job_service.submit_job_for(
@@ -528,7 +559,7 @@ def finish_run(
         raise not_found("experiment", experiment_id)
     experiment.status = status
     if provenance is not None:
-        keep = {k: v for k, v in experiment.provenance.items() if k == "description"}
+        keep = {k: v for k, v in experiment.provenance.items() if k in KEPT_PROVENANCE}
         experiment.provenance = {**keep, **provenance}
     experiment.finished_at = utcnow()
     session.add(experiment)

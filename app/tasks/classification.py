@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pydantic import Field, StrictBool
+from pydantic import Field, StrictBool, model_validator
 
+from app.tasks.hierarchy import HierarchyConfig, bind_taxonomy
 from app.tasks.hyperparams import Augmentations, TrainConfig, task_field
 from app.tasks.registry import MetricSpec, TaskSpec, register_task
 
@@ -46,6 +47,27 @@ class ClassificationConfig(TrainConfig):
     tune_thresholds: StrictBool = Field(
         True, description="Tune per-class thresholds on val (multi-label).", **task_field()
     )
+    hierarchy: HierarchyConfig | None = Field(
+        None,
+        description='Hierarchical coarse → fine model (JSON), e.g. {"levels": ["coarse", '
+        '"fine"], "curriculum": [{"level": "coarse", "epochs": 3, "lr": 0.003}, {"level": '
+        '"fine", "epochs": 7, "lr": 0.003}], "gated_inference": true}; empty = flat.',
+        **task_field(label="Hierarchy"),
+    )
+
+    @model_validator(mode="after")
+    def _curriculum_sets_epochs(self) -> ClassificationConfig:
+        if self.hierarchy is not None:
+            if self.multi_label:
+                raise ValueError("a hierarchical model is single-label; set multi_label off")
+            if self.label_smoothing:
+                raise ValueError(
+                    "a hierarchical model trains without label smoothing (smoothing would put "
+                    "target mass on the classes its fine loss masks); set it to 0"
+                )
+            if self.hierarchy.curriculum:
+                self.epochs = sum(stage.epochs for stage in self.hierarchy.curriculum)
+        return self
 
 
 def map_sample(
@@ -72,8 +94,19 @@ SHARE_METRICS = (
     ("f1_micro", "F1 (micro)"),
     ("roc_auc_macro", "ROC-AUC (macro)"),
 )
+# Hierarchical models add per-level keys (app/tasks/hierarchy.py); absent keys are not shown.
+LEVEL_METRICS = (
+    ("fine/accuracy", "Fine accuracy"),
+    ("coarse/accuracy", "Coarse accuracy (coarse head)"),
+    ("coarse/implied_accuracy", "Coarse accuracy (implied by fine)"),
+    ("binary/accuracy", "Binary accuracy (binary head)"),
+    ("binary/implied_accuracy", "Binary accuracy (implied by fine)"),
+    ("hierarchical_accuracy", "Hierarchical accuracy (every level right)"),
+)
 METRICS: tuple[MetricSpec, ...] = (
     *(MetricSpec(key, title, percent=True) for key, title in SHARE_METRICS),
+    *(MetricSpec(key, title, percent=True) for key, title in LEVEL_METRICS),
+    MetricSpec("violations", "Hierarchy violations (fine outside coarse)", mode="min"),
     MetricSpec("hamming_loss", "Hamming loss", mode="min"),
     MetricSpec("loss", "Loss", mode="min"),
 )
@@ -91,7 +124,14 @@ register_task(
         ),
         default_model="small_cnn",
         primary_metric="val/acc",
-        curve_metrics=("val/acc", "val/f1_macro", "val/map"),
+        curve_metrics=(
+            "val/acc",
+            "val/f1_macro",
+            "val/map",
+            "val/coarse_accuracy",
+            "val/binary_accuracy",
+            "val/hierarchical_accuracy",
+        ),
         metrics=METRICS,
         summary_metric="accuracy",
         config_model=ClassificationConfig,
@@ -106,6 +146,7 @@ register_task(
             ("multiscale", "multi-scale (0.875x, 1x, 1.125x)"),
         ),
         map_sample=map_sample,
+        bind_classes=bind_taxonomy,
         samples={"digits": "scikit-learn digits: 1,797 handwritten digits, 10 classes, 32x32 grey"},
     )
 )

@@ -210,6 +210,8 @@ def form_fields(
 
 
 def _kind(prop: dict[str, Any], schema: dict[str, Any]) -> str:
+    if any("$ref" in p for p in prop.get("anyOf", [])):
+        return "json"  # an optional block of settings (hierarchy): edited as JSON text
     types = {p.get("type") for p in prop.get("anyOf", [prop])}
     if "boolean" in types:
         return "bool_or_auto" if "null" in types else "bool"

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 FEATURES = ("projects", "import", "splits", "train", "evaluate", "export", "predict")
 # Modules of this package that are shared helpers, not task types.
-HELPER_MODULES = {"registry", "hyperparams", "mapping"}
+HELPER_MODULES = {"registry", "hyperparams", "mapping", "hierarchy"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,9 @@ class AnnotationRow:
 MapSample = Callable[..., "list[Mapped]"]
 # Every annotation of a project -> the stratification tokens of each image.
 Stratify = Callable[[list[AnnotationRow]], dict[int, set[str]]]
+# (resolved config, the project's classes {name: parent name or None}) -> the config completed
+# with what it takes from the classes (a taxonomy); raises Invalid naming the classes at fault.
+BindClasses = Callable[[dict[str, Any], dict[str, "str | None"]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,9 @@ class TaskSpec:
     samples: dict[str, str] = field(default_factory=dict)
     # Splits: tokens to stratify on; None stratifies on the classes present in each image.
     stratify: Stratify | None = None
+    # Training: a recipe that depends on the project's classes (hierarchical levels from the
+    # taxonomy) is checked and completed when an experiment is saved and when it is queued.
+    bind_classes: BindClasses | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def defaults(self) -> dict[str, Any]:

@@ -2,8 +2,30 @@
 
 from fastapi import APIRouter
 
-from app.web import auth, dataset, evaluation, exports, imports, jobs, projects, splits, training
+from app.web import (
+    auth,
+    dataset,
+    dg_reports,
+    evaluation,
+    exports,
+    imports,
+    jobs,
+    projects,
+    splits,
+    training,
+)
 
 web_router = APIRouter(include_in_schema=False)
-for module in (auth, projects, dataset, imports, splits, training, evaluation, exports, jobs):
+for module in (
+    auth,
+    projects,
+    dataset,
+    imports,
+    splits,
+    training,
+    dg_reports,
+    evaluation,
+    exports,
+    jobs,
+):
     web_router.include_router(module.router)

@@ -89,6 +89,7 @@ def _grid_context(session: Session, project_id: int, query: ImageQuery) -> dict[
         "search_mode": name_search.search_mode(session),
         "classes": classes,
         "class_by_id": {c.id: c for c in classes},
+        "taxonomy": class_service.taxonomy(session=session, project_id=project_id),
         "page_links": [(n, _link(base, query, page=n)) for n in _page_numbers(page, pages)],
         "prev_link": prev_link,
         "next_link": next_link,
@@ -157,6 +158,7 @@ def _class_panel(request: Request, session: Session, project_id: int) -> Respons
         "partials/_class_panel.html",
         classes=classes,
         class_by_id={c.id: c for c in classes},
+        taxonomy=class_service.taxonomy(session=session, project_id=project_id),
         project_id=project_id,
     )
 

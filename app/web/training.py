@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -33,6 +34,17 @@ def _number(name: str, raw: str) -> int | float | None:
     return int(value) if value.is_integer() and "." not in raw and "e" not in raw else value
 
 
+def _json(name: str, raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise Invalid(
+            f"{name}: not valid JSON ({error.msg} at character {error.pos}); leave it empty "
+            "for the default.",
+            code="invalid_hyperparameters",
+        ) from None
+
+
 def _task_form(task: str) -> dict[str, list[dict[str, Any]]]:
     spec = get_task(task)
     if spec.config_model is None:
@@ -59,6 +71,10 @@ def form_to_body(form: dict[str, Any], task: str) -> dict[str, Any]:
                 raw = str(form.get(name, "")).strip()
                 if raw in ("true", "false"):
                     target[key] = raw == "true"
+            elif field["kind"] == "json":
+                raw = str(form.get(name, "")).strip()
+                if raw:
+                    target[key] = _json(name, raw)
             elif field["kind"] == "number":
                 if name in form:
                     value = _number(name.replace("augment_", "augment."), str(form[name]))

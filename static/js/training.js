@@ -5,8 +5,30 @@
 
   var COLORS = ["#2563eb", "#dc2626", "#16a34a", "#ea580c", "#7c3aed", "#0d9488", "#ca8a04", "#db2777"];
 
-  function chart(canvas, yTitle) {
+  // Curriculum stages: a run that reports "val/stage" (the stage each epoch trained in) gets a
+  // dashed line where the stage changes, on every chart of the page.
+  function stageLines(marks) {
+    return {
+      id: "stageLines",
+      afterDraw: function (c) {
+        var x = c.scales.x, area = c.chartArea, ctx = c.ctx;
+        marks.forEach(function (m) {
+          var px = x.getPixelForValue(m.epoch);
+          if (px < area.left || px > area.right) return;
+          ctx.save();
+          ctx.strokeStyle = "#64748b"; ctx.setLineDash([4, 4]); ctx.lineWidth = 1;
+          ctx.beginPath(); ctx.moveTo(px, area.top); ctx.lineTo(px, area.bottom); ctx.stroke();
+          ctx.fillStyle = "#64748b"; ctx.font = "11px sans-serif";
+          ctx.fillText("stage " + m.stage, px + 3, area.top + 11);
+          ctx.restore();
+        });
+      },
+    };
+  }
+
+  function chart(canvas, yTitle, marks) {
     return new Chart(canvas, {
+      plugins: marks ? [stageLines(marks)] : [],
       type: "line",
       data: { datasets: [] },
       options: {
@@ -61,11 +83,22 @@
     if (!el || typeof Chart === "undefined") return;
     var METRICS = metricColors(el);
     var lossKeys = [];
-    var loss = chart(document.getElementById("chart-loss"), "loss");
-    var metrics = chart(document.getElementById("chart-metrics"), "value");
+    var marks = [];
+    var stageOf = {};
+    var loss = chart(document.getElementById("chart-loss"), "loss", marks);
+    var metrics = chart(document.getElementById("chart-metrics"), "value", marks);
+
+    function noteStage(epoch, stage) {
+      stageOf[epoch] = stage;
+      marks.length = 0;
+      Object.keys(stageOf).map(Number).sort(function (a, b) { return a - b; }).forEach(function (e) {
+        if (stageOf[e - 1] !== undefined && stageOf[e - 1] !== stageOf[e]) marks.push({ epoch: e - 1, stage: stageOf[e] });
+      });
+      el.dataset.stageMarks = String(marks.length);
+    }
     // Learning rate: per step while it is known (warm-up and schedule), else per epoch.
     var lrCanvas = document.getElementById("chart-lr");
-    var lr = lrCanvas ? chart(lrCanvas, "learning rate") : null;
+    var lr = lrCanvas ? chart(lrCanvas, "learning rate", marks) : null;
     var lrSteps = false;
     var stepsPerEpoch = null;
     var lastStep = -1;
@@ -77,6 +110,7 @@
       Object.keys(values).forEach(function (key) {
         var value = values[key];
         if (typeof value !== "number") return;
+        if (key === "val/stage") { noteStage(epoch, value); return; }
         if (lossKeys.indexOf(key) === -1 && lossColor(key, lossKeys.length)) lossKeys.push(key);
         var color = lossColor(key, lossKeys.indexOf(key));
         if (color) { upsert(dataset(loss, key, color), epoch, value); count++; }

@@ -94,6 +94,7 @@ def run_experiment(
             subsets=("train", "val", "test"),  # type: ignore[arg-type]
         )
         checkpoints = dict(experiment.checkpoints)
+        evaluate_val = bool(experiment.provenance.get("evaluate_val"))
         project_id = project.id
         base_provenance = {
             "experiment_id": experiment_id,
@@ -244,20 +245,16 @@ def run_experiment(
     if result.status == "completed":
         test_metrics: dict[str, Any] | None = None
         test_samples = prepared.samples.get("test", [])
-        if test_samples and best_path.exists():
-            model = load_for_inference(best_path)
-            outcome = code.evaluate(model, test_samples, options={})
-            scalars = {
-                k: v
-                for k, v in outcome.aggregate.items()
-                if isinstance(v, int | float) and not isinstance(v, bool)
-            }
-            test_metrics = {
-                "checkpoint": "best",
-                "subset": "test",
-                **scalars,
-                "n": len(outcome.rows),
-            }
+        val_samples = prepared.samples.get("val", []) if evaluate_val else []
+        wanted = bool(test_samples or val_samples) and best_path.exists()
+        model = load_for_inference(best_path) if wanted else None
+        if val_samples and model is not None:
+            # in-domain figures for a domain-generalisation report (same code as the test's)
+            provenance["val_metrics"] = _scalars(code, model, val_samples, "val")
+        if test_samples and model is not None:
+            test_metrics = _scalars(code, model, test_samples, "test")
+            scalars = {k: v for k, v in test_metrics.items() if k not in ("checkpoint", "subset")}
+            scalars.pop("n", None)
             with open_session() as session:
                 experiment_service.add_points(
                     session,
@@ -291,6 +288,17 @@ def run_experiment(
         "task_info": prepared.info,
         "dropped": prepared.dropped,
     }
+
+
+def _scalars(code: Any, model: Any, samples: list[Any], subset: str) -> dict[str, Any]:
+    """The best checkpoint's aggregate numbers on one subset."""
+    outcome = code.evaluate(model, samples, options={})
+    scalars = {
+        k: v
+        for k, v in outcome.aggregate.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    return {"checkpoint": "best", "subset": subset, **scalars, "n": len(outcome.rows)}
 
 
 @register_handler("train")

@@ -26,6 +26,8 @@ class ClassificationCode(TaskCode):
     ) -> Prepared:
         """Targets are class indices; single-label training leaves unlabelled images out.
         Multi-label when asked, or (auto) when any image carries more than one label."""
+        if config.get("hierarchy"):
+            return self._prepare_hierarchical(samples, classes, config)
         index = {name: i for i, name in enumerate(classes)}
         several = config.get("multi_label")
         if several is None:
@@ -45,8 +47,45 @@ class ClassificationCode(TaskCode):
             dropped[subset] = len(rows) - len(kept[subset])
         return Prepared(samples=kept, info={"multi_label": bool(several)}, dropped=dropped)
 
+    def _prepare_hierarchical(
+        self, samples: dict[str, list[Sample]], classes: list[str], config: dict[str, Any]
+    ) -> Prepared:
+        """One fine (leaf) label per image; images labelled with a group or with several
+        labels cannot train a hierarchical model and are left out (counted)."""
+        from workers.ml.tasks.classification.hierarchy import hierarchy_info
+
+        info = hierarchy_info(config, classes)
+        index = {name: i for i, name in enumerate(classes) if info["leaves"][i]}
+        kept: dict[str, list[Sample]] = {}
+        dropped: dict[str, int] = {}
+        for subset, rows in samples.items():
+            kept[subset] = []
+            for sample in rows:
+                names = set(sample.class_names("label"))
+                if len(names) == 1 and next(iter(names)) in index:
+                    sample.target = [index[next(iter(names))]]
+                    kept[subset].append(sample)
+            dropped[subset] = len(rows) - len(kept[subset])
+        notes = []
+        if any(dropped.values()):
+            notes.append(
+                "Hierarchical training uses images with exactly one fine (leaf) label; left "
+                f"out: {dropped}."
+            )
+        return Prepared(
+            samples=kept,
+            info={"multi_label": False, "hierarchy": info},
+            dropped=dropped,
+            notes=notes,
+        )
+
     def build_module(self, config: dict[str, Any], classes: list[str], info: dict[str, Any]) -> Any:
         from workers.ml.tasks.classification.module import ClassificationModule
+
+        if info.get("hierarchy"):
+            from workers.ml.tasks.classification.hierarchy import HierarchicalModule
+
+            return HierarchicalModule(config, classes, info)
 
         return ClassificationModule(config, len(classes), bool(info.get("multi_label")))
 
@@ -86,6 +125,14 @@ class ClassificationCode(TaskCode):
     def build_model(self, provenance: dict[str, Any]) -> Any:
         from workers.ml.heads import build_classifier
 
+        hierarchy = (provenance.get("task_info") or {}).get("hierarchy")
+        if hierarchy:
+            from workers.ml.tasks.classification.hierarchy import HierarchicalClassifier
+
+            return HierarchicalClassifier(
+                provenance["model"], len(provenance["classes"]), hierarchy, pretrained=False
+            )
+
         model, _ = build_classifier(
             provenance["model"], len(provenance["classes"]), pretrained=False
         )
@@ -95,6 +142,7 @@ class ClassificationCode(TaskCode):
         return {
             "multi_label": bool(provenance.get("multi_label", False)),
             "thresholds": provenance.get("thresholds"),
+            "hierarchy": (provenance.get("task_info") or {}).get("hierarchy"),
         }
 
 

@@ -242,6 +242,19 @@ def evaluate(
         by_subset[name]["loss"] = float(part.losses.mean())
     aggregate["by_subset"] = by_subset
     aggregate["tta"] = output.tta
+    if model.info.get("hierarchy"):
+        from workers.ml.tasks.classification.hierarchy_eval import hierarchical_aggregate
+
+        extra, extra_by_subset = hierarchical_aggregate(
+            model,
+            [item.path for item in items],
+            output.probs.argmax(1).numpy(),
+            output.targets.numpy(),
+            subsets,
+        )
+        aggregate.update(extra)
+        for name, scores in extra_by_subset.items():
+            by_subset[name].update(scores)
     rows: list[dict[str, Any]] = []
     matches: list[dict[str, Any]] = []
     for i, item in enumerate(items):

@@ -1,0 +1,287 @@
+"""Hierarchical classification: one backbone, one head per level, a staged curriculum.
+
+The network's `forward` returns fine logits over every project class (non-leaf classes masked),
+so evaluation, export, parity and the decoder treat it as a flat classifier; with gated
+inference the fine logits outside the coarse head's predicted group are masked inside the one
+model. `levels()` gives every head's logits for training and the per-level evaluation.
+
+Training (HierarchicalModule): loss = Σ w_level · CE_level over the stage's active levels, the
+fine CE over logits masked to the sample's true coarse group, so a fine class only competes
+with its siblings (soft targets, so MixUp/CutMix mix two samples' targets at every level).
+The optimizer keeps one parameter group per part (backbone, each head) so a checkpoint
+resumes mid-stage; the learning rate of each group is a pure function of the step
+(stage rate, warm-up of heads new in the stage, cosine within the stage, 0 for inactive or
+frozen heads), and the optimizer's state is cleared at each stage boundary, which is what
+rebuilding it would do, without losing the parameter-group layout a resume loads into.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from app.tasks.hierarchy import stages
+from workers.ml.backbones import build_backbone
+from workers.ml.heads import ClassificationHead
+from workers.ml.module import StudioModule
+from workers.ml.tasks.classification.metrics import multiclass_metrics
+from workers.ml.tasks.classification.module import mix_batch
+
+NEG = -1e4  # a masked logit: finite, so softmax and ONNX stay well defined
+
+
+def hierarchy_info(config: dict[str, Any], classes: list[str]) -> dict[str, Any]:
+    """What the network needs, as plain types (kept in the checkpoint's provenance): the levels,
+    each level's group names, and each class's group index per level (-1: not a fine class)."""
+    block = config["hierarchy"]
+    groups: dict[str, dict[str, str]] = block["groups"]
+    info: dict[str, Any] = {
+        "levels": list(block["levels"]),
+        "gated": bool(block["gated_inference"]),
+        "groups": {},
+        "class_group": {},
+    }
+    for level in block["levels"][:-1]:
+        names = sorted(set(groups[level].values()))
+        info["groups"][level] = names
+        info["class_group"][level] = [
+            names.index(groups[level][c]) if c in groups[level] else -1 for c in classes
+        ]
+    info["leaves"] = [c in groups["coarse"] for c in classes]
+    return info
+
+
+class HierarchicalClassifier(nn.Module):
+    """Backbone + binary/coarse heads over groups + a fine head over classes."""
+
+    def __init__(self, model_id: str, num_classes: int, info: dict[str, Any], pretrained: bool):
+        super().__init__()
+        self.backbone, self.weights_note = build_backbone(model_id, pretrained=pretrained)
+        channels = self.backbone.out_channels[-1]
+        self.levels_order: list[str] = list(info["levels"])
+        self.heads = nn.ModuleDict(
+            {lv: ClassificationHead(channels, len(info["groups"][lv])) for lv in info["groups"]}
+        )
+        self.heads["fine"] = ClassificationHead(channels, num_classes)
+        for level, index in info["class_group"].items():
+            self.register_buffer(f"group_{level}", torch.tensor(index, dtype=torch.long))
+        self.register_buffer("leaf", torch.tensor(info["leaves"], dtype=torch.bool))
+        self.gated = bool(info["gated"])
+
+    def group_of(self, level: str) -> torch.Tensor:
+        return getattr(self, f"group_{level}")  # type: ignore[no-any-return]
+
+    def levels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.backbone(x)
+        out = {level: head(features) for level, head in self.heads.items()}
+        out["fine"] = out["fine"].masked_fill(~self.leaf, NEG)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.levels(x)
+        if not self.gated:
+            return out["fine"]
+        routed = out["coarse"].argmax(dim=1, keepdim=True)  # [N, 1]
+        allowed = self.group_of("coarse").unsqueeze(0) == routed  # [N, C]
+        return out["fine"].masked_fill(~allowed, NEG)
+
+
+def stage_plan(config: dict[str, Any], steps_per_epoch: float) -> list[dict[str, Any]]:
+    """Stages with their first epoch/step, active and new heads."""
+    levels = list(config["hierarchy"]["levels"])
+    plan: list[dict[str, Any]] = []
+    epoch = 0
+    previous: set[str] = set()
+    for stage in stages(config):
+        upto = levels[: levels.index(stage["level"]) + 1]
+        active = [lv for lv in upto if lv not in stage.get("freeze", [])]
+        plan.append(
+            {
+                **stage,
+                "start_epoch": epoch,
+                "start_step": round(epoch * steps_per_epoch),
+                "steps": max(1, round(stage["epochs"] * steps_per_epoch)),
+                "active": active,
+                "new": [lv for lv in active if lv not in previous],
+            }
+        )
+        previous |= set(active)
+        epoch += int(stage["epochs"])
+    return plan
+
+
+def stage_at(plan: list[dict[str, Any]], *, epoch: int | None = None, step: int | None = None):  # type: ignore[no-untyped-def]
+    key, value = ("start_epoch", epoch) if epoch is not None else ("start_step", step)
+    current = plan[0]
+    for stage in plan:
+        if value is not None and value >= stage[key]:
+            current = stage
+    return current
+
+
+def group_factor(
+    config: dict[str, Any], plan: list[dict[str, Any]], part: str, warmup_steps: float
+):  # type: ignore[no-untyped-def]
+    """LR multiplier of one parameter group (`part` = "backbone" or a level) per step."""
+    base = float(config["lr"])
+    cosine = config["scheduler"] != "none"
+
+    def factor(step: int) -> float:
+        stage = stage_at(plan, step=step)
+        if part != "backbone" and part not in stage["active"]:
+            return 0.0
+        into = step - stage["start_step"]
+        value = float(stage["lr"]) / base
+        if cosine:
+            progress = min(1.0, into / stage["steps"])
+            value *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+        if part in stage["new"] and stage["start_step"] > 0 and warmup_steps > 0:
+            value *= min(1.0, (into + 1) / warmup_steps)
+        return value
+
+    return factor
+
+
+class HierarchicalModule(StudioModule):
+    def __init__(self, config: dict[str, Any], classes: list[str], info: dict[str, Any]) -> None:
+        model = HierarchicalClassifier(
+            config["model"], len(classes), info["hierarchy"], bool(config["pretrained"])
+        )
+        if config["freeze_backbone"]:
+            for parameter in model.backbone.parameters():
+                parameter.requires_grad = False
+        super().__init__(config, model, model.weights_note)
+        self.num_classes = len(classes)
+        self.weights = dict(config["hierarchy"]["loss_weights"])
+        self.plan = stage_plan(config, 1.0)
+        self._val: list[dict[str, torch.Tensor]] = []
+
+    @property
+    def net(self) -> HierarchicalClassifier:
+        return self.model  # type: ignore[return-value]
+
+    def stage(self) -> dict[str, Any]:
+        return stage_at(self.plan, epoch=int(self.current_epoch))
+
+    def group_matrix(self, level: str) -> torch.Tensor:
+        """[classes, groups] 0/1: which group of `level` each fine class belongs to."""
+        index = self.net.group_of(level)
+        matrix = torch.zeros(len(index), self.net.heads[level].fc.out_features, device=index.device)
+        valid = index >= 0
+        matrix[valid, index[valid]] = 1.0
+        return matrix
+
+    def losses(self, out: dict[str, torch.Tensor], soft: torch.Tensor, active: list[str]):  # type: ignore[no-untyped-def]
+        """Soft-target CE per level (hard labels are one-hot; MixUp/CutMix mix them). A level's
+        target sums the fine target over each group; the fine logits are masked to the groups
+        the target lies in, so a fine class competes with its siblings only."""
+        parts: dict[str, torch.Tensor] = {}
+        for level in active:
+            if level == "fine":
+                coarse = self.group_matrix("coarse")
+                allowed = (soft @ coarse @ coarse.T) > 0
+                logits, target = out["fine"].masked_fill(~allowed, NEG), soft
+            else:
+                logits, target = out[level], soft @ self.group_matrix(level)
+            parts[level] = -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+        return parts
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y, _ = batch
+        soft = F.one_hot(y, self.num_classes).float()
+        augment = self.config["augment"]
+        mixup, cutmix = float(augment["mixup_alpha"]), float(augment["cutmix_alpha"])
+        if (mixup > 0 or cutmix > 0) and x.shape[0] > 1:
+            x, soft = mix_batch(x, soft, mixup, cutmix)
+        parts = self.losses(self.net.levels(x), soft, self.stage()["active"])
+        loss: torch.Tensor = sum(self.weights[lv] * value for lv, value in parts.items())  # type: ignore[assignment]
+        self.last_loss = float(loss.detach())
+        self.loss_parts = {f"{lv}_loss": float(v.detach()) for lv, v in parts.items()}
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        stage = self.stage()
+        if self.current_epoch == stage["start_epoch"] and self.current_epoch > 0:
+            for optimizer in self.trainer.optimizers:
+                optimizer.state.clear()  # a fresh optimizer for the new stage's heads
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        parts = [("backbone", self.net.backbone), *list(self.net.heads.items())]
+        groups = [
+            {"params": [p for p in module.parameters() if p.requires_grad], "name": name}
+            for name, module in parts
+        ]
+        return [g for g in groups if g["params"]]
+
+    def configure_optimizers(self) -> Any:
+        answer = super().configure_optimizers()
+        optimizer = answer["optimizer"]
+        total = int(self.trainer.estimated_stepping_batches)
+        per_epoch = total / max(1, int(self.trainer.max_epochs or 1))
+        plan = stage_plan(self.config, per_epoch)
+        warm = float(self.config["hierarchy"]["head_warmup_epochs"]) * per_epoch
+        factors = [group_factor(self.config, plan, g["name"], warm) for g in optimizer.param_groups]
+        answer["lr_scheduler"]["scheduler"] = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
+        return answer
+
+    def on_validation_epoch_start(self) -> None:
+        self._val = []
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, y, _ = batch
+        net = self.inference_model()
+        out = {k: v.float().cpu() for k, v in net.levels(x).items()}  # type: ignore[operator]
+        out["routed"] = net(x).float().cpu()
+        out["y"] = y.cpu()
+        self._val.append(out)
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val:
+            self.val_metrics = {}
+            return
+        joined = {k: torch.cat([b[k] for b in self._val]) for k in self._val[0]}
+        y = joined["y"].numpy()
+        metrics = multiclass_metrics(joined["routed"].numpy(), y)
+        # the loss of the fine head itself: routed logits put NEG on every class of a wrong group
+        metrics["loss"] = multiclass_metrics(joined["fine"].numpy(), y)["loss"]
+        levels = {lv: joined[lv].argmax(1).numpy() for lv in self.net.heads if lv != "fine"}
+        report = level_scores(
+            joined["routed"].argmax(1).numpy(),
+            y,
+            levels,
+            {lv: self.net.group_of(lv).cpu().numpy() for lv in levels},
+        )
+        metrics.update({f"{k.replace('/', '_')}": v for k, v in report.items()})
+        metrics["stage"] = float(self.plan.index(self.stage()) + 1)
+        self.val_metrics = metrics
+
+
+def level_scores(
+    fine_pred: np.ndarray,
+    fine_true: np.ndarray,
+    level_pred: dict[str, np.ndarray],
+    class_group: dict[str, np.ndarray],
+) -> dict[str, float]:
+    """Per-level accuracy, hierarchical accuracy (every level right) and violations (the fine
+    prediction outside the coarse head's group) of one set of predictions."""
+    n = len(fine_true)
+    right = fine_pred == fine_true
+    scores: dict[str, float] = {"fine/accuracy": float(right.mean()) if n else 0.0}
+    for level, predicted in level_pred.items():
+        truth = class_group[level][fine_true]
+        hit = predicted == truth
+        scores[f"{level}/accuracy"] = float(hit.mean()) if n else 0.0
+        scores[f"{level}/implied_accuracy"] = (
+            float((class_group[level][fine_pred] == truth).mean()) if n else 0.0
+        )
+        right = right & hit
+    scores["hierarchical_accuracy"] = float(right.mean()) if n else 0.0
+    scores["violations"] = float(
+        (class_group["coarse"][fine_pred] != level_pred["coarse"]).sum() if n else 0
+    )
+    return scores
