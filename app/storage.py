@@ -85,6 +85,11 @@ class Storage:
         """What the compute workers found (CUDA devices), written by the first one to start."""
         return self.root / "hardware.json"
 
+    @property
+    def weights_dir(self) -> Path:
+        """Pretrained weights added through the studio (uploads, server folders), searched first."""
+        return self.root / "weights"
+
     def project_dir(self, project_id: int) -> Path:
         return self.projects_root / str(int(project_id))
 

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.catalog import get_model, list_models
+from app.catalog.weights import WeightLocations, require_weights
 from app.db import utcnow
 from app.errors import Conflict, Invalid, not_found
 from app.models import Experiment, Job, JobQueue, JobStatus, MetricPoint, Project, Split
@@ -93,6 +94,11 @@ def resolve_config(data: dict[str, Any], task: str) -> dict[str, Any]:
     resolved = config.model_dump()
     if resolved["image_size"] is None:
         resolved["image_size"] = model.default_image_size
+    multiple = model.size_multiple
+    # ViTs cut the input into patches, ConvNeXts halve it five times: the side must divide.
+    resolved["image_size"] = -(-resolved["image_size"] // multiple) * multiple
+    if resolved["freeze_backbone"] is None:
+        resolved["freeze_backbone"] = model.frozen_by_default
     if resolved["image_size"] < model.min_image_size:
         raise Invalid(
             f"image_size={resolved['image_size']} is too small for {model.title}; use at least "
@@ -107,7 +113,18 @@ def default_config(task: str) -> dict[str, Any]:
     return resolve_config({}, task)
 
 
-def create_experiment(session: Session, project_id: int, body: dict[str, Any]) -> Experiment:
+def check_weights(config: dict[str, Any], locations: WeightLocations | None) -> None:
+    """`pretrained: "required"` fails here, before any job, when the weights are absent."""
+    if config.get("pretrained") == "required":
+        require_weights(config["model"], locations or WeightLocations.from_env())
+
+
+def create_experiment(
+    session: Session,
+    project_id: int,
+    body: dict[str, Any],
+    locations: WeightLocations | None = None,
+) -> Experiment:
     project = _get_project(session, project_id)
     _check_trainable(project)
     try:
@@ -124,6 +141,7 @@ def create_experiment(session: Session, project_id: int, body: dict[str, Any]) -
     overrides = {k: v for k, v in body.items() if k not in {"name", "split_id", "description"}}
     config = resolve_config(overrides, project.task_type)
     _get_split(session, project_id, data.split_id)
+    check_weights(config, locations)
     _ensure_unique_name(session, project_id, data.name)
     experiment = Experiment(
         project_id=project_id,
@@ -278,6 +296,7 @@ def start_training(
     *,
     resume: bool | None = None,
     epochs: int | None = None,
+    locations: WeightLocations | None = None,
 ) -> Job:
     """Queue a train job. resume=None: resume when a last checkpoint exists, else start fresh."""
     experiment = get_experiment(session, project_id, experiment_id)
@@ -304,6 +323,8 @@ def start_training(
             "(optionally with more epochs) or create a new experiment.",
             code="experiment_trained",
         )
+    if not resume:
+        check_weights(experiment.config, locations)
     if epochs is not None:
         if not isinstance(epochs, int) or isinstance(epochs, bool) or not 1 <= epochs <= 1000:
             raise Invalid("epochs must be an integer from 1 to 1000.", code="invalid_epochs")
@@ -401,6 +422,7 @@ def read_experiment(experiment: Experiment) -> dict[str, Any]:
         "best_metric_key": experiment.best_metric_key,
         "epochs_done": experiment.epochs_done,
         "weights": experiment.provenance.get("weights"),
+        "weights_used": experiment.provenance.get("weights_used"),
         "test_metrics": experiment.provenance.get("test_metrics"),
         "provenance": experiment.provenance,
         "created_at": experiment.created_at,

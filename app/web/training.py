@@ -8,7 +8,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlmodel import Session
 
 from app.catalog import list_models
-from app.deps import get_session
+from app.catalog.weights import WeightLocations
+from app.deps import get_session, get_settings
 from app.errors import Invalid
 from app.services import experiments as service
 from app.services import projects as project_service
@@ -126,7 +127,10 @@ async def create_experiment(
     form = dict(await request.form())
     project = project_service.get_project(session=session, project_id=project_id)
     experiment = service.create_experiment(
-        session, project_id, form_to_body(form, project.task_type)
+        session,
+        project_id,
+        form_to_body(form, project.task_type),
+        WeightLocations.from_settings(get_settings(request)),
     )
     return Response(
         status_code=204,
@@ -153,7 +157,9 @@ def config_rows(config: dict[str, Any], weights: str | None) -> list[tuple[str, 
         if condition is not None and config.get(condition[0]) not in condition[1]:
             continue
         if key == "pretrained":
-            wanted = "if found locally" if value else "no"
+            wanted = {"auto": "if found locally", "required": "required"}.get(
+                "auto" if value is True else str(value), "no"
+            )
             rows.append(("pretrained", f"{wanted}; used: {weights or 'not trained yet'}"))
             continue
         rows.append((key, _shown(value)))
@@ -241,7 +247,13 @@ async def experiment_action(
     """train | stop | resume | delete; the page reloads and reconnects its curves."""
     form = dict(await request.form())
     if action == "train":
-        service.start_training(session, project_id, experiment_id, resume=False)
+        service.start_training(
+            session,
+            project_id,
+            experiment_id,
+            resume=False,
+            locations=WeightLocations.from_settings(get_settings(request)),
+        )
     elif action == "resume":
         epochs = _number("epochs", str(form.get("epochs", "")))
         service.start_training(

@@ -87,7 +87,10 @@ class ClassificationCode(TaskCode):
         from workers.ml.heads import build_classifier
 
         model, _ = build_classifier(
-            provenance["model"], len(provenance["classes"]), pretrained=False
+            provenance["model"],
+            len(provenance["classes"]),
+            pretrained=False,
+            arch=provenance.get("arch"),
         )
         return model
 

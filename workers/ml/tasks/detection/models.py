@@ -22,7 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from workers.ml.backbones import find_weight_file, torchvision_weight_names
+from app.catalog import get_model
+from app.catalog.weights import find_weights
+from workers.ml.weights import read_state
 
 Builder = Callable[[int, int, dict[str, Any], bool], tuple[nn.Module, str]]
 _DETECTORS: dict[str, Builder] = {}
@@ -80,23 +82,18 @@ def load_matching(
 
 
 def _pretrained(
-    model: nn.Module,
-    detector_enum: str,
-    backbone_enum: str | None = None,
-    prefix: str = "backbone.body.",
-    strip: str = "",
+    model: nn.Module, model_id: str, prefix: str = "backbone.body.", strip: str = ""
 ) -> str:
-    """COCO detector weights if present locally, else the backbone's ImageNet weights."""
-    path = find_weight_file(torchvision_weight_names(detector_enum))
-    if path is not None:
-        load_matching(model, torch.load(path, map_location="cpu", weights_only=True))
-        return f"pretrained:{path.name}"
-    if backbone_enum is not None:
-        path = find_weight_file(torchvision_weight_names(backbone_enum))
-        if path is not None:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            if load_matching(model, state, prefix, strip):
-                return f"pretrained-backbone:{path.name}"
+    """COCO detector weights if present locally, else the backbone's ImageNet weights (the
+    catalog's `weights_fallback`)."""
+    found = find_weights(model_id, fallback=False)
+    if found is not None:
+        load_matching(model, read_state(found.path))
+        return f"pretrained:{found.path.name}"
+    fallback = get_model(model_id).weights_fallback
+    found = find_weights(fallback, fallback=False) if fallback else None
+    if found is not None and load_matching(model, read_state(found.path), prefix, strip):
+        return f"pretrained-backbone:{found.path.name}"
     return "random-init"
 
 
@@ -251,9 +248,7 @@ def _torchvision(family: Family) -> Builder:
             model.anchor_generator = anchors
         if not pretrained:
             return model, "random-init"
-        return model, _pretrained(
-            model, family.weights, family.backbone_weights, strip=family.strip
-        )
+        return model, _pretrained(model, family.builder, strip=family.strip)
 
     return build
 
@@ -285,7 +280,7 @@ def _ssd300(classes: int, size: int, config: dict[str, Any], pretrained: bool): 
         detections_per_img=heads["detections"],
     )
     _ssd_transform(model, size)
-    note = _pretrained(model, "SSD300_VGG16_Weights") if pretrained else "random-init"
+    note = _pretrained(model, "ssd300_vgg16") if pretrained else "random-init"
     return model, note
 
 
@@ -303,7 +298,5 @@ def _ssdlite(classes: int, size: int, config: dict[str, Any], pretrained: bool):
         detections_per_img=heads["detections"],
     )
     _ssd_transform(model, size)
-    note = (
-        _pretrained(model, "SSDLite320_MobileNet_V3_Large_Weights") if pretrained else "random-init"
-    )
+    note = _pretrained(model, "ssdlite320_mobilenet_v3_large") if pretrained else "random-init"
     return model, note

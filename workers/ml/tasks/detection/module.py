@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from workers.ml.backbones import pretrained_wanted
 from workers.ml.module import StudioModule
 from workers.ml.tasks.detection import metrics as det_metrics
 from workers.ml.tasks.detection.models import build_detector
@@ -25,7 +26,7 @@ class DetectionModule(StudioModule):
             len(classes),
             int(config["image_size"]),
             config,
-            pretrained=bool(config["pretrained"]),
+            pretrained=pretrained_wanted(config),
         )
         if config["freeze_backbone"]:
             for parameter in model.backbone.parameters():
