@@ -14,6 +14,7 @@ from app.api import (
     predictions,
     projects,
     splits,
+    weights,
 )
 
 OPENAPI_TAGS = [
@@ -52,6 +53,10 @@ OPENAPI_TAGS = [
     },
     {"name": "predict", "description": "Classify images with an exported model."},
     {
+        "name": "weights",
+        "description": "Pretrained weights: where they are looked for; adding them offline.",
+    },
+    {
         "name": "jobs",
         "description": "Background work (imports, training, ...): status, events, cancel.",
     },
@@ -69,6 +74,7 @@ for module in (
     evaluations,
     exports,
     predictions,
+    weights,
     jobs,
 ):
     api_router.include_router(module.router)

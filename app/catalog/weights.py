@@ -19,9 +19,9 @@ from typing import Any
 
 from app.catalog.models import ModelSpec, get_model, list_models
 from app.errors import Invalid
+from app.storage import WEIGHT_SUFFIXES as SUFFIXES
 from app.storage import Storage
 
-SUFFIXES = (".pth", ".pt", ".safetensors")
 RANDOM_INIT = "random initialisation"
 
 
