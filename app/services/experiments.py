@@ -27,7 +27,16 @@ from app.catalog import get_model, list_models
 from app.catalog.weights import WeightLocations, require_weights
 from app.db import utcnow
 from app.errors import Conflict, Invalid, not_found
-from app.models import Experiment, Job, JobQueue, JobStatus, MetricPoint, Project, Split
+from app.models import (
+    Experiment,
+    Image,
+    Job,
+    JobQueue,
+    JobStatus,
+    MetricPoint,
+    Project,
+    Split,
+)
 from app.services import jobs as job_service
 from app.storage import Storage
 from app.tasks import TaskSpec, get_task, list_tasks
@@ -536,6 +545,38 @@ def splits_for_training(session: Session, project_id: int) -> list[Split]:
             select(Split).where(Split.project_id == project_id).order_by(col(Split.id).desc())
         ).all()
     )
+
+
+SMALL_TRAIN_SET = 500  # below this, random initialisation rarely learns real photos
+PHOTO_SIDE = 96  # images whose shorter side is at least this are treated as photos
+
+
+def initialisation_hints(
+    session: Session, project_id: int, locations: WeightLocations
+) -> dict[str, Any]:
+    """What the experiment form needs to warn that a model would start from random
+    initialisation on a small set of photos: which models have weights here, each split's
+    train size, and whether the project's images are photo-sized (median shorter side)."""
+    from app.catalog.weights import find_weights
+
+    project = _get_project(session, project_id)
+    sides = sorted(
+        min(w, h)
+        for w, h in session.exec(
+            select(Image.width, Image.height).where(Image.project_id == project_id).limit(1000)
+        ).all()
+    )
+    return {
+        "weights": {
+            m.id: find_weights(m.id, locations) is not None for m in list_models(project.task_type)
+        },
+        "train": {
+            str(s.id): int((s.counts or {}).get("train", 0))
+            for s in splits_for_training(session, project_id)
+        },
+        "photos": bool(sides) and sides[len(sides) // 2] >= PHOTO_SIDE,
+        "small": SMALL_TRAIN_SET,
+    }
 
 
 def experiment_detail(session: Session, project_id: int, experiment_id: int) -> dict[str, Any]:

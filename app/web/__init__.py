@@ -2,8 +2,30 @@
 
 from fastapi import APIRouter
 
-from app.web import auth, dataset, evaluation, exports, imports, jobs, projects, splits, training
+from app.web import (
+    auth,
+    dataset,
+    evaluation,
+    exports,
+    imports,
+    jobs,
+    projects,
+    splits,
+    training,
+    weights,
+)
 
 web_router = APIRouter(include_in_schema=False)
-for module in (auth, projects, dataset, imports, splits, training, evaluation, exports, jobs):
+for module in (
+    auth,
+    projects,
+    dataset,
+    imports,
+    splits,
+    training,
+    evaluation,
+    exports,
+    jobs,
+    weights,
+):
     web_router.include_router(module.router)

@@ -9,6 +9,7 @@ from sqlmodel import Session
 
 from app.catalog import list_models
 from app.catalog.weights import WeightLocations
+from app.config import Settings
 from app.deps import get_session, get_settings
 from app.errors import Invalid
 from app.services import experiments as service
@@ -72,7 +73,9 @@ def form_to_body(form: dict[str, Any], task: str) -> dict[str, Any]:
     return body
 
 
-def _page_context(session: Session, project_id: int) -> dict[str, Any]:
+def _page_context(
+    session: Session, project_id: int, settings: Settings | None = None
+) -> dict[str, Any]:
     project = project_service.get_project(session=session, project_id=project_id)
     read = project_service.read_project(session=session, project=project)
     splits = service.splits_for_training(session, project_id)
@@ -101,6 +104,11 @@ def _page_context(session: Session, project_id: int) -> dict[str, Any]:
         "form": form,
         "controllers": controllers,
         "rules": {name: [field, list(values)] for name, (field, values) in APPLIES_WHEN.items()},
+        "init_hints": service.initialisation_hints(
+            session,
+            project_id,
+            WeightLocations.from_settings(settings) if settings else WeightLocations.from_env(),
+        ),
         **nav_context(read, "training"),
     }
 
@@ -109,7 +117,8 @@ def _page_context(session: Session, project_id: int) -> dict[str, Any]:
 def training_page(
     request: Request, project_id: int, session: Session = Depends(get_session)
 ) -> Response:
-    return render(request, "pages/training/index.html", **_page_context(session, project_id))
+    context = _page_context(session, project_id, get_settings(request))
+    return render(request, "pages/training/index.html", **context)
 
 
 @router.get("/projects/{project_id}/training/list")
