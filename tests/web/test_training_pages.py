@@ -38,7 +38,7 @@ def form(split_id: int, **extra: str) -> dict[str, str]:
         "augment_rotation": "10",
         "augment_hflip": "on",
         "deterministic": "on",
-        "pretrained": "on",
+        "pretrained": "auto",
     }
     data.update(extra)
     return data
@@ -186,3 +186,21 @@ def test_a_completed_experiment_shows_the_task_s_test_metrics(
         assert "F1 (macro) 0.7500" in page.text
     listing = client.get(f"/projects/{project.id}/training").text
     assert "<th>Test Accuracy</th>" in listing and ">0.8000<" in listing
+
+
+def test_form_knows_which_models_would_start_from_random_initialisation(
+    client: TestClient, session: Session, storage: Storage, project: Project
+) -> None:
+    """The warning's inputs: per-model weights presence, per-split train sizes, photo-sized
+    images (the digits here are 32 px, so no warning on this project)."""
+    import html
+    import json
+    import re
+
+    split_id = make_data(session, storage, project)
+    page = client.get(f"/projects/{project.id}/training").text
+    assert 'data-testid="random-init-warning"' in page and 'href="/weights"' in page
+    hints = json.loads(html.unescape(re.search(r"data-hints='([^']*)'", page).group(1)))
+    assert hints["weights"]["small_cnn"] is False and "dinov3_vit_small" in hints["weights"]
+    assert hints["train"][str(split_id)] > 0 and hints["photos"] is False
+    assert '<option value="required"' in page  # the pretrained choice
