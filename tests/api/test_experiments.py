@@ -267,6 +267,12 @@ def test_catalog_lists_every_model_and_tasks_report_train(
         "efficientnet_b3",
         "mobilenet_v3_small",
         "mobilenet_v3_large",
+        "dinov3_vit_small",
+        "dinov3_vit_base",
+        "dinov3_vit_large",
+        "dinov3_convnext_small",
+        "dinov3_convnext_base",
+        "dinov3_convnext_large",
     } == ids
     detectors = {m["id"] for m in client.get("/api/catalog/models?task=detection").json()["items"]}
     assert {"fcos_small", "fasterrcnn_resnet50_fpn", "ssdlite320_mobilenet_v3_large"} <= detectors
