@@ -266,9 +266,10 @@ for _id, _title, _params, _repo, _multiple in _DINOV3:
             "dinov3_vit" if "_vit_" in _id else "dinov3_convnext",
             _params,
             224,
+            tasks=("classification", "detection"),
             description="DINOv3 self-supervised backbone (LVD-1689M); head-only training by "
-            "default, the last blocks can be unfrozen. Input sides are multiples of "
-            f"{_multiple} px.",
+            "default, the last blocks can be unfrozen. Detection: a feature pyramid, FPN and "
+            f"FCOS heads on it. Input sides are multiples of {_multiple} px.",
             pretrained_source="huggingface",
             speed="slow" if _params > 60 else "medium",
             min_image_size=_multiple * 2,

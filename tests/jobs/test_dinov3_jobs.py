@@ -92,3 +92,58 @@ def test_tiny_dinov3_trains_evaluates_exports_and_predicts(
     results = answer.json()["results"]
     assert [r["ok"] for r in results] == [True, True]
     assert {r["top"][0]["class"] for r in results} <= {str(i) for i in range(10)}
+
+
+def test_tiny_dinov3_detector_trains_evaluates_exports_and_predicts(
+    client: TestClient, tiny_pool: PoolRunner, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """The ViT's simple feature pyramid into the FCOS heads, through every stage."""
+    from benchmarks.synthetic import write_dataset
+    from tests.jobs.test_detection_jobs import wait_job as wait_api_job
+    from tests.jobs.test_detection_jobs import zipped
+
+    data = tmp_path / "shapes"
+    write_dataset("detection", data, images=24, size=64, seed=2)
+    pid = client.post("/api/projects", json={"name": "Shapes", "task_type": "detection"}).json()[
+        "id"
+    ]
+    started = client.post(
+        f"/api/projects/{pid}/imports",
+        files={"file": ("shapes.zip", zipped(data), "application/zip")},
+    )
+    wait_api_job(client, started.json()["job"]["id"])
+    split = client.post(
+        f"/api/projects/{pid}/splits",
+        json={"name": "main", "ratios": {"train": 0.6, "val": 0.2, "test": 0.2}, "seed": 0},
+    ).json()
+    created = client.post(
+        f"/api/projects/{pid}/experiments",
+        json={"name": "dino-det", "split_id": split["id"], "model": "dinov3_vit_small",
+              "epochs": 1, "image_size": 64, "batch_size": 8, "warmup_epochs": 0},
+    )  # fmt: skip
+    assert created.status_code == 201, created.text
+    base = f"/api/projects/{pid}/experiments/{created.json()['id']}"
+    assert created.json()["config"]["freeze_backbone"] is True
+    wait_api_job(client, client.post(f"{base}/train").json()["job"]["id"], timeout=400)
+    trained = client.get(base).json()
+    assert trained["status"] == "completed" and trained["provenance"]["arch"]["scale"] == "tiny"
+    assert isinstance(trained["test_metrics"]["map50"], float)
+    evaluation = client.post(f"{base}/evaluation", json={"subsets": ["test"]})
+    wait_api_job(client, evaluation.json()["job"]["id"])
+    assert "map50" in client.get(f"{base}/evaluation").json()["aggregate"]
+    exported = client.post(f"{base}/exports", json={"format": "onnx"})
+    wait_api_job(client, exported.json()["job"]["id"])
+    export = client.get(f"{base}/exports").json()["items"][0]
+    assert export["status"] == "completed" and export["valid"] is True, export["validation"]
+    assert export["metadata"]["pretrained_weights"]["source"] == "random initialisation"
+    image = sorted((data / "images").glob("*.png"))[0]
+    answer = client.post(
+        f"/api/projects/{pid}/predict",
+        files=[("files", (image.name, image.read_bytes(), "image/png"))],
+        data={"export_id": str(export["id"]), "score_threshold": "0.0"},
+        params={"wait": 120},
+    )
+    assert answer.status_code == 200, answer.text
+    result = answer.json()["results"][0]
+    assert result["ok"] and result["task"] == "detection"
+    assert all(o["class"] in {"circle", "square", "triangle"} for o in result["objects"])

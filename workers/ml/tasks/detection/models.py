@@ -44,12 +44,21 @@ def detector_ids() -> set[str]:
 
 
 def build_detector(
-    model_id: str, num_classes: int, image_size: int, config: dict[str, Any], pretrained: bool
+    model_id: str,
+    num_classes: int,
+    image_size: int,
+    config: dict[str, Any],
+    pretrained: bool,
+    arch: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, str]:
-    """(network, weights note) for `num_classes` classes (background added inside)."""
+    """(network, weights note) for `num_classes` classes (background added inside); `arch`:
+    a checkpoint's recorded backbone architecture (DINOv3 sizes)."""
     if model_id not in _DETECTORS:
         raise ValueError(f"unknown detector {model_id!r}; known: {', '.join(sorted(_DETECTORS))}")
-    return _DETECTORS[model_id](num_classes, image_size, config, pretrained)
+    builder = _DETECTORS[model_id]
+    if arch:
+        return builder(num_classes, image_size, config, pretrained, arch=arch)  # type: ignore[call-arg]
+    return builder(num_classes, image_size, config, pretrained)
 
 
 def _heads(config: dict[str, Any]) -> dict[str, float | int]:
@@ -135,8 +144,9 @@ class SmallDetectionBackbone(nn.Module):
         return self.fpn(taps)
 
 
-@register_detector("fcos_small")
-def _fcos_small(classes: int, size: int, config: dict[str, Any], pretrained: bool):  # type: ignore[no-untyped-def]
+def small_fcos(backbone: nn.Module, classes: int, size: int, config: dict[str, Any]) -> nn.Module:
+    """FCOS over a backbone that returns three FPN levels (strides 8, 16, 32) and has
+    `out_channels`, with anchors (FCOS's level ranges) scaled to the image size."""
     from torchvision.models.detection import FCOS
     from torchvision.models.detection.anchor_utils import AnchorGenerator
 
@@ -145,8 +155,8 @@ def _fcos_small(classes: int, size: int, config: dict[str, Any], pretrained: boo
     anchors = AnchorGenerator(
         sizes=tuple((8 * scale * 2**k,) for k in range(3)), aspect_ratios=((1.0,),) * 3
     )
-    model = FCOS(
-        SmallDetectionBackbone(),
+    return FCOS(
+        backbone,
         num_classes=classes + 1,
         min_size=size,
         max_size=size,
@@ -157,7 +167,11 @@ def _fcos_small(classes: int, size: int, config: dict[str, Any], pretrained: boo
         topk_candidates=1000,
         **IDENTITY,
     )
-    return model, "random-init"
+
+
+@register_detector("fcos_small")
+def _fcos_small(classes: int, size: int, config: dict[str, Any], pretrained: bool):  # type: ignore[no-untyped-def]
+    return small_fcos(SmallDetectionBackbone(), classes, size, config), "random-init"
 
 
 # --- torchvision's detectors ---------------------------------------------------------------
@@ -300,3 +314,6 @@ def _ssdlite(classes: int, size: int, config: dict[str, Any], pretrained: bool):
     _ssd_transform(model, size)
     note = _pretrained(model, "ssdlite320_mobilenet_v3_large") if pretrained else "random-init"
     return model, note
+
+
+import workers.ml.tasks.detection.dinov3  # noqa: E402,F401 - registers the DINOv3 detectors
