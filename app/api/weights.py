@@ -7,40 +7,19 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 from starlette.datastructures import UploadFile
 
+from app.api.bodies import body_kind, file_or_path_doc, json_body
 from app.config import Settings
 from app.deps import get_settings, get_storage
-from app.errors import BadRequest, Invalid, TooLarge, UnsupportedMedia
+from app.errors import BadRequest, Invalid, UnsupportedMedia
 from app.services import weights as service
 from app.storage import Storage
 
 router = APIRouter(tags=["weights"])
 
-BODY_DOC = {
-    "requestBody": {
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "file": {"type": "string", "format": "binary"},
-                        "model_id": {"type": "string"},
-                    },
-                    "required": ["file", "model_id"],
-                }
-            },
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"path": {"type": "string"}, "model_id": {"type": "string"}},
-                    "required": ["path", "model_id"],
-                }
-            },
-        }
-    }
-}
+BODY_DOC = file_or_path_doc({"model_id": {"type": "string"}}, ["model_id"])
 
 
 class WeightsFromPath(BaseModel):
@@ -71,20 +50,14 @@ async def add_weights(
     """Multipart (`file`, `model_id`) or JSON `{"model_id", "path"}` (a file below an import
     root). The file is loaded as tensors only and must match the model's architecture; 422
     `weights_mismatch` says which tensors did not. Returns the model's weights row."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    kind = body_kind(request)
     if kind == "application/json":
-        raw = await request.body()
-        if len(raw) > settings.max_json_kb * 1024:
-            raise TooLarge("The JSON body is too large.", code="body_too_large")
-        try:
-            body = WeightsFromPath.model_validate_json(raw)
-        except ValidationError as exc:
-            raise Invalid(
-                'Send {"model_id": "<catalog id>", "path": "<file below an import root>"}: '
-                + "; ".join(str(e["msg"]) for e in exc.errors())
-                + ".",
-                code="validation_error",
-            ) from None
+        body = await json_body(
+            request,
+            settings,
+            WeightsFromPath,
+            '{"model_id": "<catalog id>", "path": "<file below an import root>"}',
+        )
         return await run_in_threadpool(
             service.add_weights, settings, storage, model_id=body.model_id, path=body.path
         )

@@ -11,17 +11,8 @@ from sqlmodel import Session
 from app.catalog import list_models
 from app.models import Job, Project
 from app.storage import Storage
-from tests.factories import make_image, make_project, make_split
+from tests.factories import make_project
 from tests.helpers import assert_api_error
-
-
-@pytest.fixture
-def split_id(session: Session, storage: Storage, project: Project) -> int:
-    assert project.id is not None
-    images = [make_image(session, storage, project.id, labels=[c]) for c in "abab"]
-    split = make_split(session, project.id, images, ratios=(0.5, 0.25, 0.25))
-    assert split.id is not None
-    return split.id
 
 
 def url(project: Project, suffix: str = "") -> str:

@@ -19,7 +19,6 @@ from app.config import Settings
 from app.main import create_app
 from app.models import Job, Project
 from app.storage import Storage
-from tests.factories import make_image, make_split
 from tests.helpers import assert_api_error
 
 RESNET18 = "resnet18-f37072fd.pth"
@@ -116,9 +115,10 @@ def test_a_file_that_does_not_match_the_architecture_is_refused_by_name(
         data={"model_id": "resnet18"},
         files={"file": ("resnet18.pth", b"garbage", "application/octet-stream")},
     )
-    assert "cannot be read as tensors" in assert_api_error(response, 422, "weights_mismatch")[
-        "message"
-    ]
+    assert (
+        "cannot be read as tensors"
+        in assert_api_error(response, 422, "weights_mismatch")["message"]
+    )
 
 
 def test_bad_requests_are_4xx(wclient: TestClient, roots: dict[str, Path], tmp_path: Path) -> None:
@@ -167,15 +167,6 @@ def test_matching_weights_from_a_server_file_are_verified_and_stored_with_their_
     assert stored.read_bytes() == data
     assert (stored.parent / "mobilenet_v3_small.pt.sha256").read_text().split()[0] == digest
     assert rows(wclient)["mobilenet_v3_small"]["sha256"] == digest
-
-
-@pytest.fixture
-def split_id(session: Session, storage: Storage, project: Project) -> int:
-    assert project.id is not None
-    images = [make_image(session, storage, project.id, labels=[c]) for c in "abab"]
-    split = make_split(session, project.id, images, ratios=(0.5, 0.25, 0.25))
-    assert split.id is not None
-    return split.id
 
 
 def test_required_weights_that_are_absent_fail_before_any_job(

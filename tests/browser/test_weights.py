@@ -47,7 +47,11 @@ def test_weights_page_lists_refuses_and_adds(page: Page, studio: LiveStudio) -> 
     torch.save({"stem.weight": torch.zeros(2, 2)}, buffer)
     page.get_by_test_id("weights-model").select_option("resnet18")
     page.get_by_test_id("weights-file").set_input_files(
-        {"name": "resnet18.pth", "mimeType": "application/octet-stream", "buffer": buffer.getvalue()}
+        {
+            "name": "resnet18.pth",
+            "mimeType": "application/octet-stream",
+            "buffer": buffer.getvalue(),
+        }
     )
     page.get_by_test_id("weights-submit").click()
     error = page.locator("#weights-error")

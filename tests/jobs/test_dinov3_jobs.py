@@ -21,7 +21,9 @@ pytestmark = [pytest.mark.slow]
 
 
 @pytest.fixture
-def tiny_pool(settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[PoolRunner]:  # type: ignore[no-untyped-def]
+def tiny_pool(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> Iterator[PoolRunner]:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("STUDIO_DINOV3_ARCH", "tiny")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))

@@ -66,9 +66,7 @@ def test_frozen_backbone_with_last_blocks_at_a_lower_rate() -> None:
     assert not any("layer.1." in n for n in frozen)  # the last of two blocks trains
     groups = module.parameter_groups()
     assert isinstance(groups[0], dict) and groups[1]["lr"] == pytest.approx(recipe["lr"] * 0.25)
-    assert {id(p) for p in groups[0]["params"]} == {
-        id(p) for p in module.model.head.parameters()
-    }
+    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in module.model.head.parameters()}
     plain = ClassificationModule(config(model="dinov3_vit_small"), 3, False)
     assert all(not p.requires_grad for p in plain.model.backbone.parameters())
 
