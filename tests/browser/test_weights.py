@@ -73,3 +73,41 @@ def test_weights_page_lists_refuses_and_adds(page: Page, studio: LiveStudio) -> 
     state = page.get_by_test_id("weights-state-mobilenet_v3_small")
     expect(state).to_contain_text("present")
     expect(state).to_contain_text("sha256")
+
+
+def test_training_form_warns_about_random_initialisation_on_few_photos(
+    page: Page, studio: LiveStudio
+) -> None:
+    """20 photo-sized images: a model without local weights gets the warning, one whose
+    weights are present does not."""
+    import numpy as np
+    from sqlmodel import Session
+
+    from app.db import engine_for
+    from app.storage import Storage
+    from tests.factories import make_image, make_project, make_split
+
+    weights_dir = studio.workspace.parent / "weights-dir"
+    weights_dir.mkdir(exist_ok=True)
+    (weights_dir / "resnet18-f37072fd.pth").write_bytes(b"present is all the form checks")
+    engine = engine_for(f"sqlite:///{studio.workspace / 'studio.db'}")
+    storage = Storage(studio.workspace)
+    rng = np.random.default_rng(0)
+    with Session(engine, expire_on_commit=False) as session:
+        project = make_project(session, name="Photos")
+        assert project.id is not None
+        images = [
+            make_image(session, storage, project.id, labels=[name],
+                       pixels=rng.integers(0, 256, (120, 160, 3), np.uint8))
+            for name in ["cat", "dog"] * 10
+        ]  # fmt: skip
+        make_split(session, project.id, images, ratios=(0.6, 0.2, 0.2), name="main")
+    engine.dispose()
+    page.goto(f"/projects/{project.id}/training")
+    warning = page.get_by_test_id("random-init-warning")
+    expect(warning).to_be_visible()  # the default small CNN has no published weights
+    page.get_by_test_id("experiment-model").select_option("resnet18")
+    expect(warning).to_be_hidden()
+    page.get_by_test_id("experiment-model").select_option("dinov3_vit_small")
+    expect(warning).to_be_visible()
+    expect(warning.get_by_role("link", name="Weights page")).to_have_attribute("href", "/weights")
