@@ -16,6 +16,7 @@ from app.deps import get_settings, get_storage
 from app.errors import BadRequest, Invalid, UnsupportedMedia
 from app.services import weights as service
 from app.storage import Storage
+from app.tasks import get_task
 
 router = APIRouter(tags=["weights"])
 
@@ -37,6 +38,8 @@ def list_weights(
     """Per model: `model_id`, `source` (torchvision, huggingface or none), `looked_in` (every
     path tried, in order), `present`, `file`, `bytes`, `sha256` and `how_to_provide` (file
     name, commands for a machine with internet, where to put the file)."""
+    if task is not None:
+        get_task(task)  # 422 naming the task types when unknown
     items = service.list_weights(settings, task)
     return {"items": items, "total": len(items)}
 

@@ -76,6 +76,9 @@ def test_every_catalog_model_is_listed_with_where_it_is_looked_for(
     assert any("hf download facebook/dinov3-vits16-pretrain-lvd1689m" in c
                for c in dino["how_to_provide"]["commands"])  # fmt: skip
     assert listed["small_cnn"]["how_to_provide"]["available"] is False
+    detection = wclient.get("/api/weights", params={"task": "detection"}).json()["items"]
+    assert {r["model_id"] for r in detection} == {m.id for m in list_models("detection")}
+    assert_api_error(wclient.get("/api/weights", params={"task": "nope"}), 422, "unknown_task_type")
     # A file in STUDIO_WEIGHTS_DIR (published name) is found, sized and hashed.
     data = b"not really weights, but the listing only looks"
     (roots["weights"] / RESNET18).write_bytes(data)
