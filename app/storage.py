@@ -14,6 +14,7 @@ from typing import Any
 from app.errors import BadRequest
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors")
 
 
 class UnsafePath(BadRequest):
@@ -84,6 +85,18 @@ class Storage:
     def hardware_path(self) -> Path:
         """What the compute workers found (CUDA devices), written by the first one to start."""
         return self.root / "hardware.json"
+
+    @property
+    def weights_dir(self) -> Path:
+        """Pretrained weights added through the studio (uploads, server folders), searched first."""
+        return self.root / "weights"
+
+    def weights_file(self, model_id: str, suffix: str) -> Path:
+        """The studio's copy of a catalog model's weights (ids and suffixes are checked by the
+        caller against the catalog and SUFFIXES; this refuses anything else)."""
+        if not re.fullmatch(r"[a-z0-9_]{1,64}", model_id) or suffix not in WEIGHT_SUFFIXES:
+            raise UnsafePath(f"{model_id!r}{suffix!r} is not a weights file name.")
+        return self.weights_dir / f"{model_id}{suffix}"
 
     def project_dir(self, project_id: int) -> Path:
         return self.projects_root / str(int(project_id))

@@ -15,6 +15,7 @@ from app.api import (
     predictions,
     projects,
     splits,
+    weights,
 )
 
 OPENAPI_TAGS = [
@@ -57,6 +58,10 @@ OPENAPI_TAGS = [
     },
     {"name": "predict", "description": "Classify images with an exported model."},
     {
+        "name": "weights",
+        "description": "Pretrained weights: where they are looked for; adding them offline.",
+    },
+    {
         "name": "jobs",
         "description": "Background work (imports, training, ...): status, events, cancel.",
     },
@@ -75,6 +80,7 @@ for module in (
     dg_reports,
     exports,
     predictions,
+    weights,
     jobs,
 ):
     api_router.include_router(module.router)

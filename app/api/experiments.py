@@ -12,7 +12,9 @@ from fastapi.responses import RedirectResponse
 from sqlmodel import Session
 
 from app.catalog import list_models
-from app.deps import get_session, get_storage
+from app.catalog.weights import WeightLocations
+from app.config import Settings
+from app.deps import get_session, get_settings, get_storage
 from app.errors import Conflict, Invalid, NotFound
 from app.services import experiments as service
 from app.services import jobs as job_service
@@ -74,10 +76,14 @@ def create_experiment(
     project_id: int,
     body: Any = Body(..., examples=[{"name": "baseline", "split_id": 1, "epochs": 10}]),
     session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings),
 ) -> dict[str, Any]:
     """`{"name", "split_id"}` plus any hyperparameter to override the task's defaults
-    (GET /api/catalog/hyperparameters lists them)."""
-    experiment = service.create_experiment(session, project_id, _object(body))
+    (GET /api/catalog/hyperparameters lists them). `"pretrained": "required"` answers 422
+    `weights_missing` when the model's weights are not on this machine."""
+    experiment = service.create_experiment(
+        session, project_id, _object(body), WeightLocations.from_settings(settings)
+    )
     return service.read_experiment(experiment)
 
 
@@ -113,7 +119,12 @@ def delete_experiment(
 
 
 def _train(
-    session: Session, project_id: int, experiment_id: int, body: Any, resume: bool | None
+    session: Session,
+    project_id: int,
+    experiment_id: int,
+    body: Any,
+    resume: bool | None,
+    settings: Settings,
 ) -> dict[str, Any]:
     data = _object(body) if body is not None else {}
     unknown = set(data) - {"resume", "epochs"}
@@ -128,7 +139,12 @@ def _train(
             raise Invalid("resume must be true or false.", code="invalid_body")
         resume = data["resume"]
     job = service.start_training(
-        session, project_id, experiment_id, resume=resume, epochs=data.get("epochs")
+        session,
+        project_id,
+        experiment_id,
+        resume=resume,
+        epochs=data.get("epochs"),
+        locations=WeightLocations.from_settings(settings),
     )
     experiment = service.get_experiment(session, project_id, experiment_id)
     return {"job": job_service.read_job(job), "experiment": service.read_experiment(experiment)}
@@ -140,10 +156,11 @@ def train(
     experiment_id: int,
     body: Any = Body(None),
     session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings),
 ) -> dict[str, Any]:
     """Queues a train job (202 + job). Optional `{"resume": true, "epochs": N}` continues from
     the last checkpoint; 409 while one is already running."""
-    return _train(session, project_id, experiment_id, body, None)
+    return _train(session, project_id, experiment_id, body, None, settings)
 
 
 @router.post(BASE + "/{experiment_id}/resume", status_code=202, summary="Resume training")
@@ -152,10 +169,11 @@ def resume(
     experiment_id: int,
     body: Any = Body(None),
     session: Session = Depends(get_session),
+    settings: Settings = Depends(get_settings),
 ) -> dict[str, Any]:
     """From the last checkpoint (optimizer and scheduler state included); `{"epochs": N}`
     raises the epoch count."""
-    return _train(session, project_id, experiment_id, body, True)
+    return _train(session, project_id, experiment_id, body, True, settings)
 
 
 @router.post(BASE + "/{experiment_id}/stop", status_code=202, summary="Stop training")

@@ -7,13 +7,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 from sqlmodel import Session
 from starlette.datastructures import UploadFile
 
+from app.api.bodies import body_kind, file_or_path_doc, json_body
 from app.config import Settings
 from app.deps import get_session, get_settings, get_storage
-from app.errors import BadRequest, Invalid, TooLarge, UnsupportedMedia
+from app.errors import BadRequest, TooLarge, UnsupportedMedia
 from app.models import Page
 from app.services import imports as service
 from app.services import jobs as job_service
@@ -21,47 +21,20 @@ from app.storage import Storage
 
 router = APIRouter(tags=["imports"])
 
-BODY_DOC = {
-    "requestBody": {
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "file": {"type": "string", "format": "binary"},
-                        "format": {"type": "string"},
-                    },
-                    "required": ["file"],
-                }
-            },
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"path": {"type": "string"}, "format": {"type": "string"}},
-                    "required": ["path"],
-                }
-            },
-        }
-    }
-}
+BODY_DOC = file_or_path_doc({"format": {"type": "string"}}, [])
 
 
 async def _source(request: Request, settings: Settings) -> service.ImportSource:
     """Either a JSON folder request or a multipart zip upload (size-checked up front)."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    kind = body_kind(request)
     if kind == "application/json":
-        raw = await request.body()
-        if len(raw) > settings.max_json_kb * 1024:
-            raise TooLarge("The JSON body is too large.", code="body_too_large")
-        try:
-            return service.ImportSource(folder=service.FolderImport.model_validate_json(raw))
-        except ValidationError as exc:
-            raise Invalid(
-                'Send {"path": "<folder below an import root>", "format": "<optional>"}: '
-                + "; ".join(str(e["msg"]) for e in exc.errors())
-                + ".",
-                code="validation_error",
-            ) from None
+        folder = await json_body(
+            request,
+            settings,
+            service.FolderImport,
+            '{"path": "<folder below an import root>", "format": "<optional>"}',
+        )
+        return service.ImportSource(folder=folder)
     if kind not in {"multipart/form-data", "application/x-www-form-urlencoded"}:
         raise UnsupportedMedia(
             "Send a multipart form with a zip in the `file` field, or JSON with a `path`.",

@@ -11,6 +11,9 @@ from typing import Any
 
 from app.errors import Invalid
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -25,11 +28,24 @@ class ModelSpec:
     speed: str = "medium"
     tags: tuple[str, ...] = field(default_factory=tuple)
     min_image_size: int = 16  # smaller inputs break the network (SSD's extra layers, ...)
+    # Pretrained weights (app/catalog/weights.py looks for them): the published file names,
+    # a Hugging Face repository whose cached snapshot counts too, and the catalog model whose
+    # weights a detector falls back to (its backbone's ImageNet weights).
+    weight_files: tuple[str, ...] = ()
+    hf_repo: str = ""
+    weights_fallback: str = ""
+    # What the network was trained with and what its input must look like.
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    size_multiple: int = 1  # the input side is rounded up to a multiple (ViT patch, strides)
+    frozen_by_default: bool = False  # train the head only unless the recipe says otherwise
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["tasks"] = list(self.tasks)
         data["tags"] = list(self.tags)
+        data["weight_files"] = list(self.weight_files)
+        data["mean"], data["std"] = list(self.mean), list(self.std)
         return data
 
 
@@ -51,10 +67,33 @@ for _spec in (
         description="Four conv blocks; trains in seconds on a CPU. Good for small images.",
         speed="fast",
     ),
-    ModelSpec("resnet18", "ResNet-18", "resnet", 11.7, 224, pretrained_source="torchvision"),
-    ModelSpec("resnet34", "ResNet-34", "resnet", 21.8, 224, pretrained_source="torchvision"),
     ModelSpec(
-        "resnet50", "ResNet-50", "resnet", 25.6, 224, pretrained_source="torchvision", speed="slow"
+        "resnet18",
+        "ResNet-18",
+        "resnet",
+        11.7,
+        224,
+        pretrained_source="torchvision",
+        weight_files=("resnet18-f37072fd.pth",),
+    ),
+    ModelSpec(
+        "resnet34",
+        "ResNet-34",
+        "resnet",
+        21.8,
+        224,
+        pretrained_source="torchvision",
+        weight_files=("resnet34-b627a593.pth",),
+    ),
+    ModelSpec(
+        "resnet50",
+        "ResNet-50",
+        "resnet",
+        25.6,
+        224,
+        pretrained_source="torchvision",
+        weight_files=("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth"),
+        speed="slow",
     ),
     ModelSpec(
         "efficientnet_b0",
@@ -63,6 +102,7 @@ for _spec in (
         5.3,
         224,
         pretrained_source="torchvision",
+        weight_files=("efficientnet_b0_rwightman-7f5810bc.pth",),
     ),
     ModelSpec(
         "efficientnet_b3",
@@ -71,6 +111,7 @@ for _spec in (
         12.2,
         300,
         pretrained_source="torchvision",
+        weight_files=("efficientnet_b3_rwightman-b3899882.pth",),
         speed="slow",
     ),
     ModelSpec(
@@ -80,6 +121,7 @@ for _spec in (
         2.5,
         224,
         pretrained_source="torchvision",
+        weight_files=("mobilenet_v3_small-047dcff4.pth",),
         speed="fast",
     ),
     ModelSpec(
@@ -89,6 +131,7 @@ for _spec in (
         5.5,
         224,
         pretrained_source="torchvision",
+        weight_files=("mobilenet_v3_large-8738ca79.pth", "mobilenet_v3_large-5c1a4163.pth"),
     ),
 ):
     register_model(_spec)
@@ -115,6 +158,8 @@ for _spec in (
         512,
         tasks=("detection",),
         pretrained_source="torchvision",
+        weight_files=("fasterrcnn_resnet50_fpn_coco-258fb6c6.pth",),
+        weights_fallback="resnet50",
         speed="slow",
         min_image_size=128,
     ),
@@ -126,6 +171,8 @@ for _spec in (
         320,
         tasks=("detection",),
         pretrained_source="torchvision",
+        weight_files=("fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth",),
+        weights_fallback="mobilenet_v3_large",
         min_image_size=128,
     ),
     ModelSpec(
@@ -136,6 +183,8 @@ for _spec in (
         512,
         tasks=("detection",),
         pretrained_source="torchvision",
+        weight_files=("fcos_resnet50_fpn_coco-99b0c9b7.pth",),
+        weights_fallback="resnet50",
         speed="slow",
         min_image_size=128,
     ),
@@ -147,6 +196,8 @@ for _spec in (
         512,
         tasks=("detection",),
         pretrained_source="torchvision",
+        weight_files=("retinanet_resnet50_fpn_coco-eeacb38b.pth",),
+        weights_fallback="resnet50",
         speed="slow",
         min_image_size=128,
     ),
@@ -158,6 +209,7 @@ for _spec in (
         300,
         tasks=("detection",),
         pretrained_source="torchvision",
+        weight_files=("ssd300_vgg16_coco-b556d3b4.pth",),
         min_image_size=300,
     ),
     ModelSpec(
@@ -168,11 +220,65 @@ for _spec in (
         320,
         tasks=("detection",),
         pretrained_source="torchvision",
+        weight_files=("ssdlite320_mobilenet_v3_large_coco-a79551df.pth",),
         speed="fast",
         min_image_size=96,
     ),
 ):
     register_model(_spec)
+
+
+# DINOv3 (Meta, through transformers): self-supervised backbones whose frozen features are
+# strong enough for a linear head, hence head-only training by default. The weights are the
+# Hugging Face checkpoints (gated: the licence is accepted on huggingface.co once).
+_DINOV3 = (
+    # id, title, params (M), Hugging Face repository, size multiple (ViT patch / ConvNeXt stride)
+    ("dinov3_vit_small", "DINOv3 ViT-S/16", 21.6, "facebook/dinov3-vits16-pretrain-lvd1689m", 16),
+    ("dinov3_vit_base", "DINOv3 ViT-B/16", 85.7, "facebook/dinov3-vitb16-pretrain-lvd1689m", 16),
+    ("dinov3_vit_large", "DINOv3 ViT-L/16", 303.1, "facebook/dinov3-vitl16-pretrain-lvd1689m", 16),
+    (
+        "dinov3_convnext_small",
+        "DINOv3 ConvNeXt-S",
+        49.5,
+        "facebook/dinov3-convnext-small-pretrain-lvd1689m",
+        32,
+    ),
+    (
+        "dinov3_convnext_base",
+        "DINOv3 ConvNeXt-B",
+        87.6,
+        "facebook/dinov3-convnext-base-pretrain-lvd1689m",
+        32,
+    ),
+    (
+        "dinov3_convnext_large",
+        "DINOv3 ConvNeXt-L",
+        196.2,
+        "facebook/dinov3-convnext-large-pretrain-lvd1689m",
+        32,
+    ),
+)
+for _id, _title, _params, _repo, _multiple in _DINOV3:
+    register_model(
+        ModelSpec(
+            _id,
+            _title,
+            "dinov3_vit" if "_vit_" in _id else "dinov3_convnext",
+            _params,
+            224,
+            tasks=("classification", "detection"),
+            description="DINOv3 self-supervised backbone (LVD-1689M); head-only training by "
+            "default, the last blocks can be unfrozen. Detection: a feature pyramid, FPN and "
+            f"FCOS heads on it. Input sides are multiples of {_multiple} px.",
+            pretrained_source="huggingface",
+            speed="slow" if _params > 60 else "medium",
+            min_image_size=_multiple * 2,
+            weight_files=(f"{_repo.split('/')[1]}.safetensors",),
+            hf_repo=_repo,
+            size_multiple=_multiple,
+            frozen_by_default=True,
+        )
+    )
 
 
 def list_models(task: str | None = None) -> list[ModelSpec]:

@@ -24,10 +24,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.catalog import get_model, list_models
+from app.catalog.weights import WeightLocations, require_weights
 from app.db import utcnow
 from app.errors import Conflict, Invalid, not_found
 from app.models import (
     Experiment,
+    Image,
     Job,
     JobQueue,
     JobStatus,
@@ -106,6 +108,11 @@ def resolve_config(data: dict[str, Any], task: str) -> dict[str, Any]:
     resolved = config.model_dump()
     if resolved["image_size"] is None:
         resolved["image_size"] = model.default_image_size
+    multiple = model.size_multiple
+    # ViTs cut the input into patches, ConvNeXts halve it five times: the side must divide.
+    resolved["image_size"] = -(-resolved["image_size"] // multiple) * multiple
+    if resolved["freeze_backbone"] is None:
+        resolved["freeze_backbone"] = model.frozen_by_default
     if resolved["image_size"] < model.min_image_size:
         raise Invalid(
             f"image_size={resolved['image_size']} is too small for {model.title}; use at least "
@@ -135,7 +142,18 @@ def default_config(task: str) -> dict[str, Any]:
     return resolve_config({}, task)
 
 
-def create_experiment(session: Session, project_id: int, body: dict[str, Any]) -> Experiment:
+def check_weights(config: dict[str, Any], locations: WeightLocations | None) -> None:
+    """`pretrained: "required"` fails here, before any job, when the weights are absent."""
+    if config.get("pretrained") == "required":
+        require_weights(config["model"], locations or WeightLocations.from_env())
+
+
+def create_experiment(
+    session: Session,
+    project_id: int,
+    body: dict[str, Any],
+    locations: WeightLocations | None = None,
+) -> Experiment:
     project = _get_project(session, project_id)
     _check_trainable(project)
     try:
@@ -150,6 +168,7 @@ def create_experiment(session: Session, project_id: int, body: dict[str, Any]) -
     overrides = {k: v for k, v in body.items() if k not in {"name", "split_id", "description"}}
     config = bind_classes(session, project, resolve_config(overrides, project.task_type))
     _get_split(session, project_id, data.split_id)
+    check_weights(config, locations)
     name = data.name or default_name(session, project_id, config["model"])
     _ensure_unique_name(session, project_id, name)
     experiment = Experiment(
@@ -327,6 +346,7 @@ def start_training(
     *,
     resume: bool | None = None,
     epochs: int | None = None,
+    locations: WeightLocations | None = None,
 ) -> Job:
     """Queue a train job. resume=None: resume when a last checkpoint exists, else start fresh."""
     experiment = get_experiment(session, project_id, experiment_id)
@@ -353,6 +373,8 @@ def start_training(
             "(optionally with more epochs) or create a new experiment.",
             code="experiment_trained",
         )
+    if not resume:
+        check_weights(experiment.config, locations)
     if epochs is not None:
         if not isinstance(epochs, int) or isinstance(epochs, bool) or not 1 <= epochs <= 1000:
             raise Invalid("epochs must be an integer from 1 to 1000.", code="invalid_epochs")
@@ -454,6 +476,7 @@ def read_experiment(experiment: Experiment) -> dict[str, Any]:
         "best_metric_key": experiment.best_metric_key,
         "epochs_done": experiment.epochs_done,
         "weights": experiment.provenance.get("weights"),
+        "weights_used": experiment.provenance.get("weights_used"),
         "test_metrics": experiment.provenance.get("test_metrics"),
         "provenance": experiment.provenance,
         "created_at": experiment.created_at,
@@ -578,6 +601,38 @@ def splits_for_training(session: Session, project_id: int) -> list[Split]:
             select(Split).where(Split.project_id == project_id).order_by(col(Split.id).desc())
         ).all()
     )
+
+
+SMALL_TRAIN_SET = 500  # below this, random initialisation rarely learns real photos
+PHOTO_SIDE = 96  # images whose shorter side is at least this are treated as photos
+
+
+def initialisation_hints(
+    session: Session, project_id: int, locations: WeightLocations
+) -> dict[str, Any]:
+    """What the experiment form needs to warn that a model would start from random
+    initialisation on a small set of photos: which models have weights here, each split's
+    train size, and whether the project's images are photo-sized (median shorter side)."""
+    from app.catalog.weights import find_weights
+
+    project = _get_project(session, project_id)
+    sides = sorted(
+        min(w, h)
+        for w, h in session.exec(
+            select(Image.width, Image.height).where(Image.project_id == project_id).limit(1000)
+        ).all()
+    )
+    return {
+        "weights": {
+            m.id: find_weights(m.id, locations) is not None for m in list_models(project.task_type)
+        },
+        "train": {
+            str(s.id): int((s.counts or {}).get("train", 0))
+            for s in splits_for_training(session, project_id)
+        },
+        "photos": bool(sides) and sides[len(sides) // 2] >= PHOTO_SIDE,
+        "small": SMALL_TRAIN_SET,
+    }
 
 
 def experiment_detail(session: Session, project_id: int, experiment_id: int) -> dict[str, Any]:

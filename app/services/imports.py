@@ -134,31 +134,39 @@ def _check_format(fmt: str | None, task_type: str) -> str | None:
 
 def resolve_folder(settings: Settings, path: str) -> Path:
     """A server folder, accepted only below one of STUDIO_IMPORT_ROOTS (links resolved)."""
+    return resolve_below_roots(settings, path, folder=True)
+
+
+def resolve_below_roots(settings: Settings, path: str, *, folder: bool) -> Path:
+    """A server folder (or file), accepted only below one of STUDIO_IMPORT_ROOTS (links
+    resolved) and never the studio's own workspace."""
+    what = "folder" if folder else "file"
     if not settings.import_roots:
         raise BadRequest(
             "Server-side imports are off: set STUDIO_IMPORT_ROOTS to the folders imports may "
-            "read, or upload a zip instead.",
+            "read, or upload instead.",
             code="import_roots_unset",
         )
     if not path or "\x00" in path:
-        raise BadRequest("path must be a folder below an import root.", code="bad_path")
+        raise BadRequest(f"path must be a {what} below an import root.", code="bad_path")
     candidate = Path(path)
     workspace = settings.workspace_dir
     for root in settings.import_roots:
         target = candidate if candidate.is_absolute() else root / candidate
         resolved = target.resolve()
-        if resolved.is_relative_to(root) and resolved.is_dir():
+        exists = resolved.is_dir() if folder else resolved.is_file()
+        if resolved.is_relative_to(root) and exists:
             if resolved.is_relative_to(workspace) or workspace.is_relative_to(resolved):
                 # Importing the studio's own files would copy every project's images.
                 raise BadRequest(
-                    f"path {path!r} is or contains the studio's workspace; import a folder "
+                    f"path {path!r} is or contains the studio's workspace; use a {what} "
                     "outside it.",
                     code="path_in_workspace",
                 )
             return resolved
     roots = ", ".join(str(r) for r in settings.import_roots)
     raise BadRequest(
-        f"path {path!r} is not an existing folder below an import root ({roots}).",
+        f"path {path!r} is not an existing {what} below an import root ({roots}).",
         code="path_not_allowed",
         details={"import_roots": [str(r) for r in settings.import_roots]},
     )

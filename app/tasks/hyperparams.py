@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from app.errors import Invalid
 from app.validation import api_sentence, describe
@@ -53,8 +61,18 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field("small_cnn", description="Catalog model id.")
-    pretrained: StrictBool = Field(
-        True, description="Use local pretrained weights when present (else random init)."
+    pretrained: Literal["auto", "required", "none"] = Field(
+        "auto",
+        description="auto: local pretrained weights when present, else random initialisation; "
+        "required: refuse to train without them; none: random initialisation.",
+        json_schema_extra={
+            "label": "Pretrained weights",
+            "titles": {
+                "auto": "If present locally",
+                "required": "Required",
+                "none": "None (random initialisation)",
+            },
+        },
     )
     optimizer: Literal["adamw", "sgd"] = Field(
         "adamw", description="adamw or sgd.", **basic(titles={"adamw": "AdamW", "sgd": "SGD"})
@@ -110,7 +128,23 @@ class TrainConfig(BaseModel):
         json_schema_extra={"label": "EMA of weights"},
     )
     ema_decay: float = Field(0.999, ge=0.9, lt=1, description="EMA decay (0.9 ≤ d < 1).")
-    freeze_backbone: StrictBool = Field(False, description="Train the head only.")
+    freeze_backbone: StrictBool | None = Field(
+        None,
+        description="Train the head only; auto: the model's default (frozen for DINOv3).",
+    )
+    unfreeze_last_blocks: int = Field(
+        0,
+        ge=0,
+        le=48,
+        description="With a frozen backbone, still train its last N blocks (0-48).",
+    )
+    backbone_lr_factor: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="Learning rate of unfrozen backbone blocks, as a fraction of lr (0-1].",
+        json_schema_extra={"label": "Backbone LR factor"},
+    )
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Random seed (0 to 2^31-1).")
     deterministic: StrictBool = Field(True, description="Deterministic algorithms (reproducible).")
     num_workers: int = Field(
@@ -120,6 +154,16 @@ class TrainConfig(BaseModel):
         description="Data-loader worker processes (0-32).",
         json_schema_extra={"label": "Data-loader workers"},
     )
+
+    @field_validator("pretrained", mode="before")
+    @classmethod
+    def _pretrained_from_bool(cls, value: Any) -> Any:
+        """Recipes stored before the three-way option said true/false."""
+        if value is True:
+            return "auto"
+        if value is False:
+            return "none"
+        return value
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> TrainConfig:
@@ -138,6 +182,8 @@ APPLIES_WHEN: dict[str, tuple[str, tuple[Any, ...]]] = {
     "gamma": ("scheduler", ("step",)),
     "warmup_epochs": ("scheduler", ("cosine",)),
     "ema_decay": ("ema", (True,)),
+    "unfreeze_last_blocks": ("freeze_backbone", (True, None)),
+    "backbone_lr_factor": ("freeze_backbone", (True, None)),
 }
 
 

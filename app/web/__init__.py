@@ -13,6 +13,7 @@ from app.web import (
     projects,
     splits,
     training,
+    weights,
 )
 
 web_router = APIRouter(include_in_schema=False)
@@ -27,5 +28,6 @@ for module in (
     evaluation,
     exports,
     jobs,
+    weights,
 ):
     web_router.include_router(module.router)

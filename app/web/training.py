@@ -9,7 +9,9 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlmodel import Session
 
 from app.catalog import list_models
-from app.deps import get_session
+from app.catalog.weights import WeightLocations
+from app.config import Settings
+from app.deps import get_session, get_settings
 from app.errors import Invalid
 from app.services import experiments as service
 from app.services import projects as project_service
@@ -87,7 +89,9 @@ def form_to_body(form: dict[str, Any], task: str) -> dict[str, Any]:
     return body
 
 
-def _page_context(session: Session, project_id: int) -> dict[str, Any]:
+def _page_context(
+    session: Session, project_id: int, settings: Settings | None = None
+) -> dict[str, Any]:
     project = project_service.get_project(session=session, project_id=project_id)
     read = project_service.read_project(session=session, project=project)
     splits = service.splits_for_training(session, project_id)
@@ -112,6 +116,11 @@ def _page_context(session: Session, project_id: int) -> dict[str, Any]:
         "form": form,
         "controllers": controllers,
         "rules": {name: [field, list(values)] for name, (field, values) in APPLIES_WHEN.items()},
+        "init_hints": service.initialisation_hints(
+            session,
+            project_id,
+            WeightLocations.from_settings(settings) if settings else WeightLocations.from_env(),
+        ),
         **nav_context(read, "training"),
     }
 
@@ -120,7 +129,8 @@ def _page_context(session: Session, project_id: int) -> dict[str, Any]:
 def training_page(
     request: Request, project_id: int, session: Session = Depends(get_session)
 ) -> Response:
-    return render(request, "pages/training/index.html", **_page_context(session, project_id))
+    context = _page_context(session, project_id, get_settings(request))
+    return render(request, "pages/training/index.html", **context)
 
 
 @router.get("/projects/{project_id}/training/list")
@@ -138,7 +148,10 @@ async def create_experiment(
     form = dict(await request.form())
     project = project_service.get_project(session=session, project_id=project_id)
     experiment = service.create_experiment(
-        session, project_id, form_to_body(form, project.task_type)
+        session,
+        project_id,
+        form_to_body(form, project.task_type),
+        WeightLocations.from_settings(get_settings(request)),
     )
     return Response(
         status_code=204,
@@ -173,7 +186,9 @@ def config_rows(config: dict[str, Any], weights: str | None) -> list[tuple[str, 
         if condition is not None and config.get(condition[0]) not in condition[1]:
             continue
         if key == "pretrained":
-            wanted = "if found locally" if value else "no"
+            wanted = {"auto": "if found locally", "required": "required"}.get(
+                "auto" if value is True else str(value), "no"
+            )
             rows.append(("pretrained", f"{wanted}; used: {_weights_used(weights)}"))
             continue
         rows.append((key, _shown(value)))
@@ -263,7 +278,13 @@ async def experiment_action(
     """train | stop | resume | delete; the page reloads and reconnects its curves."""
     form = dict(await request.form())
     if action == "train":
-        service.start_training(session, project_id, experiment_id, resume=False)
+        service.start_training(
+            session,
+            project_id,
+            experiment_id,
+            resume=False,
+            locations=WeightLocations.from_settings(get_settings(request)),
+        )
     elif action == "resume":
         epochs = _number("epochs", str(form.get("epochs", "")))
         service.start_training(

@@ -218,9 +218,21 @@
         advanced: false,
         cfg: {},
         rules: {},
+        hints: { weights: {}, train: {}, photos: false, small: 0 },
+        model: "",
+        split: "",
         init: function () {
           this.cfg = JSON.parse(this.$el.dataset.cfg || "{}");
           this.rules = JSON.parse(this.$el.dataset.rules || "{}");
+          this.hints = JSON.parse(this.$el.dataset.hints || "{}");
+          this.model = this.$el.dataset.model || "";
+          this.split = this.$el.dataset.split || "";
+        },
+        // Random initialisation on a small set of photos learns little: say so before training.
+        get randomInit() {
+          var train = this.hints.train[String(this.split)] || 0;
+          return this.hints.photos && this.hints.weights[this.model] === false &&
+            train < this.hints.small;
         },
         applies: function (name) {
           var rule = this.rules[name];

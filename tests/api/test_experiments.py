@@ -11,17 +11,8 @@ from sqlmodel import Session
 from app.catalog import list_models
 from app.models import Job, Project
 from app.storage import Storage
-from tests.factories import make_image, make_project, make_split
+from tests.factories import make_project
 from tests.helpers import assert_api_error
-
-
-@pytest.fixture
-def split_id(session: Session, storage: Storage, project: Project) -> int:
-    assert project.id is not None
-    images = [make_image(session, storage, project.id, labels=[c]) for c in "abab"]
-    split = make_split(session, project.id, images, ratios=(0.5, 0.25, 0.25))
-    assert split.id is not None
-    return split.id
 
 
 def url(project: Project, suffix: str = "") -> str:
@@ -299,10 +290,17 @@ def test_catalog_lists_every_model_and_tasks_report_train(
         "efficientnet_b3",
         "mobilenet_v3_small",
         "mobilenet_v3_large",
+        "dinov3_vit_small",
+        "dinov3_vit_base",
+        "dinov3_vit_large",
+        "dinov3_convnext_small",
+        "dinov3_convnext_base",
+        "dinov3_convnext_large",
     } == ids
     detectors = {m["id"] for m in client.get("/api/catalog/models?task=detection").json()["items"]}
     assert {"fcos_small", "fasterrcnn_resnet50_fpn", "ssdlite320_mobilenet_v3_large"} <= detectors
-    assert not ids & detectors
+    # Only the DINOv3 backbones serve both tasks (a classifier head or a pyramid + FCOS).
+    assert ids & detectors == {i for i in ids if i.startswith("dinov3_")}
     assert_api_error(client.get("/api/catalog/models?task=nope"), 422, "unknown_task_type")
     tasks = {t["key"]: t for t in client.get("/api/tasks").json()["items"]}
     assert tasks["classification"]["features"]["train"] is True

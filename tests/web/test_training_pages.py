@@ -38,7 +38,7 @@ def form(split_id: int, **extra: str) -> dict[str, str]:
         "augment_rotation": "10",
         "augment_hflip": "on",
         "deterministic": "on",
-        "pretrained": "on",
+        "pretrained": "auto",
     }
     data.update(extra)
     return data
@@ -218,3 +218,21 @@ def test_compare_shows_differences_first_and_the_weights_actually_used(
     assert "used: random initialisation" in differing and "True" not in differing
     same = page.split('data-testid="same-settings"')[1]
     assert "<td>lr</td>" in same and "<td>momentum</td>" not in page  # momentum: SGD only
+
+
+def test_form_knows_which_models_would_start_from_random_initialisation(
+    client: TestClient, session: Session, storage: Storage, project: Project
+) -> None:
+    """The warning's inputs: per-model weights presence, per-split train sizes, photo-sized
+    images (the digits here are 32 px, so no warning on this project)."""
+    import html
+    import json
+    import re
+
+    split_id = make_data(session, storage, project)
+    page = client.get(f"/projects/{project.id}/training").text
+    assert 'data-testid="random-init-warning"' in page and 'href="/weights"' in page
+    hints = json.loads(html.unescape(re.search(r"data-hints='([^']*)'", page).group(1)))
+    assert hints["weights"]["small_cnn"] is False and "dinov3_vit_small" in hints["weights"]
+    assert hints["train"][str(split_id)] > 0 and hints["photos"] is False
+    assert '<option value="required"' in page  # the pretrained choice

@@ -109,6 +109,10 @@ def _export(ctx: JobContext, export_id: int) -> dict[str, Any]:
             "experiment_id": experiment_id,
             "experiment": experiment.name,
             "model_id": experiment.model_id,
+            # Which pretrained file (path, sha256) the network started from, or random init.
+            "pretrained_weights": (model.provenance or {}).get("weights_used")
+            or provenance.get("weights_used")
+            or {"source": provenance.get("weights") or "unknown"},
             "checkpoint": export.checkpoint,
             "checkpoint_epoch": entry.get("epoch"),
             "split_id": experiment.split_id,

@@ -1,19 +1,22 @@
 """Backbones behind one interface: forward(x) -> list of feature maps, finest first.
 
 Heads live in heads.py and only see `out_channels`/`strides`, so a detection or segmentation
-head can reuse every backbone here. Torchvision models are built with weights=None; pretrained
-weights are loaded from a local file when one exists (torch hub cache or STUDIO_WEIGHTS_DIR),
-never downloaded.
+head can reuse every backbone here. Image-level heads take `embed(x)` (mean of the coarsest
+map; a ViT's CLS token). Torchvision models are built with weights=None; pretrained weights
+are loaded from the local file app/catalog/weights.py finds (the studio's weights folder,
+STUDIO_WEIGHTS_DIR, the torch hub cache), never downloaded.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
+
+from app.catalog.weights import WeightLocations, find_weights
 
 
 class Backbone(nn.Module):
@@ -24,6 +27,18 @@ class Backbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """One vector per image for image-level heads: the coarsest map, average-pooled."""
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(self(x)[-1], 1), 1)
+
+    @property
+    def embed_channels(self) -> int:
+        return self.out_channels[-1]
+
+    def last_blocks(self, n: int) -> list[nn.Module]:
+        """The last n blocks, last last: what `unfreeze_last_blocks` trains."""
+        return []
 
 
 def _conv_block(cin: int, cout: int, convs: int) -> nn.Sequential:
@@ -61,6 +76,9 @@ class SmallCNN(Backbone):
             features.append(x)
         return features
 
+    def last_blocks(self, n: int) -> list[nn.Module]:
+        return list(self.blocks)[len(self.blocks) - n :] if n > 0 else []
+
 
 class ResNetBackbone(Backbone):
     def __init__(self, net: nn.Module) -> None:
@@ -80,6 +98,10 @@ class ResNetBackbone(Backbone):
             x = layer(x)
             features.append(x)
         return features
+
+    def last_blocks(self, n: int) -> list[nn.Module]:
+        blocks = [block for layer in self.layers for block in layer]  # type: ignore[attr-defined]
+        return blocks[len(blocks) - n :] if n > 0 else []
 
 
 def _last_channels(module: nn.Module) -> int:
@@ -124,11 +146,15 @@ class SequentialBackbone(Backbone):
                 features.append(x)
         return features
 
+    def last_blocks(self, n: int) -> list[nn.Module]:
+        return list(self.features)[len(self.features) - n :] if n > 0 else []
+
 
 # --- the backbone registry ------------------------------------------------------------------
 
-# id -> builder(pretrained) -> (backbone, weights note: "pretrained:<file>" or "random-init")
-BackboneBuilder = Callable[[bool], tuple[Backbone, str]]
+# id -> builder(pretrained[, arch=...]) -> (backbone, weights note: "pretrained:<file>" or
+# "random-init"); `arch` (from a checkpoint) rebuilds a recorded architecture.
+BackboneBuilder = Callable[..., tuple[Backbone, str]]
 _BACKBONES: dict[str, BackboneBuilder] = {}
 
 
@@ -147,27 +173,34 @@ def backbone_ids() -> list[str]:
 
 
 def weight_dirs() -> list[Path]:
-    """Where local pretrained weights are looked for, in order."""
-    dirs = []
-    if os.environ.get("STUDIO_WEIGHTS_DIR"):
-        dirs.append(Path(os.environ["STUDIO_WEIGHTS_DIR"]))
-    torch_home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
-    dirs.append(torch_home / "hub" / "checkpoints")
-    return dirs
+    """The flat folders local pretrained weights are looked for in, in order."""
+    return [folder for _, folder in WeightLocations.from_env().folders()]
 
 
-def find_weight_file(names: list[str], dirs: list[Path] | None = None) -> Path | None:
-    """The first of these file names present in the weight folders."""
-    for folder in dirs if dirs is not None else weight_dirs():
-        for name in names:
-            candidate = folder / name
-            if candidate.is_file():
-                return candidate
-    return None
+def pretrained_wanted(config: dict[str, Any]) -> bool:
+    """The recipe's `pretrained` ("auto" | "required" | "none"; older recipes: true/false)."""
+    return config.get("pretrained") in (True, "auto", "required")
+
+
+def freeze_backbone(backbone: Backbone, config: dict[str, Any]) -> list[nn.Parameter]:
+    """Head-only training when the recipe freezes the backbone, except its last
+    `unfreeze_last_blocks` blocks, whose parameters are returned: they train at
+    lr x backbone_lr_factor (StudioModule.slow_params)."""
+    if not config.get("freeze_backbone"):
+        return []
+    for parameter in backbone.parameters():
+        parameter.requires_grad = False
+    slow: list[nn.Parameter] = []
+    for block in backbone.last_blocks(int(config.get("unfreeze_last_blocks") or 0)):
+        for parameter in block.parameters():
+            parameter.requires_grad = True
+            slow.append(parameter)
+    return slow
 
 
 def torchvision_weight_names(enum_name: str) -> list[str]:
-    """File names of torchvision's published weights (as the hub cache stores them)."""
+    """File names of torchvision's published weights (as the hub cache stores them): what
+    the catalog's `weight_files` must list (a test compares)."""
     import torchvision.models as tvm
 
     enum = getattr(tvm, enum_name, None)
@@ -189,24 +222,28 @@ _TORCHVISION = {
 }
 
 
-def find_pretrained(model_id: str, dirs: list[Path] | None = None) -> Path | None:
-    """The local file of torchvision's published weights for this backbone, if present."""
+def find_pretrained(model_id: str) -> Path | None:
+    """The local file of this backbone's published weights, if present."""
+    found = find_weights(model_id, fallback=False)
+    return found.path if found is not None else None
+
+
+def torchvision_classifier(model_id: str) -> nn.Module | None:
+    """The whole torchvision network (ImageNet head included) the published file fits."""
     if model_id not in _TORCHVISION:
         return None
-    return find_weight_file(torchvision_weight_names(_TORCHVISION[model_id][1]), dirs)
+    import torchvision.models as tvm
+
+    return getattr(tvm, _TORCHVISION[model_id][0])(weights=None)  # type: ignore[no-any-return]
 
 
 def _torchvision_backbone(model_id: str) -> BackboneBuilder:
     def build(pretrained: bool) -> tuple[Backbone, str]:
-        import torchvision.models as tvm
+        from workers.ml.weights import load_into
 
-        net = getattr(tvm, _TORCHVISION[model_id][0])(weights=None)
-        note = "random-init"
-        if pretrained:
-            path = find_pretrained(model_id)
-            if path is not None:
-                net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-                note = f"pretrained:{path.name}"
+        net = torchvision_classifier(model_id)
+        assert net is not None
+        note = load_into(net, model_id) if pretrained else "random-init"
         if model_id.startswith("resnet"):
             return ResNetBackbone(net), note
         return SequentialBackbone(net.features), note  # type: ignore[arg-type]
@@ -222,12 +259,18 @@ def _small_cnn(pretrained: bool) -> tuple[Backbone, str]:
 for _id in _TORCHVISION:
     register_backbone(_id)(_torchvision_backbone(_id))
 
+
+import workers.ml.dinov3  # noqa: E402,F401 - registers the DINOv3 backbones
+
 BACKBONE_IDS = tuple(_BACKBONES)
 
 
-def build_backbone(model_id: str, *, pretrained: bool = True) -> tuple[Backbone, str]:
-    """Build a registered backbone; returns it with its weights note."""
+def build_backbone(
+    model_id: str, *, pretrained: bool = True, arch: dict[str, Any] | None = None
+) -> tuple[Backbone, str]:
+    """Build a registered backbone; returns it with its weights note. `arch`: the recorded
+    architecture of a checkpoint (DINOv3 sizes), rebuilt as it was."""
     builder = _BACKBONES.get(model_id)
     if builder is None:
         raise ValueError(f"unknown backbone {model_id!r}; known: {', '.join(_BACKBONES)}")
-    return builder(pretrained)
+    return builder(pretrained, arch=arch) if arch else builder(pretrained)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -9,17 +11,15 @@ from workers.ml.backbones import Backbone, build_backbone
 
 
 class ClassificationHead(nn.Module):
-    """Global average pool of the coarsest level, dropout, linear -> logits."""
+    """Dropout and a linear layer on the backbone's image embedding -> logits."""
 
     def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.2) -> None:
         super().__init__()
-        self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(in_channels, num_classes)
 
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        x = self.pool(features[-1]).flatten(1)
-        return self.fc(self.dropout(x))
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(embedding))
 
 
 class Classifier(nn.Module):
@@ -28,14 +28,14 @@ class Classifier(nn.Module):
     def __init__(self, backbone: Backbone, num_classes: int) -> None:
         super().__init__()
         self.backbone = backbone
-        self.head = ClassificationHead(backbone.out_channels[-1], num_classes)
+        self.head = ClassificationHead(backbone.embed_channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+        return self.head(self.backbone.embed(x))
 
 
 def build_classifier(
-    model_id: str, num_classes: int, *, pretrained: bool
+    model_id: str, num_classes: int, *, pretrained: bool, arch: dict[str, Any] | None = None
 ) -> tuple[Classifier, str]:
-    backbone, note = build_backbone(model_id, pretrained=pretrained)
+    backbone, note = build_backbone(model_id, pretrained=pretrained, arch=arch)
     return Classifier(backbone, num_classes), note

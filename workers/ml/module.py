@@ -53,6 +53,11 @@ class StudioModule(L.LightningModule):
         self.config = config
         self.model = model
         self.weights_note = weights_note
+        # Backbone parameters trained at lr x backbone_lr_factor (unfrozen last blocks).
+        self.slow_params: list[nn.Parameter] = []
+        # A backbone built from a recorded architecture (DINOv3 sizes) says which.
+        archs = [getattr(m, "arch", None) for m in model.modules()]
+        self.arch: dict[str, Any] | None = next((a for a in archs if isinstance(a, dict)), None)
         self.ema: nn.Module | None = None
         if config["ema"]:
             from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -84,8 +89,18 @@ class StudioModule(L.LightningModule):
             self.ema.update_parameters(self.model)
 
     def parameter_groups(self) -> list[dict[str, Any]] | list[nn.Parameter]:
-        """What the optimizer trains; tasks with frozen parts or per-part rates override."""
-        return [p for p in self.model.parameters() if p.requires_grad]
+        """What the optimizer trains: the trainable parameters, with `slow_params` (unfrozen
+        backbone blocks) in a group at lr x backbone_lr_factor; tasks may override."""
+        slow = {id(p) for p in self.slow_params}
+        rest = [p for p in self.model.parameters() if p.requires_grad and id(p) not in slow]
+        if not slow:
+            return rest
+        factor = float(self.config.get("backbone_lr_factor", 0.1))
+        groups: list[dict[str, Any]] = [
+            {"params": rest},
+            {"params": list(self.slow_params), "lr": float(self.config["lr"]) * factor},
+        ]
+        return groups
 
     def configure_optimizers(self) -> Any:
         config = self.config

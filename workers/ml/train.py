@@ -27,11 +27,13 @@ import lightning as L  # noqa: N812 - the library's own convention
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from app.catalog import get_model
+from app.catalog.weights import WeightLocations, find_weights, require_weights, weights_record
 from app.tasks import get_task
 from workers.ml.checkpoints import load_checkpoint, save_checkpoint
 from workers.ml.tasks import get_task_code
 from workers.ml.tasks.base import Prepared
-from workers.ml.transforms import IMAGENET_MEAN, IMAGENET_STD, preprocess_spec
+from workers.ml.transforms import preprocess_spec
 
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
@@ -389,7 +391,10 @@ def fit(
         else:
             notes.append("mixed_precision ignored: no CUDA device, training in fp32.")
     image_size = int(config["image_size"])
-    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    if config.get("pretrained") == "required":  # checked at creation too; files can go
+        require_weights(config["model"], WeightLocations.from_env())
+    model_spec = get_model(config["model"])
+    mean, std = list(model_spec.mean), list(model_spec.std)
     L.seed_everything(int(config["seed"]), workers=True, verbose=False)
     info = dict(request.prepared.info)
     module = code.build_module(config, request.classes, info)
@@ -411,6 +416,10 @@ def fit(
         "seed": int(config["seed"]),
         "deterministic": bool(config["deterministic"]),
         "weights": module.weights_note,
+        "weights_used": weights_record(
+            None if module.weights_note.startswith("random-init") else find_weights(config["model"])
+        ),
+        **({"arch": module.arch} if module.arch else {}),
         "versions": package_versions(),
         "packages_sha256": packages_hash(),
         "device": device,

@@ -134,7 +134,10 @@ class ClassificationCode(TaskCode):
             )
 
         model, _ = build_classifier(
-            provenance["model"], len(provenance["classes"]), pretrained=False
+            provenance["model"],
+            len(provenance["classes"]),
+            pretrained=False,
+            arch=provenance.get("arch"),
         )
         return model
 

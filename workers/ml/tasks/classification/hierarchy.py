@@ -26,7 +26,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from app.tasks.hierarchy import stages
-from workers.ml.backbones import build_backbone
+from workers.ml.backbones import build_backbone, pretrained_wanted
 from workers.ml.heads import ClassificationHead
 from workers.ml.module import StudioModule
 from workers.ml.tasks.classification.metrics import multiclass_metrics
@@ -62,7 +62,7 @@ class HierarchicalClassifier(nn.Module):
     def __init__(self, model_id: str, num_classes: int, info: dict[str, Any], pretrained: bool):
         super().__init__()
         self.backbone, self.weights_note = build_backbone(model_id, pretrained=pretrained)
-        channels = self.backbone.out_channels[-1]
+        channels = self.backbone.embed_channels
         self.levels_order: list[str] = list(info["levels"])
         self.heads = nn.ModuleDict(
             {lv: ClassificationHead(channels, len(info["groups"][lv])) for lv in info["groups"]}
@@ -77,7 +77,7 @@ class HierarchicalClassifier(nn.Module):
         return getattr(self, f"group_{level}")  # type: ignore[no-any-return]
 
     def levels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        features = self.backbone(x)
+        features = self.backbone.embed(x)
         out = {level: head(features) for level, head in self.heads.items()}
         out["fine"] = out["fine"].masked_fill(~self.leaf, NEG)
         return out
@@ -150,7 +150,7 @@ def group_factor(
 class HierarchicalModule(StudioModule):
     def __init__(self, config: dict[str, Any], classes: list[str], info: dict[str, Any]) -> None:
         model = HierarchicalClassifier(
-            config["model"], len(classes), info["hierarchy"], bool(config["pretrained"])
+            config["model"], len(classes), info["hierarchy"], pretrained_wanted(config)
         )
         if config["freeze_backbone"]:
             for parameter in model.backbone.parameters():

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from workers.ml.backbones import freeze_backbone, pretrained_wanted
 from workers.ml.heads import build_classifier
 from workers.ml.module import StudioModule
 from workers.ml.tasks.classification.metrics import (
@@ -46,12 +47,11 @@ def mix_batch(
 class ClassificationModule(StudioModule):
     def __init__(self, config: dict[str, Any], num_classes: int, multi_label: bool) -> None:
         model, note = build_classifier(
-            config["model"], num_classes, pretrained=bool(config["pretrained"])
+            config["model"], num_classes, pretrained=pretrained_wanted(config)
         )
-        if config["freeze_backbone"]:
-            for parameter in model.backbone.parameters():
-                parameter.requires_grad = False
+        slow = freeze_backbone(model.backbone, config)
         super().__init__(config, model, note)
+        self.slow_params = slow
         self.num_classes = num_classes
         self.multi_label = multi_label
         self.thresholds: list[float] | None = [0.5] * num_classes if multi_label else None

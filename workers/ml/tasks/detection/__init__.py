@@ -83,6 +83,7 @@ class DetectionCode(TaskCode):
             int(provenance["image_size"]),
             config,
             False,
+            arch=provenance.get("arch"),
         )
         return model
 

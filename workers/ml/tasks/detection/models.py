@@ -22,7 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from workers.ml.backbones import find_weight_file, torchvision_weight_names
+from app.catalog import get_model
+from app.catalog.weights import find_weights
+from workers.ml.weights import read_state
 
 Builder = Callable[[int, int, dict[str, Any], bool], tuple[nn.Module, str]]
 _DETECTORS: dict[str, Builder] = {}
@@ -42,12 +44,21 @@ def detector_ids() -> set[str]:
 
 
 def build_detector(
-    model_id: str, num_classes: int, image_size: int, config: dict[str, Any], pretrained: bool
+    model_id: str,
+    num_classes: int,
+    image_size: int,
+    config: dict[str, Any],
+    pretrained: bool,
+    arch: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, str]:
-    """(network, weights note) for `num_classes` classes (background added inside)."""
+    """(network, weights note) for `num_classes` classes (background added inside); `arch`:
+    a checkpoint's recorded backbone architecture (DINOv3 sizes)."""
     if model_id not in _DETECTORS:
         raise ValueError(f"unknown detector {model_id!r}; known: {', '.join(sorted(_DETECTORS))}")
-    return _DETECTORS[model_id](num_classes, image_size, config, pretrained)
+    builder = _DETECTORS[model_id]
+    if arch:
+        return builder(num_classes, image_size, config, pretrained, arch=arch)  # type: ignore[call-arg]
+    return builder(num_classes, image_size, config, pretrained)
 
 
 def _heads(config: dict[str, Any]) -> dict[str, float | int]:
@@ -80,23 +91,18 @@ def load_matching(
 
 
 def _pretrained(
-    model: nn.Module,
-    detector_enum: str,
-    backbone_enum: str | None = None,
-    prefix: str = "backbone.body.",
-    strip: str = "",
+    model: nn.Module, model_id: str, prefix: str = "backbone.body.", strip: str = ""
 ) -> str:
-    """COCO detector weights if present locally, else the backbone's ImageNet weights."""
-    path = find_weight_file(torchvision_weight_names(detector_enum))
-    if path is not None:
-        load_matching(model, torch.load(path, map_location="cpu", weights_only=True))
-        return f"pretrained:{path.name}"
-    if backbone_enum is not None:
-        path = find_weight_file(torchvision_weight_names(backbone_enum))
-        if path is not None:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            if load_matching(model, state, prefix, strip):
-                return f"pretrained-backbone:{path.name}"
+    """COCO detector weights if present locally, else the backbone's ImageNet weights (the
+    catalog's `weights_fallback`)."""
+    found = find_weights(model_id, fallback=False)
+    if found is not None:
+        load_matching(model, read_state(found.path))
+        return f"pretrained:{found.path.name}"
+    fallback = get_model(model_id).weights_fallback
+    found = find_weights(fallback, fallback=False) if fallback else None
+    if found is not None and load_matching(model, read_state(found.path), prefix, strip):
+        return f"pretrained-backbone:{found.path.name}"
     return "random-init"
 
 
@@ -138,8 +144,9 @@ class SmallDetectionBackbone(nn.Module):
         return self.fpn(taps)
 
 
-@register_detector("fcos_small")
-def _fcos_small(classes: int, size: int, config: dict[str, Any], pretrained: bool):  # type: ignore[no-untyped-def]
+def small_fcos(backbone: nn.Module, classes: int, size: int, config: dict[str, Any]) -> nn.Module:
+    """FCOS over a backbone that returns three FPN levels (strides 8, 16, 32) and has
+    `out_channels`, with anchors (FCOS's level ranges) scaled to the image size."""
     from torchvision.models.detection import FCOS
     from torchvision.models.detection.anchor_utils import AnchorGenerator
 
@@ -148,8 +155,8 @@ def _fcos_small(classes: int, size: int, config: dict[str, Any], pretrained: boo
     anchors = AnchorGenerator(
         sizes=tuple((8 * scale * 2**k,) for k in range(3)), aspect_ratios=((1.0,),) * 3
     )
-    model = FCOS(
-        SmallDetectionBackbone(),
+    return FCOS(
+        backbone,
         num_classes=classes + 1,
         min_size=size,
         max_size=size,
@@ -160,7 +167,11 @@ def _fcos_small(classes: int, size: int, config: dict[str, Any], pretrained: boo
         topk_candidates=1000,
         **IDENTITY,
     )
-    return model, "random-init"
+
+
+@register_detector("fcos_small")
+def _fcos_small(classes: int, size: int, config: dict[str, Any], pretrained: bool):  # type: ignore[no-untyped-def]
+    return small_fcos(SmallDetectionBackbone(), classes, size, config), "random-init"
 
 
 # --- torchvision's detectors ---------------------------------------------------------------
@@ -251,9 +262,7 @@ def _torchvision(family: Family) -> Builder:
             model.anchor_generator = anchors
         if not pretrained:
             return model, "random-init"
-        return model, _pretrained(
-            model, family.weights, family.backbone_weights, strip=family.strip
-        )
+        return model, _pretrained(model, family.builder, strip=family.strip)
 
     return build
 
@@ -285,7 +294,7 @@ def _ssd300(classes: int, size: int, config: dict[str, Any], pretrained: bool): 
         detections_per_img=heads["detections"],
     )
     _ssd_transform(model, size)
-    note = _pretrained(model, "SSD300_VGG16_Weights") if pretrained else "random-init"
+    note = _pretrained(model, "ssd300_vgg16") if pretrained else "random-init"
     return model, note
 
 
@@ -303,7 +312,8 @@ def _ssdlite(classes: int, size: int, config: dict[str, Any], pretrained: bool):
         detections_per_img=heads["detections"],
     )
     _ssd_transform(model, size)
-    note = (
-        _pretrained(model, "SSDLite320_MobileNet_V3_Large_Weights") if pretrained else "random-init"
-    )
+    note = _pretrained(model, "ssdlite320_mobilenet_v3_large") if pretrained else "random-init"
     return model, note
+
+
+import workers.ml.tasks.detection.dinov3  # noqa: E402,F401 - registers the DINOv3 detectors

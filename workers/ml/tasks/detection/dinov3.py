@@ -1,0 +1,64 @@
+"""DINOv3 detectors: the backbone's features through a pyramid and an FPN into the small FCOS.
+
+ViT: a simple feature pyramid (ViTDet) from its single 1/16 map: a stride-2 transposed conv
+to 1/8, the map itself, a stride-2 conv to 1/32. ConvNeXt: its stages at strides 8-32.
+With the recipe's frozen backbone (the DINOv3 default) only the DINOv3 network is frozen
+(its last blocks optionally trained); the pyramid, FPN and heads always train.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import torch
+from torch import nn
+
+from workers.ml.backbones import Backbone, build_backbone
+from workers.ml.dinov3 import DINOv3ViT, dinov3_ids
+from workers.ml.tasks.detection.models import register_detector, small_fcos
+
+
+class DINOv3Pyramid(nn.Module):
+    def __init__(self, body: Backbone, channels: int = 64) -> None:
+        from torchvision.ops import FeaturePyramidNetwork
+
+        super().__init__()
+        self.body = body
+        self.vit = isinstance(body, DINOv3ViT)
+        if self.vit:
+            width = body.out_channels[0]
+            self.up = nn.ConvTranspose2d(width, width // 2, 2, stride=2)
+            self.down = nn.Conv2d(width, width, 3, stride=2, padding=1)
+            levels = [width // 2, width, width]
+        else:
+            levels = list(body.out_channels[1:])
+        self.fpn = FeaturePyramidNetwork(levels, channels)
+        self.out_channels = channels
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.body(x)
+        if self.vit:
+            grid = features[0]
+            levels = [self.up(grid), grid, self.down(grid)]
+        else:
+            levels = features[1:]
+        return self.fpn(OrderedDict((str(i), level) for i, level in enumerate(levels)))  # type: ignore[no-any-return]
+
+
+def _builder(model_id: str):  # type: ignore[no-untyped-def]
+    def build(
+        classes: int,
+        size: int,
+        config: dict[str, Any],
+        pretrained: bool,
+        arch: dict[str, Any] | None = None,
+    ) -> tuple[nn.Module, str]:
+        body, note = build_backbone(model_id, pretrained=pretrained, arch=arch)
+        return small_fcos(DINOv3Pyramid(body), classes, size, config), note
+
+    return build
+
+
+for _id in dinov3_ids():
+    register_detector(_id)(_builder(_id))
