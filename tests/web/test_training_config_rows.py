@@ -23,7 +23,9 @@ def test_rows_hide_settings_that_do_not_apply_and_say_which_weights_were_used() 
     assert rows["pretrained"].endswith("not trained yet")
     config.update(pretrained="required")
     assert dict(config_rows(config, "pretrained:resnet18-f37072fd.pth"))["pretrained"] == (
-        "required; used: pretrained:resnet18-f37072fd.pth"
+        "required; used: pretrained (resnet18-f37072fd.pth)"
     )
     config.update(pretrained="none")
-    assert dict(config_rows(config, "random-init"))["pretrained"] == "no; used: random-init"
+    assert (
+        dict(config_rows(config, "random-init"))["pretrained"] == "no; used: random initialisation"
+    )
