@@ -279,7 +279,8 @@ def _aggregate(
         }
         for i, name in enumerate(classes)
     ]
-    aggregate["background"] = background
+    # A name, not an index: every number at the top level is recorded as a test metric.
+    aggregate["background_class"] = None if background is None else classes[background]
     aggregate["miou_kind"] = (
         "dataset-level: IoU per class over all evaluated pixels (MulticlassJaccardIndex), "
         "then the mean over classes present"
