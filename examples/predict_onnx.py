@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Classify images with an AI Studio ONNX export, without AI Studio.
+"""Classify or segment images with an AI Studio ONNX export, without AI Studio.
 
 Needs only numpy, Pillow and onnxruntime. Preprocessing is read from the export's metadata
 file (the `<model>.json` downloaded beside it, or the same JSON stored in the ONNX file's
@@ -7,9 +7,15 @@ metadata_props under "studio.metadata"), so this script hard-codes no image size
 
     python predict_onnx.py model.onnx img1.png img2.jpg
     python predict_onnx.py model.onnx --metadata model.json --labels truth.tsv --json
+    python predict_onnx.py seg.onnx img1.png --out-dir masks/     # segmentation models
 
 `--labels` is a TSV of `<image path>\t<class name>` lines; with it the script prints the
 accuracy over those images (single-label: argmax == class).
+
+Segmentation exports (metadata "task": "segmentation") output logits [N, C, H, W]: each
+class's logits are resized bilinearly to the original image size, the argmax is the class
+index of each pixel; the script prints every class's share of the pixels and, with
+`--out-dir`, writes `<image stem>.mask.png` (8-bit, value = class index).
 """
 
 from __future__ import annotations
@@ -58,6 +64,34 @@ def scores_of(logits: np.ndarray, meta: dict) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+def segment(path: Path, logits: np.ndarray, classes: list, out_dir: Path | None) -> dict:
+    """One image's logits [C, h, w] → its index mask at the original size, class shares."""
+    with Image.open(path) as image:
+        width, height = ImageOps.exif_transpose(image).size
+    resized = np.stack(
+        [
+            np.asarray(
+                Image.fromarray(c.astype(np.float32)).resize((width, height), Image.BILINEAR)
+            )
+            for c in logits
+        ]
+    )
+    mask = resized.argmax(axis=0).astype(np.uint8)
+    counts = np.bincount(mask.reshape(-1), minlength=len(classes))
+    shares = [
+        {"class": classes[i], "pixels": int(n), "fraction": float(n) / mask.size}
+        for i, n in enumerate(counts)
+        if n
+    ]
+    result = {"image": str(path), "classes": sorted(shares, key=lambda c: -c["pixels"])}
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        target = out_dir / f"{path.stem}.mask.png"
+        Image.fromarray(mask).save(target)
+        result["mask"] = str(target)
+    return result
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", type=Path)
@@ -66,10 +100,26 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--labels", type=Path, help="TSV: image path <TAB> class name")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--out-dir", type=Path, help="segmentation: write index masks here")
     args = parser.parse_args(argv)
 
     meta = load_metadata(args.model, args.metadata)
     classes = meta["classes"]
+    if meta.get("task") == "segmentation":
+        session = ort.InferenceSession(str(args.model), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        results = []
+        for path in args.images:
+            batch = preprocess(path, meta["preprocess"])[None]
+            logits = session.run(None, {name: batch})[0][0]
+            results.append(segment(path, logits, classes, args.out_dir))
+        if args.json:
+            print(json.dumps({"predictions": results}))
+        else:
+            for r in results:
+                parts = ", ".join(f"{c['class']} {c['fraction']:.1%}" for c in r["classes"])
+                print(f"{r['image']}\t{parts}")
+        return 0
     truth: dict[Path, str] = {}
     if args.labels:
         for line in args.labels.read_text().splitlines():

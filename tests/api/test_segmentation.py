@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import subprocess
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ from tests.support.segmentation import CLASSES, write_source
 from workers.context import JobContext
 
 pytestmark = [pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_job(settings: Settings, engine: Engine, queue: str, handler: Any) -> dict[str, Any]:
@@ -190,6 +194,20 @@ def test_segmentation_from_mask_import_to_predicted_mask(
     assert sum(c["fraction"] for c in result["classes"]) == pytest.approx(1.0)
     for name, share in shares.items():
         assert share["pixels"] == int((predicted_mask == CLASSES.index(name)).sum())
+
+    # the plain onnxruntime example reads the same mask from the file and its metadata alone
+    model = tmp_path / "model.onnx"
+    model.write_bytes(client.get(f"{base}/exports/{record['id']}/download").content)
+    (tmp_path / "model.json").write_text(json.dumps(record["metadata"]))
+    script = [sys.executable, str(ROOT / "examples" / "predict_onnx.py"), str(model), str(source)]
+    script += ["--metadata", str(tmp_path / "model.json"), "--json"]
+    ran = subprocess.run([*script, "--out-dir", str(tmp_path / "out")], capture_output=True)
+    assert ran.returncode == 0, ran.stderr
+    (plain,) = json.loads(ran.stdout)["predictions"]
+    assert np.array_equal(np.asarray(Image.open(plain["mask"])), predicted_mask)
+    assert plain["classes"] == [
+        {k: c[k] for k in ("class", "pixels", "fraction")} for c in result["classes"]
+    ]
 
     # --- the evaluation's files go with it ----------------------------------------------
     assert client.delete(f"{base}/evaluation").status_code == 204
