@@ -276,3 +276,18 @@ def test_local_pretrained_weights_are_used_when_present(
             assert ours[f"net.{key}"].shape != value.shape  # 4 classes, not 21
         else:
             assert torch.equal(ours[f"net.{key}"], value), key
+
+
+def test_metrics_keep_the_deterministic_switch_as_they_found_it() -> None:
+    rng = np.random.default_rng(1)
+    truth, pred = rng.integers(0, 81, (2, 64, 64)), rng.integers(0, 81, (2, 64, 64))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        metrics = PixelMetrics(81, background=0)
+        metrics.update(torch.from_numpy(pred), torch.from_numpy(truth))
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert metrics.confusion().sum() == truth.size
+    assert np.array_equal(metrics.confusion(), confusion(truth, pred, 81))

@@ -4,12 +4,25 @@ average that MeanIoU gives) and the other measures from the same confusion matri
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import torch
 
 from workers.ml.tasks.segmentation.decode import IGNORE, scores
+
+
+@contextmanager
+def _cpu_bincount() -> Iterator[None]:
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(False)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
 class PixelMetrics:
@@ -26,9 +39,15 @@ class PixelMetrics:
         )
 
     def update(self, pred: torch.Tensor | np.ndarray, truth: torch.Tensor | np.ndarray) -> None:
-        pred_t = torch.as_tensor(np.asarray(pred) if isinstance(pred, np.ndarray) else pred)
-        truth_t = torch.as_tensor(np.asarray(truth) if isinstance(truth, np.ndarray) else truth)
-        self.jaccard.update(pred_t.long().cpu().reshape(-1), truth_t.long().cpu().reshape(-1))
+        """Add masks (any shape; 255 in truth = ignore) to the confusion matrix, on the CPU.
+
+        With deterministic algorithms on (training), torchmetrics swaps torch.bincount for a
+        pixels x classes² comparison matrix: gigabytes for one 640 px image of 80 classes.
+        Bincount on the CPU is deterministic, so the update runs with the switch off."""
+        p = torch.as_tensor(pred).reshape(-1).long().cpu()
+        t = torch.as_tensor(truth).reshape(-1).long().cpu()
+        with _cpu_bincount():
+            self.jaccard.update(p, t)
 
     def confusion(self) -> np.ndarray:
         return self.jaccard.confmat.cpu().numpy().astype(np.int64)  # type: ignore[no-any-return]
