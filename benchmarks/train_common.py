@@ -89,3 +89,40 @@ def evaluate_checkpoint(path: Path, samples: list[Sample]) -> dict:
     model = load_for_inference(path)
     aggregate = get_task_code("classification").evaluate(model, samples, options={}).aggregate
     return {**aggregate, "n": aggregate.get("samples", len(samples))}
+
+
+def plain_rates(config: dict, dataset, model, loss_of) -> list[float]:  # type: ignore[no-untyped-def]
+    """Training images/s per epoch of a plain PyTorch loop with the studio's loader, optimizer
+    (AdamW), LR schedule, threads and determinism: the yardstick for the studio's overhead.
+    `loss_of(model(x), y)` is the task's loss."""
+    import time
+
+    import torch
+
+    from workers.ml.module import schedule_factor
+    from workers.ml.train import _loader, cpu_threads
+
+    torch.manual_seed(config["seed"])
+    torch.set_num_threads(cpu_threads())
+    torch.use_deterministic_algorithms(bool(config["deterministic"]))
+    loader = _loader(dataset, config["batch_size"], config["num_workers"], True, config["seed"])
+    model.train()
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"]
+    )
+    total = len(loader) * config["epochs"]
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, schedule_factor(config, len(loader), total)
+    )
+    rates = []
+    for _ in range(config["epochs"]):
+        started, seen = time.monotonic(), 0
+        for x, y, _ in loader:
+            loss = loss_of(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            seen += x.shape[0]
+        rates.append(seen / (time.monotonic() - started))
+    return rates
