@@ -29,7 +29,7 @@ def studio_rates(config: dict, train: list, out: Path) -> list[float]:
     return [e["metrics"]["images_per_s"] for e in result.history]
 
 
-def plain(config: dict, train: list) -> list[float]:
+def plain_loop(config: dict, train: list) -> list[float]:
     size = config["image_size"]
     dataset = ImageDataset(
         train, TrainTransform(size, IMAGENET_MEAN, IMAGENET_STD, config["augment"])
@@ -49,7 +49,7 @@ def main() -> None:
     config["epochs"] = args.epochs
     studio, plain = [], []
     for _ in range(args.rounds):  # interleaved, so load changes on a shared box hit both
-        plain += plain(config, train)[1:]  # first epoch decodes and caches the images
+        plain += plain_loop(config, train)[1:]  # first epoch decodes and caches the images
         with tempfile.TemporaryDirectory() as out:
             studio += studio_rates(config, train, Path(out))[1:]
     report = {

@@ -147,7 +147,10 @@ register_task(
         detail_overlay=False,
         parity_note="fp32 formats need max |Δ logit| ≤ 1e-4 and argmax agreement ≥ 99.9 % of "
         "pixels; INT8 needs ≥ 98 % pixel agreement and an mIoU drop ≤ 0.02.",
-        tta_options=(("hflip", "horizontal flip"),),
+        tta_options=(
+            ("hflip", "horizontal flip"),
+            ("multiscale", "multi-scale (0.75x, 1x, 1.25x)"),
+        ),
         map_sample=map_sample,
         implicit_classes=("background",),
     )

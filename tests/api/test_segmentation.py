@@ -109,9 +109,13 @@ def test_segmentation_from_mask_import_to_predicted_mask(
 
     # --- evaluation -------------------------------------------------------------------------
     base = f"/api/projects/{pid}/experiments/{eid}"
-    assert client.post(f"{base}/evaluation", json={"subsets": ["val", "test"]}).status_code == 202
+    started = client.post(
+        f"{base}/evaluation", json={"subsets": ["val", "test"], "tta": ["hflip", "multiscale"]}
+    )
+    assert started.status_code == 202, started.text
     run_job(settings, engine, "compute", evaluate)
     agg = client.get(f"{base}/evaluation").json()["aggregate"]
+    assert agg["tta"] == {"enabled": True, "hflip": True, "scales": [24, 32, 40], "views": 6}
     for key in ("miou", "miou_no_bg", "pixel_accuracy", "dice", "pixel_accuracy_no_bg"):
         assert 0.0 <= agg[key] <= 1.0, key
     assert len(agg["per_class_iou"]) == 4 and agg["background_class"] == "background"
@@ -175,6 +179,14 @@ def test_segmentation_from_mask_import_to_predicted_mask(
     assert validation["pixel_agreement"] >= 0.999 and validation["max_abs_diff"] <= 1e-4
     assert validation["metric"] == "miou" and validation["metric_export"] is not None
     assert record["metadata"]["outputs"] == ["logits"] and record["metadata"]["background"] == 0
+
+    for fmt in ("torchscript", "onnx_int8"):
+        assert client.post(f"{base}/exports", json={"format": fmt}).status_code == 202
+        run_job(settings, engine, "compute", run_export_job)
+    records = {r["format"]: r for r in client.get(f"{base}/exports").json()["items"]}
+    assert records["torchscript"]["valid"] is True
+    int8 = records["onnx_int8"]["validation"]  # judged by its effect, not element-wise
+    assert {c["name"] for c in int8["checks"]} == {"pixel_agreement", "metric_drop"}
 
     source = tmp_path / "src" / "images" / "wide_a.png"
     asked = client.post(
