@@ -133,7 +133,7 @@ register_task(
         metrics=METRICS,
         summary_metric="miou",
         config_model=SegmentationConfig,
-        config_defaults={"epochs": 30, "batch_size": 16, "lr": 3e-3, "warmup_epochs": 1.0},
+        config_defaults={"epochs": 20, "batch_size": 16, "lr": 3e-3, "warmup_epochs": 1.0},
         result_filters=("cell", "class"),
         result_sorts=(
             ("-confidence", "lowest image mIoU first"),
