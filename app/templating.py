@@ -72,6 +72,7 @@ def make_templates() -> Jinja2Templates:
         box=overlays.box,
         label_anchor=overlays.label_anchor,
         prediction_shapes=overlays.prediction_shapes,
+        object_shapes=overlays.object_shapes,
         mask_overlay_url=overlays.mask_overlay_url,
         is_background_name=is_background_name,
     )

@@ -77,6 +77,14 @@ def _page_context(session: Session, project_id: int) -> dict[str, Any]:
     splits = service.splits_for_training(session, project_id)
     experiments = service.list_experiments(session, project_id)
     spec = get_task(project.task_type)
+    form = _task_form(project.task_type)
+    controlling = {condition[0] for condition in APPLIES_WHEN.values()}
+    controllers = {
+        f["name"]: f["default"]
+        for group in form.values()
+        for f in group
+        if f["name"] in controlling
+    }
     names = {e.name for e in experiments}
     number = len(experiments) + 1
     while f"{spec.default_model}-{number}" in names:
@@ -88,8 +96,10 @@ def _page_context(session: Session, project_id: int) -> dict[str, Any]:
         "trainable": [t.title for t in list_tasks() if t.supports("train")],
         "experiments": [service.read_experiment(e) for e in experiments],
         "models": list_models(project.task_type),
-        "task_spec": get_task(project.task_type),
-        "form": _task_form(project.task_type),
+        "task_spec": spec,
+        "form": form,
+        "controllers": controllers,
+        "rules": {name: [field, list(values)] for name, (field, values) in APPLIES_WHEN.items()},
         **nav_context(read, "training"),
     }
 
