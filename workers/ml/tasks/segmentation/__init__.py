@@ -10,12 +10,8 @@ from typing import Any
 
 from workers.ml.tasks import register_task_code
 from workers.ml.tasks.base import (
-    EvalOutcome,
-    ExportModule,
     InferenceModel,
-    Outputs,
     Prepared,
-    Report,
     Sample,
     TaskCode,
 )
@@ -105,36 +101,6 @@ class SegmentationCode(TaskCode):
     def model_info(self, provenance: dict[str, Any]) -> dict[str, Any]:
         info = dict(provenance.get("task_info") or {})
         return {"background": info.get("background", background_of(provenance["classes"]))}
-
-    def evaluate(
-        self,
-        model: InferenceModel,
-        samples: list[Sample],
-        *,
-        options: dict[str, Any],
-        report: Report | None = None,
-    ) -> EvalOutcome:
-        from workers.ml.tasks.segmentation.evaluate import evaluate
-
-        return evaluate(model, samples, options=options, report=report)
-
-    def export_module(self, model: InferenceModel) -> ExportModule:
-        from workers.ml.tasks.segmentation.export import export_module
-
-        return export_module(model)
-
-    def parity(
-        self,
-        *,
-        fmt: str,
-        reference: list[Outputs],
-        candidate: list[Outputs],
-        samples: list[Sample],
-        meta: dict[str, Any],
-    ) -> dict[str, Any]:
-        from workers.ml.tasks.segmentation.export import parity
-
-        return parity(fmt=fmt, reference=reference, candidate=candidate, samples=samples, meta=meta)
 
     def parity_images(self, model: InferenceModel) -> int:
         per_image = len(model.classes) * model.image_size**2 * 4 * 2
