@@ -10,13 +10,13 @@ to the model's input side with nearest interpolation), and both are reported.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from workers.ml.export.parity import check, empty_report, finite, max_abs_diff
+from workers.ml.export.parity import check, empty_report, max_abs_diff, metric_pair, report
 from workers.ml.tasks.base import ExportModule, InferenceModel, Outputs, Sample
 from workers.ml.tasks.segmentation.data import load_mask, mask_target
 from workers.ml.tasks.segmentation.decode import SegmentationDecoder, background_of
@@ -86,13 +86,12 @@ def parity(
     classes = list(meta["classes"])
     targets = targets_of(samples, classes, ref[0].shape[-1])
     labelled = [i for i, t in enumerate(targets) if t is not None]
-    metric_ref = metric_exp = delta = None
-    if labelled:
-        truth = [targets[i] for i in labelled]
-        metric_ref = finite(decoder.metric([ref[i] for i in labelled], truth, len(classes)))  # type: ignore[arg-type]
-        metric_exp = finite(decoder.metric([cand[i] for i in labelled], truth, len(classes)))  # type: ignore[arg-type]
-        if metric_ref is not None and metric_exp is not None:
-            delta = metric_exp - metric_ref
+    truth = [targets[i] for i in labelled]
+    metrics = metric_pair(
+        decoder.metric([ref[i] for i in labelled], truth, len(classes)) if labelled else None,  # type: ignore[arg-type]
+        decoder.metric([cand[i] for i in labelled], truth, len(classes)) if labelled else None,  # type: ignore[arg-type]
+    )
+    delta = metrics["metric_delta"]
     checks: list[dict[str, Any]] = []
     if tol.max_abs_diff is not None:
         checks.append(check("max_abs_diff", largest, "<=", tol.max_abs_diff))
@@ -102,11 +101,11 @@ def parity(
         checks.append(
             check("metric_drop", None if delta is None else -delta, "<=", tol.max_metric_drop)
         )
-    return {
-        "valid": all(c["passed"] for c in checks),
-        "samples": len(reference),
-        "labelled": len(labelled),
-        "measures": [
+    return report(
+        tol,
+        samples=len(reference),
+        checks=checks,
+        measures=[
             {"key": "max_abs_diff", "title": "Max |Δ logit|", "value": largest, "digits": 3},
             {"key": "mean_abs_diff", "title": "Mean |Δ logit|", "value": mean, "digits": 3},
             {
@@ -116,13 +115,10 @@ def parity(
                 "percent": True,
             },
         ],
-        "max_abs_diff": largest,
-        "mean_abs_diff": mean,
-        "pixel_agreement": agreement,
-        "metric": decoder.primary_metric,
-        "metric_checkpoint": metric_ref,
-        "metric_export": metric_exp,
-        "metric_delta": delta,
-        "checks": checks,
-        "tolerances": asdict(tol),
-    }
+        metric=decoder.primary_metric,
+        metrics=metrics,
+        labelled=len(labelled),
+        max_abs_diff=largest,
+        mean_abs_diff=mean,
+        pixel_agreement=agreement,
+    )
