@@ -1,4 +1,5 @@
-"""Shared set-up for the training benchmarks: the scikit-learn digits as PNG files, split."""
+"""Shared set-up for the training benchmarks: the scikit-learn digits as PNG files, split; the
+plain PyTorch loop the throughput benchmarks of every task compare the studio with."""
 
 from __future__ import annotations
 
@@ -91,10 +92,10 @@ def evaluate_checkpoint(path: Path, samples: list[Sample]) -> dict:
     return {**aggregate, "n": aggregate.get("samples", len(samples))}
 
 
-def plain_rates(config: dict, dataset, model, loss_of) -> list[float]:  # type: ignore[no-untyped-def]
+def plain_rates(config: dict, dataset, model, loss_of, collate=None) -> list[float]:  # type: ignore[no-untyped-def]
     """Training images/s per epoch of a plain PyTorch loop with the studio's loader, optimizer
     (AdamW), LR schedule, threads and determinism: the yardstick for the studio's overhead.
-    `loss_of(model(x), y)` is the task's loss."""
+    `loss_of(model, x, y)` is the task's loss of a batch (x: images, y: targets)."""
     import time
 
     import torch
@@ -105,7 +106,9 @@ def plain_rates(config: dict, dataset, model, loss_of) -> list[float]:  # type: 
     torch.manual_seed(config["seed"])
     torch.set_num_threads(cpu_threads())
     torch.use_deterministic_algorithms(bool(config["deterministic"]))
-    loader = _loader(dataset, config["batch_size"], config["num_workers"], True, config["seed"])
+    loader = _loader(
+        dataset, config["batch_size"], config["num_workers"], True, config["seed"], collate
+    )
     model.train()
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"]
@@ -118,11 +121,11 @@ def plain_rates(config: dict, dataset, model, loss_of) -> list[float]:  # type: 
     for _ in range(config["epochs"]):
         started, seen = time.monotonic(), 0
         for x, y, _ in loader:
-            loss = loss_of(model(x), y)
+            loss = loss_of(model, x, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-            seen += x.shape[0]
+            seen += len(x)
         rates.append(seen / (time.monotonic() - started))
     return rates

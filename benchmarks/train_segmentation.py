@@ -177,8 +177,8 @@ def throughput(args: argparse.Namespace) -> None:
         )
         model, _ = build_segmenter(config["model"], len(classes), pretrained=False)
 
-        def loss_of(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return segmentation_loss(logits, y, dice_weight=config["dice_weight"])[0]
+        def loss_of(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return segmentation_loss(net(x), y, dice_weight=config["dice_weight"])[0]
 
         return plain_rates(config, dataset, model, loss_of)
 

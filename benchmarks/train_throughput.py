@@ -35,7 +35,7 @@ def plain_loop(config: dict, train: list) -> list[float]:
         train, TrainTransform(size, IMAGENET_MEAN, IMAGENET_STD, config["augment"])
     )
     model, _ = build_classifier(config["model"], len(CLASSES), pretrained=False)
-    return plain_rates(config, dataset, model, F.cross_entropy)
+    return plain_rates(config, dataset, model, lambda m, x, y: F.cross_entropy(m(x), y))
 
 
 def main() -> None:
