@@ -209,12 +209,18 @@ def confusion(
     """Counts of (true, predicted) class pairs from the match rows. Rows are true classes,
     columns predicted; a background row/column appears when the task has unmatched objects
     (detection's FP and FN, multi-label's missed and extra labels). `subset` limits it to
-    one subset of the evaluation.
+    one subset of the evaluation (one it did not cover is refused, naming those it did).
 
     A task that counts confusions in other units than match rows (pixels) stores its matrix
     in the aggregate (`confusion`: {"unit", "matrix"}, and per subset under `by_subset`); the
     card then shows that matrix, row-normalised, and its cells still open images through the
     match rows."""
+    if subset and subset not in evaluation.subsets:
+        evaluated = ", ".join(evaluation.subsets) or "none"
+        raise Invalid(
+            f"subset={subset!r} was not evaluated; evaluated subsets: {evaluated}.",
+            code="subset_not_evaluated",
+        )
     aggregate = evaluation.aggregate or {}
     classes: list[str] = list(aggregate.get("classes", []))
     own = (aggregate.get("by_subset", {}).get(subset, {}) if subset else aggregate).get("confusion")
