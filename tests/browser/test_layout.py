@@ -35,7 +35,15 @@ OVERFLOW = """() => {
   const hidden = [...document.querySelectorAll('.subnav a, .topnav a')]
     .filter((a) => a.getBoundingClientRect().right > window.innerWidth + 1)
     .map((a) => 'tab ' + a.textContent.trim());
-  return {page: doc.scrollWidth, viewport: window.innerWidth, spilled: spilled.concat(hidden)};
+  // When the page is wider than the window, name the innermost elements that stick out.
+  const out = (el) => el.getBoundingClientRect().right > window.innerWidth + 1;
+  const wide = doc.scrollWidth > window.innerWidth
+    ? [...document.body.querySelectorAll('*')]
+        .filter((el) => el.offsetParent !== null && out(el) && ![...el.children].some(out))
+        .slice(0, 3).map((el) => el.outerHTML.slice(0, 120))
+    : [];
+  return {page: doc.scrollWidth, viewport: window.innerWidth, spilled: spilled.concat(hidden),
+          wide: wide};
 }"""
 
 
