@@ -94,9 +94,15 @@ def prediction_shapes(
 
     groups = [("truth", prediction.get("truth") or [])] if truth else []
     groups.append(("pred", prediction.get("predicted") or []))
+    drawn: dict[str, dict[str, Any]] = {}
     for default_role, entries in groups:
         for entry in entries:
             if entry.get("kind") not in DRAWN_KINDS:
+                continue
+            href = entry.get("href")
+            if entry["kind"] == "mask" and href in drawn:
+                # Several classes sharing one index mask: draw it once, for every class.
+                drawn[href]["cid"] = None
                 continue
             outcome = entry.get("outcome")
             role = default_role
@@ -104,18 +110,45 @@ def prediction_shapes(
                 role = "fn"  # missed, or found under another class
             elif default_role == "pred" and outcome in ("tp", "fp", "confused"):
                 role = "fp" if outcome == "confused" else outcome
-            shapes.append(
-                {
-                    "kind": entry["kind"],
-                    "geometry": entry.get("geometry") or {},
-                    "role": role,
-                    "color": color_of(entry),
-                    "label": caption(entry) if default_role == "pred" else "",
-                    "cid": entry.get("index"),
-                    "href": entry.get("href"),
-                }
-            )
+            shape = {
+                "kind": entry["kind"],
+                "geometry": entry.get("geometry") or {},
+                "role": role,
+                "color": color_of(entry),
+                "label": caption(entry) if default_role == "pred" else "",
+                "cid": entry.get("index"),
+                "href": href,
+            }
+            if entry["kind"] == "mask" and href:
+                drawn[href] = shape
+            shapes.append(shape)
     return shapes
+
+
+def mask_overlay_url(data: str, colors: list[str], classes: list[str]) -> str:
+    """A predicted index mask (base64 PNG, value = class index) as a data URL of a
+    transparent overlay in the class colours, background classes clear."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from app.services.image_files import colorize_mask, is_background_name
+
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(data, validate=True))) as picture:
+            values = np.asarray(picture).astype(np.int64)
+    except (ValueError, OSError):
+        return ""
+    if values.ndim != 2:
+        return ""
+    palette = {
+        i: ("" if i < len(classes) and is_background_name(classes[i]) else color)
+        for i, color in enumerate(colors)
+    }
+    png, _ = colorize_mask(values, palette)
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def object_shapes(

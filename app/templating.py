@@ -12,6 +12,7 @@ import jinja2
 from fastapi.templating import Jinja2Templates
 
 from app import __version__, overlays
+from app.services.image_files import is_background_name
 from app.tasks import get_task, list_tasks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,6 +73,8 @@ def make_templates() -> Jinja2Templates:
         label_anchor=overlays.label_anchor,
         prediction_shapes=overlays.prediction_shapes,
         object_shapes=overlays.object_shapes,
+        mask_overlay_url=overlays.mask_overlay_url,
+        is_background_name=is_background_name,
     )
     env.filters["timeago"] = _timeago
     env.filters["duration"] = _duration

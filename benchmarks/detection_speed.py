@@ -33,11 +33,11 @@ import torch  # noqa: E402
 from app.services.experiments import default_config  # noqa: E402
 from benchmarks.synthetic import write_dataset  # noqa: E402
 from benchmarks.task_quality import split, studio_samples  # noqa: E402
-from workers.ml.module import schedule_factor  # noqa: E402
+from benchmarks.train_common import plain_rates as loop_rates  # noqa: E402
 from workers.ml.tasks import get_task_code  # noqa: E402
 from workers.ml.tasks.detection.data import DetectionDataset, collate  # noqa: E402
 from workers.ml.tasks.detection.models import build_detector  # noqa: E402
-from workers.ml.train import FitRequest, _loader, cpu_threads, fit  # noqa: E402
+from workers.ml.train import FitRequest, cpu_threads, fit  # noqa: E402
 from workers.ml.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 
@@ -51,34 +51,17 @@ def prepared_data(images: int, size: int):  # type: ignore[no-untyped-def]
 
 
 def plain_rates(prepared, classes, config) -> list[float]:  # type: ignore[no-untyped-def]
-    torch.manual_seed(config["seed"])
-    torch.set_num_threads(cpu_threads())
     size = int(config["image_size"])
     dataset = DetectionDataset(
         prepared.samples["train"], size, IMAGENET_MEAN, IMAGENET_STD, config["augment"]
     )
-    loader = _loader(dataset, config["batch_size"], 0, True, config["seed"], collate)
+    torch.manual_seed(config["seed"])
     model, _ = build_detector(config["model"], len(classes), size, config, pretrained=False)
-    model.train()
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"]
-    )
-    total = len(loader) * config["epochs"]
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, schedule_factor(config, len(loader), total)
-    )
-    rates = []
-    for _ in range(config["epochs"]):
-        started, seen = time.monotonic(), 0
-        for images, targets, _ in loader:
-            loss = sum(model(list(images), targets).values())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[union-attr]
-            optimizer.step()
-            scheduler.step()
-            seen += len(images)
-        rates.append(seen / (time.monotonic() - started))
-    return rates
+
+    def loss_of(net, images, targets):  # type: ignore[no-untyped-def]
+        return sum(net(list(images), targets).values())
+
+    return loop_rates(config, dataset, model, loss_of, collate)
 
 
 def studio_rates(prepared, classes, config) -> list[float]:  # type: ignore[no-untyped-def]

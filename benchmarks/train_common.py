@@ -1,4 +1,5 @@
-"""Shared set-up for the training benchmarks: the scikit-learn digits as PNG files, split."""
+"""Shared set-up for the training benchmarks: the scikit-learn digits as PNG files, split; the
+plain PyTorch loop the throughput benchmarks of every task compare the studio with."""
 
 from __future__ import annotations
 
@@ -89,3 +90,42 @@ def evaluate_checkpoint(path: Path, samples: list[Sample]) -> dict:
     model = load_for_inference(path)
     aggregate = get_task_code("classification").evaluate(model, samples, options={}).aggregate
     return {**aggregate, "n": aggregate.get("samples", len(samples))}
+
+
+def plain_rates(config: dict, dataset, model, loss_of, collate=None) -> list[float]:  # type: ignore[no-untyped-def]
+    """Training images/s per epoch of a plain PyTorch loop with the studio's loader, optimizer
+    (AdamW), LR schedule, threads and determinism: the yardstick for the studio's overhead.
+    `loss_of(model, x, y)` is the task's loss of a batch (x: images, y: targets)."""
+    import time
+
+    import torch
+
+    from workers.ml.module import schedule_factor
+    from workers.ml.train import _loader, cpu_threads
+
+    torch.manual_seed(config["seed"])
+    torch.set_num_threads(cpu_threads())
+    torch.use_deterministic_algorithms(bool(config["deterministic"]))
+    loader = _loader(
+        dataset, config["batch_size"], config["num_workers"], True, config["seed"], collate
+    )
+    model.train()
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"]
+    )
+    total = len(loader) * config["epochs"]
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, schedule_factor(config, len(loader), total)
+    )
+    rates = []
+    for _ in range(config["epochs"]):
+        started, seen = time.monotonic(), 0
+        for x, y, _ in loader:
+            loss = loss_of(model, x, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            seen += len(x)
+        rates.append(seen / (time.monotonic() - started))
+    return rates

@@ -10,18 +10,15 @@ import argparse
 import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
-import torch
 import torch.nn.functional as F  # noqa: N812
-from train_common import digits_samples, fit_request, stratified_split
+from train_common import digits_samples, fit_request, plain_rates, stratified_split
 
 from app.services.experiments import default_config
 from workers.ml.data import ImageDataset
 from workers.ml.heads import build_classifier
-from workers.ml.module import schedule_factor
-from workers.ml.train import _loader, cpu_threads, fit
+from workers.ml.train import cpu_threads, fit
 from workers.ml.transforms import IMAGENET_MEAN, IMAGENET_STD, TrainTransform
 
 CLASSES = [str(i) for i in range(10)]
@@ -32,36 +29,13 @@ def studio_rates(config: dict, train: list, out: Path) -> list[float]:
     return [e["metrics"]["images_per_s"] for e in result.history]
 
 
-def plain_rates(config: dict, train: list) -> list[float]:
-    torch.manual_seed(config["seed"])
-    torch.set_num_threads(cpu_threads())
-    torch.use_deterministic_algorithms(bool(config["deterministic"]))
+def plain_loop(config: dict, train: list) -> list[float]:
     size = config["image_size"]
     dataset = ImageDataset(
         train, TrainTransform(size, IMAGENET_MEAN, IMAGENET_STD, config["augment"])
     )
-    loader = _loader(dataset, config["batch_size"], config["num_workers"], True, config["seed"])
     model, _ = build_classifier(config["model"], len(CLASSES), pretrained=False)
-    model.train()
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"]
-    )
-    total = len(loader) * config["epochs"]
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, schedule_factor(config, len(loader), total)
-    )
-    rates = []
-    for _ in range(config["epochs"]):
-        started, seen = time.monotonic(), 0
-        for x, y, _ in loader:
-            loss = F.cross_entropy(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            seen += x.shape[0]
-        rates.append(seen / (time.monotonic() - started))
-    return rates
+    return plain_rates(config, dataset, model, lambda m, x, y: F.cross_entropy(m(x), y))
 
 
 def main() -> None:
@@ -75,7 +49,7 @@ def main() -> None:
     config["epochs"] = args.epochs
     studio, plain = [], []
     for _ in range(args.rounds):  # interleaved, so load changes on a shared box hit both
-        plain += plain_rates(config, train)[1:]  # first epoch decodes and caches the images
+        plain += plain_loop(config, train)[1:]  # first epoch decodes and caches the images
         with tempfile.TemporaryDirectory() as out:
             studio += studio_rates(config, train, Path(out))[1:]
     report = {

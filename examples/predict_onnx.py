@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Predict with an AI Studio ONNX export, without AI Studio: classification and detection.
+"""Predict with an AI Studio ONNX export, without AI Studio: classification, detection and
+semantic segmentation.
 
 Needs only numpy, Pillow and onnxruntime. Preprocessing and the reading of the outputs come
 from the export's metadata (the `<model>.json` downloaded beside it, or the same JSON stored in
@@ -9,11 +10,17 @@ size, mean, std or output layout.
     python predict_onnx.py model.onnx img1.png img2.jpg
     python predict_onnx.py model.onnx --metadata model.json --labels truth.tsv --json
     python predict_onnx.py detector.onnx street.jpg --score-threshold 0.4 --json
+    python predict_onnx.py seg.onnx img1.png --out-dir masks/
 
 Classification prints the top class per image; `--labels` (a TSV of `<image path>\t<class
 name>` lines) adds the accuracy over those images. Detection prints one line per object
 (class, score, x, y, w, h in the original image's pixels); the export runs one image at a time
 when its metadata says `"batch": 1`.
+
+Segmentation exports (metadata "task": "segmentation") output logits [N, C, H, W]: each
+class's logits are resized bilinearly to the original image size, the argmax is the class
+index of each pixel; the script prints every class's share of the pixels and, with
+`--out-dir`, writes `<image stem>.mask.png` (8-bit, value = class index).
 """
 
 from __future__ import annotations
@@ -62,6 +69,34 @@ def scores_of(logits: np.ndarray, meta: dict) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+def segment(path: Path, logits: np.ndarray, classes: list, out_dir: Path | None) -> dict:
+    """One image's logits [C, h, w] → its index mask at the original size, class shares."""
+    with Image.open(path) as image:
+        width, height = ImageOps.exif_transpose(image).size
+    resized = np.stack(
+        [
+            np.asarray(
+                Image.fromarray(c.astype(np.float32)).resize((width, height), Image.BILINEAR)
+            )
+            for c in logits
+        ]
+    )
+    mask = resized.argmax(axis=0).astype(np.uint8)
+    counts = np.bincount(mask.reshape(-1), minlength=len(classes))
+    shares = [
+        {"class": classes[i], "pixels": int(n), "fraction": float(n) / mask.size}
+        for i, n in enumerate(counts)
+        if n
+    ]
+    result = {"image": str(path), "classes": sorted(shares, key=lambda c: -c["pixels"])}
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        target = out_dir / f"{path.stem}.mask.png"
+        Image.fromarray(mask).save(target)
+        result["mask"] = str(target)
+    return result
+
+
 def detect(session: ort.InferenceSession, path: Path, meta: dict, threshold: float) -> list[dict]:
     """One image through an exported detector: boxes come out in the model's input pixels
     (an S x S resize of the image) and go back to the original image's pixels."""
@@ -99,6 +134,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--labels", type=Path, help="TSV: image path <TAB> class name")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--out-dir", type=Path, help="segmentation: write index masks here")
     parser.add_argument(
         "--score-threshold", type=float, default=None, help="detection: keep scores ≥ this"
     )
@@ -124,8 +160,23 @@ def main(argv: list[str]) -> int:
                         f"{b['x']:.1f}\t{b['y']:.1f}\t{b['w']:.1f}\t{b['h']:.1f}"
                     )
         return 0
+    if meta["task"] == "segmentation":
+        session = ort.InferenceSession(str(args.model), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        results = []
+        for path in args.images:
+            batch = preprocess(path, meta["preprocess"])[None]
+            logits = session.run(None, {name: batch})[0][0]
+            results.append(segment(path, logits, meta["classes"], args.out_dir))
+        if args.json:
+            print(json.dumps({"predictions": results}))
+        else:
+            for r in results:
+                parts = ", ".join(f"{c['class']} {c['fraction']:.1%}" for c in r["classes"])
+                print(f"{r['image']}\t{parts}")
+        return 0
     if meta["task"] != "classification":
-        print(f"this script reads classification and detection exports, not {meta['task']}")
+        print(f"this script reads classification, detection and segmentation, not {meta['task']}")
         return 2
     classes = meta["classes"]
     truth: dict[Path, str] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Query, Response
+from fastapi import APIRouter, Body, Depends, Header, Query, Response
 from fastapi.responses import FileResponse
 from sqlmodel import Session
 
@@ -21,6 +21,7 @@ from app.models.evaluation import (
 from app.services import evaluation_results as results_service
 from app.services import evaluations as service
 from app.services import jobs as job_service
+from app.services.image_files import etag_matches, parse_hide
 from app.storage import Storage
 
 router = APIRouter(tags=["evaluations"])
@@ -174,12 +175,31 @@ def get_artefact(
     project_id: int,
     experiment_id: int,
     name: str,
+    hide: str | None = Query(
+        None,
+        max_length=4000,
+        description="Colour an index-mask PNG with the class colours, leaving these class "
+        "indices clear (comma-separated; empty = show every class)",
+    ),
+    tint: str | None = Query(
+        None, max_length=7, description="With hide: one colour (hex) for every shown class"
+    ),
+    if_none_match: str | None = Header(None),
     session: Session = Depends(get_session),
     storage: Storage = Depends(get_storage),
 ) -> Response:
     """Files a task's evaluation keeps beside its rows (PNG or JSON), by the plain names its
-    prediction JSON references; they go with the evaluation."""
+    prediction JSON references; they go with the evaluation. With `hide`, an index-mask PNG
+    comes back as a transparent overlay in the project's class colours."""
     evaluation = service.get_evaluation(session, project_id=project_id, experiment_id=experiment_id)
+    if hide is not None:
+        data, etag = results_service.artefact_overlay(
+            session, storage, evaluation, name, hide=parse_hide(hide) or set(), tint=tint
+        )
+        headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+        if etag_matches(if_none_match, etag):
+            return Response(status_code=304, headers=headers)
+        return Response(content=data, media_type="image/png", headers=headers)
     answer = results_service.artefact_file(session, storage, evaluation, name)
     return FileResponse(
         answer.path,

@@ -10,7 +10,6 @@ from fastapi.responses import FileResponse
 from sqlmodel import Session
 
 from app.deps import get_session, get_storage
-from app.errors import Invalid
 from app.models.browse import DatasetStats, ImageDetail, ImageNeighbours, ImagePage, ImageQuery
 from app.services import image_files as files
 from app.services import images as service
@@ -110,17 +109,6 @@ def image_thumbnail(
     return _file(answer, if_none_match)
 
 
-def _hidden(hide: str | None) -> set[int] | None:
-    if hide is None:
-        return None
-    try:
-        return {int(part) for part in hide.split(",") if part.strip()}
-    except ValueError:
-        raise Invalid(
-            f"hide={hide!r} is not a list of class ids; use e.g. hide=3,7.", code="invalid_hide"
-        ) from None
-
-
 @router.get(
     "/projects/{project_id}/images/{image_id}/annotations/{annotation_id}/overlay",
     summary="A mask as a colorized, transparent PNG",
@@ -143,7 +131,7 @@ def mask_overlay(
         project_id=project_id,
         image_id=image_id,
         annotation_id=annotation_id,
-        hide=_hidden(hide),
+        hide=files.parse_hide(hide),
     )
     headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
     if files.etag_matches(if_none_match, etag):

@@ -139,6 +139,57 @@ for _spec in (
 
 for _spec in (
     ModelSpec(
+        "unet_small",
+        "U-Net (small)",
+        "unet",
+        0.49,
+        96,
+        tasks=("segmentation",),
+        description="Four-level U-Net (16-32-64-128 channels): learns from random "
+        "initialisation on a CPU in minutes.",
+        speed="fast",
+    ),
+    ModelSpec(
+        "fcn_resnet50",
+        "FCN ResNet-50",
+        "fcn",
+        33.0,
+        256,
+        tasks=("segmentation",),
+        pretrained_source="torchvision",
+        speed="slow",
+    ),
+    ModelSpec(
+        "deeplabv3_resnet50",
+        "DeepLabV3 ResNet-50",
+        "deeplabv3",
+        39.6,
+        256,
+        tasks=("segmentation",),
+        pretrained_source="torchvision",
+        speed="slow",
+    ),
+    ModelSpec(
+        "deeplabv3_mobilenet_v3_large",
+        "DeepLabV3 MobileNetV3-Large",
+        "deeplabv3",
+        11.0,
+        256,
+        tasks=("segmentation",),
+        pretrained_source="torchvision",
+    ),
+    ModelSpec(
+        "lraspp_mobilenet_v3_large",
+        "LRASPP MobileNetV3-Large",
+        "lraspp",
+        3.2,
+        256,
+        tasks=("segmentation",),
+        description="Lite R-ASPP: fast with pretrained weights; learns slowly from scratch.",
+        pretrained_source="torchvision",
+        speed="fast",
+    ),
+    ModelSpec(
         "fcos_small",
         "FCOS (small CNN + FPN)",
         "fcos",
@@ -226,6 +277,34 @@ for _spec in (
     ),
 ):
     register_model(_spec)
+
+# DeepLabV3+ (written in workers/ml/tasks/segmentation/models.py) on every backbone the
+# classification catalog lists, which is the backbone registry (a registry test holds both
+# to the same ids): ASPP 6/12/18 plus a low-level skip decoder, ~3-13 M parameters on top.
+_PLUS_PARAMS = {
+    "small_cnn": 2.9,
+    "resnet18": 16.6,
+    "resnet34": 26.7,
+    "resnet50": 40.4,
+    "efficientnet_b0": 15.1,
+    "efficientnet_b3": 23.7,
+    "mobilenet_v3_small": 6.8,
+    "mobilenet_v3_large": 11.7,
+}
+for _backbone in [m for m in _MODELS.values() if "classification" in m.tasks]:
+    register_model(
+        ModelSpec(
+            f"deeplabv3plus_{_backbone.id}",
+            f"DeepLabV3+ {_backbone.title}",
+            "deeplabv3plus",
+            _PLUS_PARAMS.get(_backbone.id, _backbone.params_m),
+            128 if _backbone.id == "small_cnn" else 256,
+            tasks=("segmentation",),
+            description="ASPP (rates 6/12/18) and a stride-4 skip decoder on this backbone.",
+            pretrained_source=_backbone.pretrained_source and "backbone",
+            speed="fast" if _backbone.id == "small_cnn" else _backbone.speed,
+        )
+    )
 
 
 # DINOv3 (Meta, through transformers): self-supervised backbones whose frozen features are

@@ -158,6 +158,9 @@ class ClassCount(BaseModel):
     color: str
     images: int
     annotations: int
+    # Mask pixels of this class (semantic masks record them per class and image); None when
+    # the project has no pixel counts.
+    pixels: int | None = None
 
 
 class SizeBucket(BaseModel):

@@ -3,9 +3,15 @@
 Filters: subset; outcome (correct / incorrect); a confusion-matrix cell (true and predicted
 class from the match rows, `BACKGROUND` = -1 for "no object"); an image showing a class in
 its truth or predictions; images with a false positive or a false negative. Sorts by the
-task's error measure, confidence, loss or image. Each filter is an indexed query on
-evaluation_result / evaluation_match, so a cell opens as fast for detection as for
-classification.
+task's error measure, confidence (the row's score), loss, image, or `cell`: the image whose
+match in the chosen cell has the largest score first (a confident mistake, a large confusion
+in pixels). Each filter is an indexed query on evaluation_result / evaluation_match, so a
+cell opens as fast for detection as for classification.
+
+Artefact-backed shapes: a truth or predicted entry whose geometry names an evaluation
+artefact ({"artefact": "pred-12.png"}) gets an `href` to draw it (the index PNG coloured with
+the class colours, background clear), and `prediction["artefacts"]` (name by role) gets
+`artefact_urls` with the raw files.
 """
 
 from __future__ import annotations
@@ -20,11 +26,11 @@ from app.errors import Invalid, NotFound, not_found
 from app.models import Evaluation, EvaluationMatch, EvaluationResult, Experiment, Image
 from app.models.evaluation import EvaluationResultRead
 from app.services.evaluations import evaluation_dir
-from app.services.image_files import FileAnswer
+from app.services.image_files import FileAnswer, is_background_name
 from app.storage import Storage
 
 BACKGROUND = -1
-RESULT_SORTS = ("error", "-error", "confidence", "-confidence", "loss", "-loss", "image")
+RESULT_SORTS = ("error", "-error", "confidence", "-confidence", "loss", "-loss", "image", "cell")
 OUTCOMES = ("correct", "incorrect")
 
 
@@ -98,39 +104,89 @@ def list_results(
             images = _matching_images(eid, col(column).is_(None))
             inside = col(EvaluationResult.image_id).in_(images)
             query = query.where(inside if flag else ~inside)
-    key = {
-        "error": (col(EvaluationResult.error).desc(), col(EvaluationResult.id)),
-        "-error": (col(EvaluationResult.error).asc(), col(EvaluationResult.id)),
-        "confidence": (col(EvaluationResult.score).desc(), col(EvaluationResult.id)),
-        "-confidence": (col(EvaluationResult.score).asc(), col(EvaluationResult.id)),
-        "loss": (col(EvaluationResult.loss).desc(), col(EvaluationResult.id)),
-        "-loss": (col(EvaluationResult.loss).asc(), col(EvaluationResult.id)),
-        "image": (col(EvaluationResult.image_id), col(EvaluationResult.id)),
-    }[sort]
+    if sort == "cell":
+        # The largest match score among the image's matches in the chosen cell (all its
+        # matches when no cell is chosen).
+        top = (
+            select(
+                col(EvaluationMatch.image_id).label("image_id"),
+                func.max(EvaluationMatch.score).label("top"),
+            )
+            .where(EvaluationMatch.evaluation_id == eid, *cell)
+            .group_by(col(EvaluationMatch.image_id))
+            .subquery()
+        )
+        query = query.outerjoin(top, top.c.image_id == col(EvaluationResult.image_id))
+        key: tuple[Any, ...] = (top.c.top.desc().nulls_last(), col(EvaluationResult.id))
+    else:
+        key = {
+            "error": (col(EvaluationResult.error).desc(), col(EvaluationResult.id)),
+            "-error": (col(EvaluationResult.error).asc(), col(EvaluationResult.id)),
+            "confidence": (col(EvaluationResult.score).desc(), col(EvaluationResult.id)),
+            "-confidence": (col(EvaluationResult.score).asc(), col(EvaluationResult.id)),
+            "loss": (col(EvaluationResult.loss).desc(), col(EvaluationResult.id)),
+            "-loss": (col(EvaluationResult.loss).asc(), col(EvaluationResult.id)),
+            "image": (col(EvaluationResult.image_id), col(EvaluationResult.id)),
+        }[sort]
     count = select(func.count()).select_from(query.subquery())
     total = int(session.exec(count).one())
     rows = session.exec(query.order_by(*key).offset((page - 1) * page_size).limit(page_size)).all()
-    return [_read(result, name, project_id, w, h) for result, name, w, h in rows], total
+    links = _Links(project_id, evaluation)
+    return [links.read(result, name, w, h) for result, name, w, h in rows], total
 
 
-def _read(
-    result: EvaluationResult, name: str, project_id: int, width: int, height: int
-) -> EvaluationResultRead:
-    return EvaluationResultRead(
-        id=result.id,  # type: ignore[arg-type]
-        image_id=result.image_id,
-        original_name=name,
-        width=width,
-        height=height,
-        subset=result.subset,
-        prediction=result.prediction,
-        score=result.score,
-        loss=result.loss,
-        error=result.error,
-        correct=result.correct,
-        thumbnail_url=f"/api/projects/{project_id}/images/{result.image_id}/thumbnail",
-        file_url=f"/api/projects/{project_id}/images/{result.image_id}/file",
-    )
+class _Links:
+    """Result rows as read models, with URLs for their artefact-backed shapes."""
+
+    def __init__(self, project_id: int, evaluation: Evaluation) -> None:
+        self.project_id = project_id
+        self.experiment_id = evaluation.experiment_id
+        classes = (evaluation.aggregate or {}).get("classes", [])
+        # Overlays leave background classes clear, like the dataset viewer's masks.
+        self.hidden = ",".join(str(i) for i, c in enumerate(classes) if is_background_name(c))
+
+    def url(self, name: str) -> str:
+        return artefact_url(self.project_id, self.experiment_id, name)
+
+    def prediction(self, prediction: dict[str, Any]) -> dict[str, Any]:
+        out = dict(prediction)
+        for key in ("truth", "predicted"):
+            if key not in prediction:
+                continue
+            entries = []
+            for entry in prediction.get(key) or []:
+                geometry = entry.get("geometry") if isinstance(entry, dict) else None
+                name = geometry.get("artefact") if isinstance(geometry, dict) else None
+                if isinstance(name, str):
+                    entry = {**entry, "href": f"{self.url(name)}?hide={self.hidden}"}
+                entries.append(entry)
+            out[key] = entries
+        artefacts = prediction.get("artefacts")
+        if isinstance(artefacts, dict):
+            out["artefact_urls"] = {
+                k: self.url(v) for k, v in artefacts.items() if isinstance(v, str)
+            }
+        return out
+
+    def read(
+        self, result: EvaluationResult, name: str, width: int, height: int
+    ) -> EvaluationResultRead:
+        project_id = self.project_id
+        return EvaluationResultRead(
+            id=result.id,  # type: ignore[arg-type]
+            image_id=result.image_id,
+            original_name=name,
+            width=width,
+            height=height,
+            subset=result.subset,
+            prediction=self.prediction(dict(result.prediction or {})),
+            score=result.score,
+            loss=result.loss,
+            error=result.error,
+            correct=result.correct,
+            thumbnail_url=f"/api/projects/{project_id}/images/{result.image_id}/thumbnail",
+            file_url=f"/api/projects/{project_id}/images/{result.image_id}/file",
+        )
 
 
 def get_result(
@@ -142,7 +198,9 @@ def get_result(
     image = session.get(Image, result.image_id)
     if image is None:
         raise not_found("result", result_id)
-    return _read(result, image.original_name, project_id, image.width, image.height)
+    return _Links(project_id, evaluation).read(
+        result, image.original_name, image.width, image.height
+    )
 
 
 def confusion(
@@ -151,14 +209,31 @@ def confusion(
     """Counts of (true, predicted) class pairs from the match rows. Rows are true classes,
     columns predicted; a background row/column appears when the task has unmatched objects
     (detection's FP and FN, multi-label's missed and extra labels). `subset` limits it to
-    one subset of the evaluation (one it did not cover is refused, naming those it did)."""
+    one subset of the evaluation (one it did not cover is refused, naming those it did).
+
+    A task that counts confusions in other units than match rows (pixels) stores its matrix
+    in the aggregate (`confusion`: {"unit", "matrix"}, and per subset under `by_subset`); the
+    card then shows that matrix, row-normalised, and its cells still open images through the
+    match rows."""
     if subset and subset not in evaluation.subsets:
         evaluated = ", ".join(evaluation.subsets) or "none"
         raise Invalid(
             f"subset={subset!r} was not evaluated; evaluated subsets: {evaluated}.",
             code="subset_not_evaluated",
         )
-    classes: list[str] = list((evaluation.aggregate or {}).get("classes", []))
+    aggregate = evaluation.aggregate or {}
+    classes: list[str] = list(aggregate.get("classes", []))
+    own = (aggregate.get("by_subset", {}).get(subset, {}) if subset else aggregate).get("confusion")
+    if isinstance(own, dict) and isinstance(own.get("matrix"), list):
+        return {
+            "labels": classes,
+            "indices": list(range(len(classes))),
+            "matrix": own["matrix"],
+            "background": False,
+            "unit": str(own.get("unit", "pixels")),
+            "subset": subset,
+            "subsets": list(evaluation.subsets),
+        }
     query = select(EvaluationMatch.true_class, EvaluationMatch.predicted_class, func.count()).where(
         EvaluationMatch.evaluation_id == evaluation.id
     )
@@ -187,6 +262,7 @@ def confusion(
         "indices": indices,
         "matrix": matrix,
         "background": background,
+        "unit": "matches",
         "subset": subset,
         "subsets": list(evaluation.subsets),
     }
@@ -224,3 +300,51 @@ def artefact_file(
     return FileAnswer(
         path=path, media_type=ARTEFACT_TYPES[suffix], etag=f'"{evaluation.id}-{name}"'
     )
+
+
+HEX_COLOR = re.compile(r"^#?[0-9A-Fa-f]{6}$")
+
+
+def artefact_overlay(
+    session: Session,
+    storage: Storage,
+    evaluation: Evaluation,
+    name: str,
+    *,
+    hide: set[int],
+    tint: str | None = None,
+) -> tuple[bytes, str]:
+    """An index-mask artefact (predicted mask, error map) coloured like the dataset's masks:
+    the project's class colours by class index, `hide` (class indices) and ignore (255)
+    clear, `tint` one colour for every shown class. Returns PNG bytes and an ETag."""
+    import numpy as np
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
+
+    from app.models import LabelClass
+    from app.services.image_files import colorize_mask
+
+    if tint is not None and not HEX_COLOR.match(tint):
+        raise Invalid(
+            f"tint={tint!r} is not a colour; use six hex digits such as dc2626.",
+            code="invalid_tint",
+        )
+    answer = artefact_file(session, storage, evaluation, name)
+    if answer.media_type != "image/png":
+        raise Invalid(f"{name!r} is not a PNG mask; only PNG artefacts colour.", code="not_a_mask")
+    try:
+        with PILImage.open(answer.path) as opened:
+            values = np.asarray(opened)
+    except (OSError, UnidentifiedImageError, ValueError):
+        raise Invalid(f"Artefact {name!r} cannot be decoded.", code="mask_unreadable") from None
+    if values.ndim != 2:
+        raise Invalid(f"Artefact {name!r} is not an index mask.", code="not_a_mask")
+    experiment = session.get(Experiment, evaluation.experiment_id)
+    assert experiment is not None
+    classes = session.exec(
+        select(LabelClass).where(LabelClass.project_id == experiment.project_id)
+    ).all()
+    order = sorted(classes, key=lambda c: (c.index, c.id or 0))
+    colors = {i: ("" if i in hide else c.color) for i, c in enumerate(order)}
+    color = f"#{tint.lstrip('#')}" if tint else None
+    return colorize_mask(values.astype(np.int64), colors, color)

@@ -177,28 +177,48 @@ def mask_overlay(
     classes = session.exec(select(LabelClass).where(LabelClass.project_id == project_id)).all()
     hidden = hide if hide is not None else {c.id for c in classes if _is_background(c)}
     # A mask that belongs to one class and holds 0/1 (or 0/255-free binary) paints that class.
-    by_index = {c.index: c for c in classes}
     own = session.get(LabelClass, annotation.class_id) if annotation.class_id else None
     binary = own is not None and set(np.unique(values).tolist()) <= {0, 1, 255}
-    lut = np.zeros((max(int(values.max(initial=0)), 255) + 1, 4), dtype=np.uint8)
     if binary:
         assert own is not None
-        if own.id not in hidden:
-            lut[1] = (*_hex_rgb(own.color), 255)
+        colors = {0: "", 1: "" if own.id in hidden else own.color}
     else:
-        for index in np.unique(values).tolist():
-            if index == 255:
-                continue
-            label_class = by_index.get(int(index))
-            if label_class is None:
-                lut[index] = (136, 136, 136, 255)
-            elif label_class.id not in hidden:
-                lut[index] = (*_hex_rgb(label_class.color), 255)
+        colors = {c.index: ("" if c.id in hidden else c.color) for c in classes}
+    return colorize_mask(values, colors)
+
+
+def colorize_mask(
+    values: np.ndarray, colors: dict[int, str], tint: str | None = None
+) -> tuple[bytes, str]:
+    """An index mask as an RGBA PNG: each index in its colour ("" = clear), ignore (255) clear,
+    indices without a colour entry grey; `tint` paints every coloured index one colour (an
+    error map). Returns the PNG bytes and an ETag."""
+    import numpy as np
+
+    lut = np.zeros((max(int(values.max(initial=0)), 255) + 1, 4), dtype=np.uint8)
+    for index in np.unique(values).tolist():
+        if index == 255:
+            continue
+        color = colors.get(int(index), "#888888")
+        if color:
+            lut[index] = (*_hex_rgb(tint or color), 255)
     rgba = lut[np.clip(values, 0, lut.shape[0] - 1)]
     buffer = io.BytesIO()
     PILImage.fromarray(rgba).save(buffer, format="PNG")
     data = buffer.getvalue()
     return data, f'"{hashlib.sha256(data).hexdigest()[:32]}"'
+
+
+def parse_hide(hide: str | None) -> set[int] | None:
+    """A `hide` query value (comma-separated integers) as a set; None when absent."""
+    if hide is None:
+        return None
+    try:
+        return {int(part) for part in hide.split(",") if part.strip()}
+    except ValueError:
+        raise Invalid(
+            f"hide={hide!r} is not a list of integers; use e.g. hide=3,7.", code="invalid_hide"
+        ) from None
 
 
 def _is_background(label_class: LabelClass) -> bool:
@@ -222,10 +242,12 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 __all__ = [
     "FileAnswer",
+    "colorize_mask",
     "etag_matches",
     "image_file",
     "image_thumbnail",
     "is_background_name",
     "mask_class_ids",
     "mask_overlay",
+    "parse_hide",
 ]

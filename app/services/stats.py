@@ -151,6 +151,22 @@ def near_duplicate_groups(
     return groups, distances, truncated
 
 
+def class_pixels(session: Session, project_id: int) -> dict[int, int]:
+    """Mask pixels per class id, from the `pixels` attribute index masks record per class."""
+    counted = Annotation.attributes["pixels"].as_integer()
+    rows = session.exec(
+        select(Annotation.class_id, func.sum(counted))
+        .where(
+            col(Annotation.project_id) == project_id,
+            col(Annotation.kind) == "mask",
+            col(Annotation.class_id).is_not(None),
+            counted.is_not(None),
+        )
+        .group_by(col(Annotation.class_id))
+    ).all()
+    return {int(cid): int(n or 0) for cid, n in rows if cid is not None and n}
+
+
 def dataset_stats(
     *, session: Session, project_id: int, near_threshold: int = DEFAULT_NEAR_THRESHOLD
 ) -> DatasetStats:
@@ -187,6 +203,7 @@ def dataset_stats(
         ).all()
         if cid is not None
     }
+    pixels = class_pixels(session, project_id)
     classes = session.exec(
         select(LabelClass)
         .where(LabelClass.project_id == project_id)
@@ -199,6 +216,7 @@ def dataset_stats(
             color=c.color,
             images=per_class.get(c.id, (0, 0))[0],
             annotations=per_class.get(c.id, (0, 0))[1],
+            pixels=pixels.get(c.id, 0) if pixels else None,
         )
         for c in classes
         if c.id is not None

@@ -252,14 +252,23 @@ def read_mask(
             warn(f"mask {geometry['path']!r}: colours outside the colour map set to ignore (255)")
         return out
     values = pixels.astype(np.int64)
+    unknown = []
     for value in np.unique(values):
         v = int(value)
         if v == IGNORE:
+            continue
+        if names and str(v) not in names and str(geometry.get("background")) != str(v):
+            unknown.append(v)  # a class map was given and does not name it: ignore
             continue
         name = names.get(str(v)) or ("background" if v == 0 else str(v))
         if str(geometry.get("background")) == str(v):
             name = "background"
         out[values == v] = book.add(name)
+    if unknown:
+        warn(
+            f"mask {geometry['path']!r}: class indices {unknown[:10]} are not in the class "
+            "map; those pixels set to ignore (255)"
+        )
     return out
 
 

@@ -88,6 +88,24 @@ class TaskSpec:
     # Evaluation result filters this task offers besides subset: "outcome" (correct/wrong),
     # "cell" (true/predicted class from match rows), "has_fp", "has_fn", "class".
     result_filters: tuple[str, ...] = ("outcome", "cell")
+    # Sort orders the per-image grid offers (value, title); values are
+    # app.services.evaluation_results.RESULT_SORTS ("cell": the largest match in the chosen
+    # confusion-matrix cell first).
+    result_sorts: tuple[tuple[str, str], ...] = (
+        ("confidence", "most confident"),
+        ("-confidence", "least confident"),
+        ("error", "most errors"),
+        ("loss", "highest loss"),
+        ("-loss", "lowest loss"),
+        ("image", "image id"),
+    )
+    # What a result's `score` and `error` mean on screen (detail facts, grid badge).
+    result_titles: dict[str, str] = field(
+        default_factory=lambda: {"score": "Confidence", "error": "Errors"}
+    )
+    # The shared result detail draws the image with `prediction_shapes`; False when the task's
+    # _result_detail.html draws its own viewer (layers, per-class toggles).
+    detail_overlay: bool = True
     # What the export's parity check compares and its tolerances, in a sentence (export page).
     parity_note: str = ""
     # Test-time augmentations the task's evaluation offers: (value, title).

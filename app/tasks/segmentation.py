@@ -1,10 +1,17 @@
-"""Semantic segmentation, the data half: a class for every pixel (index masks, 255 = ignore)."""
+"""Semantic segmentation, the data half: a class for every pixel (index masks, 255 = ignore).
+
+Background is an explicit class: a new project gets `background` at index 0 (a dataset's own
+map may name it), and every metric is reported with and without it, so the user sees which.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
-from app.tasks.registry import TaskSpec, register_task
+from pydantic import Field, StrictBool
+
+from app.tasks.hyperparams import Augmentations, TrainConfig, task_field
+from app.tasks.registry import MetricSpec, TaskSpec, register_task
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -13,10 +20,62 @@ if TYPE_CHECKING:
     from app.tasks.mapping import ClassBook, Mapped, Warn
 
 
+class SegmentationAugment(Augmentations):
+    """Geometric augmentations move the mask with the image (tv_tensors.Mask, nearest
+    interpolation); pixels a rotation or zoom-out brings in are ignore (255) in the mask."""
+
+    hflip: StrictBool = Field(True, description="Random horizontal flip (mask mirrored).")
+    rotation: float = Field(
+        0.0, ge=0, le=180, description="Random rotation, ± degrees (0-180; corners → ignore)."
+    )
+    color_jitter: float = Field(
+        0.2, ge=0, le=1, description="Brightness/contrast/saturation jitter strength (0-1)."
+    )
+    random_resized_crop: StrictBool = Field(
+        True,
+        description="Random crop of 50-100% of the image, resized back (objects at other "
+        "scales and positions).",
+    )
+
+
+class SegmentationConfig(TrainConfig):
+    augment: SegmentationAugment = Field(default_factory=SegmentationAugment)
+    dice_weight: float = Field(
+        0.5,
+        ge=0,
+        le=10,
+        description="Weight of the Dice loss added to cross-entropy (0 = cross-entropy only).",
+        **task_field(label="Dice weight"),
+    )
+    class_weights: Literal["none", "inverse_frequency", "sqrt_inverse_frequency"] = Field(
+        "none",
+        description="Cross-entropy class weights from the training masks' pixel counts "
+        "(rare classes count more); none = plain cross-entropy.",
+        **task_field(
+            titles={
+                "none": "None",
+                "inverse_frequency": "Inverse frequency",
+                "sqrt_inverse_frequency": "Square root of inverse frequency",
+            }
+        ),
+    )
+    decoder_channels: int | None = Field(
+        None,
+        ge=4,
+        le=1024,
+        description="Decoder width (ASPP / head channels; U-Net base width); empty = the "
+        "model's default (DeepLab 256, FCN 512, LRASPP 128, U-Net 16).",
+        **task_field(label="Decoder width"),
+    )
+
+
 def map_sample(
     sample: Sample, w: int, h: int, book: ClassBook, source_root: Path, warn: Warn
 ) -> list[Mapped]:
-    """One index mask per image: a mask file as given, or polygons and RLE painted in order."""
+    """One index mask per image: a mask file as given, or polygons and RLE painted in order.
+
+    A mask where every pixel is ignore (255) teaches nothing: the image is kept without a mask
+    and the import report says so."""
     import numpy as np
 
     from app.tasks import mapping as m
@@ -40,8 +99,22 @@ def map_sample(
                 continue
             canvas[region > 0] = book.add(s.label)
             painted = True
+    if painted and bool((canvas == m.IGNORE).all()):
+        warn("every mask pixel is ignore (255): the image is kept without a mask, training nothing")
+        return []
     return [m.Mapped("mask", None, {}, {}, canvas)] if painted else []
 
+
+METRICS = (
+    MetricSpec("miou", "mIoU, dataset-level (with background)", percent=True),
+    MetricSpec("miou_no_bg", "mIoU, dataset-level (without background)", percent=True),
+    MetricSpec("pixel_accuracy", "Pixel accuracy (with background)", percent=True),
+    MetricSpec("pixel_accuracy_no_bg", "Pixel accuracy (without background)", percent=True),
+    MetricSpec("dice", "Mean Dice (with background)", percent=True),
+    MetricSpec("dice_no_bg", "Mean Dice (without background)", percent=True),
+    MetricSpec("image_miou", "Per-image mIoU, averaged over images", percent=True),
+    MetricSpec("loss", "Loss (cross-entropy per pixel)", mode="min"),
+)
 
 register_task(
     TaskSpec(
@@ -51,7 +124,33 @@ register_task(
         annotation_kinds=("mask", "polygon"),
         badge_color="#16a34a",
         order=30,
+        features=frozenset(
+            {"projects", "import", "splits", "train", "evaluate", "export", "predict"}
+        ),
+        default_model="unet_small",
         primary_metric="val/miou",
+        curve_metrics=("val/miou", "val/miou_no_bg", "val/pixel_accuracy"),
+        metrics=METRICS,
+        summary_metric="miou",
+        config_model=SegmentationConfig,
+        config_defaults={"epochs": 20, "batch_size": 16, "lr": 3e-3, "warmup_epochs": 1.0},
+        result_filters=("cell", "class"),
+        result_sorts=(
+            ("-confidence", "lowest image mIoU first"),
+            ("confidence", "highest image mIoU first"),
+            ("error", "most misclassified pixels"),
+            ("loss", "highest loss"),
+            ("cell", "largest share of the chosen confusion"),
+            ("image", "image id"),
+        ),
+        result_titles={"score": "Image mIoU", "error": "Misclassified pixels"},
+        detail_overlay=False,
+        parity_note="fp32 formats need max |Δ logit| ≤ 1e-4 and argmax agreement ≥ 99.9 % of "
+        "pixels; INT8 needs ≥ 98 % pixel agreement and an mIoU drop ≤ 0.02.",
+        tta_options=(
+            ("hflip", "horizontal flip"),
+            ("multiscale", "multi-scale (0.75x, 1x, 1.25x)"),
+        ),
         map_sample=map_sample,
         implicit_classes=("background",),
     )

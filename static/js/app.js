@@ -102,6 +102,34 @@
         },
       };
     });
+    // An image's overlays (partials/_overlay.html with toggles): per-class visibility shared
+    // by shapes and mask overlays, one opacity slider, and optional layers by role (e.g. a
+    // segmentation result's predicted mask, truth and error map) that hide-<role> classes hide.
+    Alpine.data("overlayViewer", function (config) {
+      config = config || {};
+      return {
+        hidden: (config.hidden || []).slice(),
+        opacity: config.opacity || 0.7,
+        layers: Object.assign({}, config.layers || {}),
+        isVisible: function (classId) { return this.hidden.indexOf(classId) === -1; },
+        toggle: function (classId) {
+          var at = this.hidden.indexOf(classId);
+          if (at === -1) this.hidden.push(classId); else this.hidden.splice(at, 1);
+        },
+        // The server colors the mask; hidden classes are left transparent there.
+        maskHref: function (base) {
+          return base + (base.indexOf("?") === -1 ? "?" : "&") + "hide=" + this.hidden.join(",");
+        },
+        opacityLabel: function () { return Math.round(this.opacity * 100) + "%"; },
+        layerClass: function () {
+          var layers = this.layers;
+          return Object.keys(layers)
+            .filter(function (role) { return !layers[role]; })
+            .map(function (role) { return "hide-" + role; })
+            .join(" ");
+        },
+      };
+    });
     Alpine.data("tryPanel", function () {
       return {
         over: false,

@@ -1,4 +1,5 @@
-// Dataset page: the class-distribution chart and the image viewer's overlay toggles.
+// Dataset page: the class-distribution chart and the grid's overlay switch (the viewer's
+// overlay toggles are app.js's overlayViewer).
 (function () {
   "use strict";
 
@@ -32,21 +33,6 @@
   });
 
   document.addEventListener("alpine:init", function () {
-    // Per-class visibility (shared by shapes and mask overlays) and one opacity slider.
-    window.Alpine.data("overlayViewer", function (config) {
-      return {
-        hidden: (config.hidden || []).slice(),
-        opacity: 0.7,
-        isVisible: function (classId) { return this.hidden.indexOf(classId) === -1; },
-        toggle: function (classId) {
-          var at = this.hidden.indexOf(classId);
-          if (at === -1) this.hidden.push(classId); else this.hidden.splice(at, 1);
-        },
-        // The server colors the mask; hidden classes are left transparent there.
-        maskHref: function (base) { return base + "?hide=" + this.hidden.join(","); },
-        opacityLabel: function () { return Math.round(this.opacity * 100) + "%"; },
-      };
-    });
     // The grid's "overlays on thumbnails" switch, remembered in this browser.
     window.Alpine.data("gridOverlays", function () {
       return {

@@ -74,6 +74,8 @@
         form.reset();
         form.elements.true_class.value = String(trueClass);
         form.elements.predicted_class.value = String(predictedClass);
+        // Tasks that offer it open a cell with its largest matches first (most pixels).
+        if (form.querySelector('select[name="sort"] option[value="cell"]')) form.elements.sort.value = "cell";
         if (form.elements.subset) form.elements.subset.value = subset || "";  // the subset the matrix counted
         if (form.elements.outcome) form.elements.outcome.value = "";
         var section = document.getElementById("eval-images-section");

@@ -85,6 +85,8 @@ def _export(ctx: JobContext, export_id: int) -> dict[str, Any]:
         session.commit()
         checkpoint = ctx.storage.resolve(entry["path"])
         model = load_for_inference(checkpoint, device="cpu")
+        code = get_task_code(model.task)
+        limit = min(PARITY_LIMIT, code.parity_images(model))
         subset, rows = "none", []
         if experiment.split_id is not None:
             for subset in PARITY_SUBSETS:
@@ -93,7 +95,7 @@ def _export(ctx: JobContext, export_id: int) -> dict[str, Any]:
                     ctx.storage,
                     split_id=experiment.split_id,
                     subsets=[subset],
-                    limit=PARITY_LIMIT,
+                    limit=limit,
                 )
                 if rows:
                     break
@@ -122,7 +124,6 @@ def _export(ctx: JobContext, export_id: int) -> dict[str, Any]:
             "exported_at": utcnow().isoformat(),
         }
 
-    code = get_task_code(model.task)
     samples = samples_from_rows(rows)
     ctx.progress(1, 4, message=f"Preparing {len(samples)} {subset} images", force=True)
     tensors = []

@@ -33,6 +33,38 @@ def check(name: str, value: float | None, op: str, limit: float) -> dict[str, An
     return {"name": name, "value": value, "op": op, "limit": limit, "passed": passed}
 
 
+def metric_pair(checkpoint: float | None, export: float | None) -> dict[str, float | None]:
+    """The task's metric from the checkpoint's and from the export's outputs on the same
+    images, and export minus checkpoint (None where either could not be computed)."""
+    ref, exp = finite(checkpoint), finite(export)
+    delta = None if ref is None or exp is None else exp - ref
+    return {"metric_checkpoint": ref, "metric_export": exp, "metric_delta": delta}
+
+
+def report(
+    tolerances: Any,
+    *,
+    samples: int,
+    checks: list[dict[str, Any]],
+    measures: list[dict[str, Any]],
+    metric: str,
+    metrics: dict[str, float | None],
+    **figures: Any,
+) -> dict[str, Any]:
+    """The report every task returns: valid only when every check passed; `measures` are the
+    rows the export page shows, `figures` the task's own keys."""
+    return {
+        "valid": all(c["passed"] for c in checks),
+        "samples": samples,
+        "measures": measures,
+        **figures,
+        "metric": metric,
+        **metrics,
+        "checks": checks,
+        "tolerances": asdict(tolerances),
+    }
+
+
 def empty_report(tolerances: Any) -> dict[str, Any]:
     return {
         "valid": False,

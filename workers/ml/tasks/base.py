@@ -246,6 +246,11 @@ class TaskCode(ABC):
 
     # --- helpers tasks may override ---------------------------------------------------------
 
+    def parity_images(self, model: InferenceModel) -> int:
+        """How many images the export's parity check runs: both runs' outputs are held in
+        memory, so tasks with large outputs (a logit map per class) ask for fewer."""
+        return 256
+
     def batch_size_of(self, batch: Any) -> int:
         """Images in a training batch (for images/s); batches are (inputs, targets, ...)."""
         return len(batch[0])

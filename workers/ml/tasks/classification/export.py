@@ -9,12 +9,18 @@ Tolerances (stated in every report):
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
-from workers.ml.export.parity import Tolerances, check, empty_report, finite, max_abs_diff
+from workers.ml.export.parity import (
+    Tolerances,
+    check,
+    empty_report,
+    max_abs_diff,
+    metric_pair,
+    report,
+)
 from workers.ml.tasks.base import ExportModule, InferenceModel, Outputs, Sample
 from workers.ml.tasks.classification.decode import ClassificationDecoder
 
@@ -69,13 +75,12 @@ def parity(
     agreement = decoder.agreement(ref, cand, meta=meta)
     targets = targets_of(samples, list(meta["classes"]), bool(meta.get("multi_label")))
     labelled = [i for i, t in enumerate(targets) if t is not None]
-    metric_ref = metric_exp = delta = None
-    if labelled:
-        picked = [targets[i] for i in labelled]
-        metric_ref = finite(decoder.metric(ref[labelled], picked, meta=meta))
-        metric_exp = finite(decoder.metric(cand[labelled], picked, meta=meta))
-        if metric_ref is not None and metric_exp is not None:
-            delta = metric_exp - metric_ref
+    picked = [targets[i] for i in labelled]
+    metrics = metric_pair(
+        decoder.metric(ref[labelled], picked, meta=meta) if labelled else None,
+        decoder.metric(cand[labelled], picked, meta=meta) if labelled else None,
+    )
+    delta = metrics["metric_delta"]
     checks: list[dict[str, Any]] = []
     if tol.max_abs_diff is not None:
         checks.append(check("max_abs_diff", largest, "<=", tol.max_abs_diff))
@@ -84,11 +89,11 @@ def parity(
     if tol.max_metric_drop is not None:
         drop = None if delta is None else -delta
         checks.append(check("metric_drop", drop, "<=", tol.max_metric_drop))
-    return {
-        "valid": all(c["passed"] for c in checks),
-        "samples": len(reference),
-        "labelled": len(labelled),
-        "measures": [
+    return report(
+        tol,
+        samples=len(reference),
+        checks=checks,
+        measures=[
             {"key": "max_abs_diff", "title": "Max |Δ output|", "value": largest, "digits": 3},
             {"key": "mean_abs_diff", "title": "Mean |Δ output|", "value": mean, "digits": 3},
             {
@@ -98,13 +103,10 @@ def parity(
                 "percent": True,
             },
         ],
-        "max_abs_diff": largest,
-        "mean_abs_diff": mean,
-        "top1_agreement": agreement,
-        "metric": decoder.primary_metric,
-        "metric_checkpoint": metric_ref,
-        "metric_export": metric_exp,
-        "metric_delta": delta,
-        "checks": checks,
-        "tolerances": asdict(tol),
-    }
+        metric=decoder.primary_metric,
+        metrics=metrics,
+        labelled=len(labelled),
+        max_abs_diff=largest,
+        mean_abs_diff=mean,
+        top1_agreement=agreement,
+    )

@@ -16,14 +16,14 @@ to disagree on) and mAP is reported as unavailable, never a division by zero.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from workers.ml.export.parity import check, empty_report, finite
+from workers.ml.export.parity import check, empty_report, metric_pair, report
 from workers.ml.tasks.base import ExportModule, InferenceModel, Outputs, Sample
 from workers.ml.tasks.detection import metrics as det_metrics
 from workers.ml.tasks.detection.data import box_targets
@@ -148,9 +148,8 @@ def parity(
             score_diff = max(score_diff, float(abs(cand["scores"][c] - ref["scores"][r])))
     fraction = matched / total if total else 1.0
     truths = _truths(samples, meta)
-    map_ref = finite(_map50(reference, truths))
-    map_exp = finite(_map50(candidate, truths))
-    delta = None if map_ref is None or map_exp is None else map_exp - map_ref
+    metrics = metric_pair(_map50(reference, truths), _map50(candidate, truths))
+    delta = metrics["metric_delta"]
     checks = [check("matched_fraction", fraction, ">=", tol.min_matched)]
     if tol.max_box_diff is not None:
         checks.append(check("max_box_diff", box_diff, "<=", tol.max_box_diff))
@@ -166,12 +165,11 @@ def parity(
                 tol.max_map_delta,
             )
         )
-    return {
-        "valid": all(c["passed"] for c in checks),
-        "samples": len(reference),
-        "detections": total,
-        "compared_from_score": floor,
-        "measures": [
+    return report(
+        tol,
+        samples=len(reference),
+        checks=checks,
+        measures=[
             {
                 "key": "matched_fraction",
                 "title": "Boxes matched (IoU ≥ 0.5)",
@@ -192,13 +190,11 @@ def parity(
             },
             {"key": "detections", "title": "Detections compared", "value": total},
         ],
-        "matched_fraction": fraction,
-        "max_box_diff": box_diff,
-        "max_score_diff": score_diff,
-        "metric": "map50",
-        "metric_checkpoint": map_ref,
-        "metric_export": map_exp,
-        "metric_delta": delta,
-        "checks": checks,
-        "tolerances": asdict(tol),
-    }
+        metric="map50",
+        metrics=metrics,
+        detections=total,
+        compared_from_score=floor,
+        matched_fraction=fraction,
+        max_box_diff=box_diff,
+        max_score_diff=score_diff,
+    )
