@@ -14,6 +14,7 @@ from sqlmodel import Session
 from app.catalog import list_models
 from app.deps import get_session, get_storage
 from app.errors import Conflict, Invalid, NotFound
+from app.services import decisions as decision_service
 from app.services import experiments as service
 from app.services import jobs as job_service
 from app.storage import Storage
@@ -192,3 +193,39 @@ def events(
 
 # GET .../experiments/{experiment_id}/checkpoints is served by app/api/evaluations.py: only
 # the checkpoint files that exist, which is what evaluation and export can use.
+
+
+@router.get(BASE + "/{experiment_id}/decision", summary="Decision settings (e.g. a threshold)")
+def get_decision(
+    project_id: int, experiment_id: int, session: Session = Depends(get_session)
+) -> dict[str, Any]:
+    """How the trained model's outputs are read, changeable without retraining (anomaly
+    detection: `threshold` on the image score). `decision` holds the values in use, `trained`
+    those training calibrated on the validation subset; 409 for tasks without any."""
+    return decision_service.get_decision(
+        session, project_id=project_id, experiment_id=experiment_id
+    )
+
+
+@router.put(BASE + "/{experiment_id}/decision", summary="Change decision settings")
+def set_decision(
+    project_id: int,
+    experiment_id: int,
+    body: Any = Body(..., examples=[{"threshold": 0.42}]),
+    session: Session = Depends(get_session),
+) -> dict[str, Any]:
+    """Stored with the experiment: evaluations and exports made afterwards and the studio's
+    predictions use it (an export made before keeps the value in its metadata). Retraining
+    calibrates afresh and drops the change."""
+    return decision_service.set_decision(
+        session, project_id=project_id, experiment_id=experiment_id, data=_object(body)
+    )
+
+
+@router.delete(BASE + "/{experiment_id}/decision", summary="Restore the trained decision settings")
+def reset_decision(
+    project_id: int, experiment_id: int, session: Session = Depends(get_session)
+) -> dict[str, Any]:
+    return decision_service.reset_decision(
+        session, project_id=project_id, experiment_id=experiment_id
+    )

@@ -37,8 +37,10 @@ def list_images(
     query: Annotated[ImageQuery, Query()],
     session: Session = Depends(get_session),
 ) -> Page[ImageRead]:
-    """Filter by class, annotation presence, split and subset, attribute (key=value) and file
-    name; sort by name, date, size or class (prefix `-` for descending)."""
+    """Filter by class, annotation presence, split and subset, attribute (key=value), file
+    name and a numeric target's range (`target`, `target_min`, `target_max`; regression);
+    sort by name, date, size or class (prefix `-` for descending). Items carry `values`,
+    their numeric targets by name."""
     items, total = service.list_images(session=session, project_id=project_id, query=query)
     return Page(items=items, total=total, page=query.page, page_size=query.page_size)
 

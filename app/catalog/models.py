@@ -19,11 +19,15 @@ class ModelSpec:
     family: str
     params_m: float
     default_image_size: int
-    tasks: tuple[str, ...] = ("classification",)
+    # Image-level heads (a class or a value per image) go on every backbone.
+    tasks: tuple[str, ...] = ("classification", "regression")
     description: str = ""
     pretrained_source: str = ""
     speed: str = "medium"
     tags: tuple[str, ...] = field(default_factory=tuple)
+    # Methods that only work on pretrained features (feature-memory anomaly detectors): the
+    # backbone id whose local weights they need; offered only where the workers found them.
+    requires_pretrained: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -88,6 +92,53 @@ for _spec in (
         5.5,
         224,
         pretrained_source="torchvision",
+    ),
+    ModelSpec(
+        "anomaly_unet",
+        "Defect segmenter (self-supervised U-Net)",
+        "anomaly",
+        0.5,
+        128,
+        tasks=("anomaly",),
+        description="Learns from random initialisation on a CPU: a small U-Net finds blobs of "
+        "foreign texture pasted onto normal images (unsupervised), or real defects with BCE "
+        "(supervised). Score: the map's peak.",
+        speed="fast",
+    ),
+    ModelSpec(
+        "conv_autoencoder",
+        "Convolutional autoencoder (SSIM)",
+        "anomaly",
+        0.4,
+        64,
+        tasks=("anomaly",),
+        description="Learns from random initialisation: reconstructs normal images through a "
+        "bottleneck; the anomaly map is the SSIM and squared reconstruction error.",
+        speed="fast",
+    ),
+    ModelSpec(
+        "padim_resnet18",
+        "PaDiM (ResNet-18 features)",
+        "anomaly",
+        11.7,
+        128,
+        tasks=("anomaly",),
+        description="A Gaussian per feature-map position over pretrained ResNet-18 features of "
+        "normal images; the map is the Mahalanobis distance. No gradient training.",
+        pretrained_source="torchvision",
+        requires_pretrained="resnet18",
+    ),
+    ModelSpec(
+        "patchcore_resnet18",
+        "PatchCore (ResNet-18 features)",
+        "anomaly",
+        11.7,
+        128,
+        tasks=("anomaly",),
+        description="A memory bank of pretrained ResNet-18 patch features of normal images "
+        "(coreset); the map is each patch's distance to its nearest normal patch.",
+        pretrained_source="torchvision",
+        requires_pretrained="resnet18",
     ),
 ):
     register_model(_spec)

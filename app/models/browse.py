@@ -26,6 +26,11 @@ class ImageQuery(BaseModel):
     subset: str | None = Field(None, max_length=16)
     attr: str | None = Field(None, max_length=300, description="key=value on image attributes")
     q: str | None = Field(None, max_length=200, description="original file name contains")
+    target: str | None = Field(
+        None, max_length=100, description="numeric target to filter on (regression)"
+    )
+    target_min: float | None = Field(None, allow_inf_nan=False, description="target at least")
+    target_max: float | None = Field(None, allow_inf_nan=False, description="target at most")
     sort: ImageSort = "name"
 
 
@@ -45,6 +50,7 @@ class ImageRead(BaseModel):
     annotation_count: int
     file_url: str
     thumbnail_url: str
+    values: dict[str, float] = {}  # numeric targets by name (regression datasets)
 
 
 class AnnotationRead(BaseModel):
@@ -128,6 +134,19 @@ class DuplicateGroup(BaseModel):
     distance: int = 0  # near duplicates: the largest Hamming distance to the group's first
 
 
+class TargetHistogram(BaseModel):
+    """One numeric target's distribution over the dataset (regression)."""
+
+    name: str
+    count: int
+    min: float
+    max: float
+    mean: float
+    std: float
+    edges: list[float]
+    counts: list[int]
+
+
 class DatasetStats(BaseModel):
     image_count: int
     annotated_images: int
@@ -144,3 +163,4 @@ class DatasetStats(BaseModel):
     near_duplicate_threshold: int
     near_duplicates_checked: int  # images that had a perceptual hash
     near_duplicates_truncated: bool
+    target_histograms: list[TargetHistogram] = []

@@ -110,11 +110,35 @@ def list_results(
     count = select(func.count()).select_from(query.subquery())
     total = int(session.exec(count).one())
     rows = session.exec(query.order_by(*key).offset((page - 1) * page_size).limit(page_size)).all()
-    return [_read(result, name, project_id, w, h) for result, name, w, h in rows], total
+    experiment_id = evaluation.experiment_id
+    return [
+        _read(result, name, project_id, w, h, experiment_id) for result, name, w, h in rows
+    ], total
+
+
+def _with_hrefs(prediction: dict[str, Any], project_id: int, experiment_id: int) -> dict[str, Any]:
+    """Entries that name an evaluation artefact (`"artefact": "map-12.png"`, a file the task's
+    evaluation wrote) get its URL as `href`, so overlays draw them like any mask."""
+    out = dict(prediction)
+    for key in ("truth", "predicted"):
+        entries = prediction.get(key)
+        if isinstance(entries, list):
+            out[key] = [
+                {**e, "href": artefact_url(project_id, experiment_id, str(e["artefact"]))}
+                if isinstance(e, dict) and e.get("artefact")
+                else e
+                for e in entries
+            ]
+    return out
 
 
 def _read(
-    result: EvaluationResult, name: str, project_id: int, width: int, height: int
+    result: EvaluationResult,
+    name: str,
+    project_id: int,
+    width: int,
+    height: int,
+    experiment_id: int,
 ) -> EvaluationResultRead:
     return EvaluationResultRead(
         id=result.id,  # type: ignore[arg-type]
@@ -123,7 +147,7 @@ def _read(
         width=width,
         height=height,
         subset=result.subset,
-        prediction=result.prediction,
+        prediction=_with_hrefs(result.prediction or {}, project_id, experiment_id),
         score=result.score,
         loss=result.loss,
         error=result.error,
@@ -142,7 +166,14 @@ def get_result(
     image = session.get(Image, result.image_id)
     if image is None:
         raise not_found("result", result_id)
-    return _read(result, image.original_name, project_id, image.width, image.height)
+    return _read(
+        result,
+        image.original_name,
+        project_id,
+        image.width,
+        image.height,
+        evaluation.experiment_id,
+    )
 
 
 def confusion(

@@ -28,6 +28,7 @@ from app.db import utcnow
 from app.errors import Conflict, Invalid, not_found
 from app.models import Experiment, Job, JobQueue, JobStatus, MetricPoint, Project, Split
 from app.services import jobs as job_service
+from app.services import split_strata
 from app.storage import Storage
 from app.tasks import TaskSpec, get_task, list_tasks
 from app.tasks.hyperparams import validate_config
@@ -78,6 +79,16 @@ def _get_split(session: Session, project_id: int, split_id: int) -> Split:
     return split
 
 
+def check_data(session: Session, project: Project, split_id: int, config: dict[str, Any]) -> None:
+    """The task's check of the split's data before a run (a StudioError naming what is
+    missing, such as normal images for an anomaly detector or a varying target)."""
+    spec = get_task(project.task_type)
+    if spec.check_training is None or project.id is None:
+        return
+    rows = split_strata.subset_annotation_rows(session, project.id, split_id, ("train", "val"))
+    spec.check_training(rows, config)
+
+
 def resolve_config(data: dict[str, Any], task: str) -> dict[str, Any]:
     """Validate hyperparameters against the task's recipe model and fill the model's default
     image size."""
@@ -117,6 +128,7 @@ def create_experiment(session: Session, project_id: int, body: dict[str, Any]) -
     overrides = {k: v for k, v in body.items() if k not in {"name", "split_id", "description"}}
     config = resolve_config(overrides, project.task_type)
     _get_split(session, project_id, data.split_id)
+    check_data(session, project, data.split_id, config)
     _ensure_unique_name(session, project_id, data.name)
     experiment = Experiment(
         project_id=project_id,
@@ -319,6 +331,8 @@ def start_training(
             "resume with a higher epochs value.",
             code="nothing_to_resume",
         )
+    if not resume and experiment.split_id is not None:
+        check_data(session, project, experiment.split_id, experiment.config)
     experiment.status = "queued"
     experiment.finished_at = None
     return job_service.submit_job_for(

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from app.errors import Invalid
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from app.tasks.hyperparams import TrainConfig
     from app.tasks.mapping import ClassBook, Mapped, Warn
 
@@ -50,6 +52,9 @@ class AnnotationRow:
 MapSample = Callable[..., "list[Mapped]"]
 # Every annotation of a project -> the stratification tokens of each image.
 Stratify = Callable[[list[AnnotationRow]], dict[int, set[str]]]
+# Before training: the annotations of a split's subsets ({"train": [...], "val": [...]}) and
+# the resolved recipe; raises a StudioError naming what the data lacks (nothing to learn).
+CheckTraining = Callable[[dict[str, list[AnnotationRow]], dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,29 @@ class TaskSpec:
     # Built-in sample datasets a project of this task can import (name -> description).
     samples: dict[str, str] = field(default_factory=dict)
     # Splits: tokens to stratify on; None stratifies on the classes present in each image.
+    # `strata_title` names them on the split pages ("classes", "target bins"); images showing
+    # a token of `kept_out_of_train` go to val/test only unless a split request says otherwise
+    # (anomaly detection keeps defects out of train).
     stratify: Stratify | None = None
+    strata_title: str = "classes"
+    kept_out_of_train: tuple[str, ...] = ()
+    # Training: a check of the split's data before a run is queued (None: no check).
+    check_training: CheckTraining | None = None
+    # Settings a trained model's outputs are read with that may change without retraining
+    # (an anomaly threshold): a pydantic model; the experiment stores them (app.services.
+    # decisions), evaluation and export read them, prediction passes them as options.
+    decision_model: type[BaseModel] | None = None
+    # Evaluation grid: sort choices (app.services.evaluation_results.RESULT_SORTS values) and
+    # whether a result's score is a 0-1 share (shown as %) or a raw number.
+    result_sorts: tuple[tuple[str, str], ...] = (
+        ("confidence", "most confident"),
+        ("-confidence", "least confident"),
+        ("error", "most errors"),
+        ("loss", "highest loss"),
+        ("-loss", "lowest loss"),
+        ("image", "image id"),
+    )
+    score_percent: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def defaults(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from app.db import utcnow
 from app.errors import Conflict, NotFound
 from app.models import Experiment, Export
 from app.services import annotations as annotation_service
+from app.services import decisions as decision_service
 from app.storage import atomic_write_json
 from app.tasks import get_task
 from workers.context import JobCancelled, JobContext
@@ -85,6 +86,8 @@ def _export(ctx: JobContext, export_id: int) -> dict[str, Any]:
         session.commit()
         checkpoint = ctx.storage.resolve(entry["path"])
         model = load_for_inference(checkpoint, device="cpu")
+        # Decision settings changed since training (a threshold) go into the metadata.
+        model.info.update(decision_service.decision_for_experiment(session, experiment.id or 0))
         subset, rows = "none", []
         if experiment.split_id is not None:
             for subset in PARITY_SUBSETS:
