@@ -110,7 +110,7 @@ def apply_defect(
 
 @generator(
     "anomaly",
-    tiny={"model": "conv_autoencoder", "epochs": 2, "image_size": 32, "batch_size": 8},
+    tiny={"model": "anomaly_unet", "epochs": 2, "image_size": 32, "batch_size": 8},
 )
 def write(root: Path, *, images: int, size: int, seed: int = 0) -> dict[str, Any]:
     rng = np.random.default_rng(seed)

@@ -2,8 +2,9 @@
 the threshold, its rule and the score/map ranges travel in the metadata. And the parity check.
 
 Tolerances (stated in every report), with R the score range seen in validation:
-- fp32 (onnx, torchscript): max |Δ score| ≤ 1e-4 R and max |Δ map| ≤ 1e-4 R (the map is on
-  the score's scale); where the compared images hold both classes, image AUROC within 0.005.
+- fp32 (onnx, torchscript): max |Δ score| ≤ 1e-4 R, and max |Δ map| ≤ 1e-3 R for single
+  map pixels (the map is on the score's scale); where the compared images hold both classes,
+  image AUROC within 0.005.
 - onnx_int8: quantisation changes outputs by design: verdicts at the threshold agree on
   ≥ 95 % of the images and the AUROC drops by at most 0.02.
 """
@@ -20,6 +21,7 @@ from workers.ml.tasks.anomaly.metrics import auroc
 from workers.ml.tasks.base import ExportModule, InferenceModel, Outputs, Sample
 
 RELATIVE = {"onnx": 1e-4, "torchscript": 1e-4}
+MAP_RELATIVE = 1e-3  # single map pixels (SSIM divides small variances): looser than scores
 AUROC_CHANGE = {"onnx": 0.005, "torchscript": 0.005, "onnx_int8": 0.02}
 MIN_AGREEMENT = 0.95
 
@@ -48,6 +50,7 @@ def parity(
 ) -> dict[str, Any]:
     tolerances = {
         "relative_diff": RELATIVE.get(fmt),
+        "map_relative_diff": MAP_RELATIVE if fmt in RELATIVE else None,
         "auroc_change": AUROC_CHANGE[fmt],
         "verdict_agreement": MIN_AGREEMENT if fmt not in RELATIVE else None,
     }
@@ -76,7 +79,7 @@ def parity(
     checks: list[dict[str, Any]] = []
     if fmt in RELATIVE:
         checks.append(check("score_diff_relative", score_diff / scale, "<=", RELATIVE[fmt]))
-        checks.append(check("map_diff_relative", map_diff / scale, "<=", RELATIVE[fmt]))
+        checks.append(check("map_diff_relative", map_diff / scale, "<=", MAP_RELATIVE))
     else:
         checks.append(check("verdict_agreement", agreement, ">=", MIN_AGREEMENT))
     if delta is not None:

@@ -93,19 +93,22 @@ class DefectUNet(nn.Module):
 
 
 def ssim_map(a: torch.Tensor, b: torch.Tensor, window: int = 7) -> torch.Tensor:
-    """Per-pixel SSIM of two [N, C, H, W] images in 0-1 (mean filter window)."""
+    """Per-pixel SSIM of two [N, C, H, W] images in 0-1 (mean filter window). Variances are
+    taken around mid-grey, which keeps float32 cancellation small (an exported model then
+    matches the checkpoint closely)."""
     c1, c2 = 0.01**2, 0.03**2
 
     def mean(t: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(t, window, 1, window // 2, count_include_pad=False)
 
-    mu_a, mu_b = mean(a), mean(b)
-    var_a = mean(a * a) - mu_a**2
-    var_b = mean(b * b) - mu_b**2
-    cov = mean(a * b) - mu_a * mu_b
-    return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
-        (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
-    )
+    a0, b0 = a - 0.5, b - 0.5
+    m_a, m_b = mean(a0), mean(b0)
+    var_a = (mean(a0 * a0) - m_a**2).clamp_min(0)
+    var_b = (mean(b0 * b0) - m_b**2).clamp_min(0)
+    cov = mean(a0 * b0) - m_a * m_b
+    mu_a, mu_b = m_a + 0.5, m_b + 0.5
+    luminance = (2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1)
+    return luminance * (2 * cov + c2) / (var_a + var_b + c2)
 
 
 def _down(cin: int, cout: int) -> nn.Sequential:
