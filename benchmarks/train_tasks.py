@@ -88,7 +88,9 @@ def split(task: str, samples: list[Sample], seed: int) -> dict[str, list[Sample]
         ]
         tokens = spec.stratify(rows)
     else:
-        tokens = {s.image_id: {a.class_name for a in s.annotations if a.class_name} for s in samples}
+        tokens = {
+            s.image_id: {a.class_name for a in s.annotations if a.class_name} for s in samples
+        }
     items = [
         Item(
             sha256=hashlib.sha256(s.path.read_bytes()).hexdigest(),
@@ -199,9 +201,7 @@ def main() -> None:
         json.dumps(
             {
                 "summary": spec.summary_metric,
-                "median": statistics.median(
-                    r["test"].get(spec.summary_metric, 0.0) for r in runs
-                ),
+                "median": statistics.median(r["test"].get(spec.summary_metric, 0.0) for r in runs),
                 "train_seconds": [r["train_seconds"] for r in runs],
                 "seconds_per_step": [r["seconds_per_step"] for r in runs],
                 "overrides": overrides,

@@ -16,6 +16,7 @@ from app.deps import get_session, get_storage
 from app.errors import Conflict, Invalid, NotFound
 from app.services import decisions as decision_service
 from app.services import experiments as service
+from app.services import hardware
 from app.services import jobs as job_service
 from app.storage import Storage
 from app.tasks import get_task
@@ -35,11 +36,16 @@ def _object(body: Any) -> dict[str, Any]:
 @router.get("/catalog/models", summary="Models available for a task")
 def catalog_models(
     task: str | None = Query(None, max_length=40, description="A task key; all when absent"),
+    storage: Storage = Depends(get_storage),
 ) -> dict[str, Any]:
-    """Ids, titles, families, tasks, parameter counts (millions) and default image sizes."""
+    """Ids, titles, families, tasks, parameter counts (millions) and default image sizes;
+    `unavailable` says why a model cannot train on these workers (feature-memory anomaly
+    methods without local pretrained weights), null when it can."""
     if task is not None:
         get_task(task)  # 422 naming the task types when unknown
-    items = [m.as_dict() for m in list_models(task)]
+    models = list_models(task)
+    reasons = hardware.model_availability(storage, models)
+    items = [{**m.as_dict(), "unavailable": reasons.get(m.id)} for m in models]
     return {"items": items, "total": len(items), "page": 1, "page_size": len(items)}
 
 

@@ -8,10 +8,12 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlmodel import Session
 
 from app.catalog import list_models
-from app.deps import get_session
+from app.deps import get_session, get_storage
 from app.errors import Invalid
 from app.services import experiments as service
+from app.services import hardware
 from app.services import projects as project_service
+from app.storage import Storage
 from app.tasks import get_task, list_tasks
 from app.tasks.hyperparams import APPLIES_WHEN, form_fields
 from app.templating import render
@@ -71,7 +73,9 @@ def form_to_body(form: dict[str, Any], task: str) -> dict[str, Any]:
     return body
 
 
-def _page_context(session: Session, project_id: int) -> dict[str, Any]:
+def _page_context(
+    session: Session, project_id: int, storage: Storage | None = None
+) -> dict[str, Any]:
     project = project_service.get_project(session=session, project_id=project_id)
     read = project_service.read_project(session=session, project=project)
     splits = service.splits_for_training(session, project_id)
@@ -88,6 +92,9 @@ def _page_context(session: Session, project_id: int) -> dict[str, Any]:
         "trainable": [t.title for t in list_tasks() if t.supports("train")],
         "experiments": [service.read_experiment(e) for e in experiments],
         "models": list_models(project.task_type),
+        "unavailable": hardware.model_availability(storage, list_models(project.task_type))
+        if storage is not None
+        else {},
         "task_spec": get_task(project.task_type),
         "form": _task_form(project.task_type),
         **nav_context(read, "training"),
@@ -96,9 +103,14 @@ def _page_context(session: Session, project_id: int) -> dict[str, Any]:
 
 @router.get("/projects/{project_id}/training")
 def training_page(
-    request: Request, project_id: int, session: Session = Depends(get_session)
+    request: Request,
+    project_id: int,
+    session: Session = Depends(get_session),
+    storage: Storage = Depends(get_storage),
 ) -> Response:
-    return render(request, "pages/training/index.html", **_page_context(session, project_id))
+    return render(
+        request, "pages/training/index.html", **_page_context(session, project_id, storage)
+    )
 
 
 @router.get("/projects/{project_id}/training/list")

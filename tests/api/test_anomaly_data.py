@@ -5,6 +5,8 @@ training images cannot train, supervised mode needs anomalies, and the decision 
 
 from __future__ import annotations
 
+import re
+
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
@@ -167,3 +169,29 @@ def test_threshold_is_read_changed_and_restored_without_retraining(
         409,
         "no_decision_settings",
     )
+
+
+def test_feature_memory_methods_are_offered_only_with_local_pretrained_weights(
+    client: TestClient, session: Session, storage: Storage
+) -> None:
+    from app.storage import atomic_write_json
+
+    def catalog() -> dict[str, str | None]:
+        items = client.get("/api/catalog/models", params={"task": "anomaly"}).json()["items"]
+        return {m["id"]: m["unavailable"] for m in items}
+
+    unknown = catalog()  # no worker has looked yet
+    assert unknown["anomaly_unet"] is None and unknown["conv_autoencoder"] is None
+    assert "no worker has looked yet" in (unknown["padim_resnet18"] or "")
+    atomic_write_json(storage.hardware_path, {"cuda": False, "pretrained": []})
+    missing = catalog()
+    assert "needs pretrained resnet18 weights" in (missing["patchcore_resnet18"] or "")
+    project = anomaly_project(session, storage, normal=4, anomalous=1)
+    client.post(f"/api/projects/{project.id}/splits", json={"name": "s"})
+    page = client.get(f"/projects/{project.id}/training").text
+    assert re.search(r'<option value="padim_resnet18"\s+disabled', page)
+    assert "unavailable: needs pretrained resnet18 weights" in page
+    atomic_write_json(storage.hardware_path, {"cuda": False, "pretrained": ["resnet18"]})
+    assert catalog()["padim_resnet18"] is None
+    page = client.get(f"/projects/{project.id}/training").text
+    assert not re.search(r'<option value="padim_resnet18"\s+disabled', page)
