@@ -135,6 +135,9 @@
         var all = this.normal.concat(this.anomalous, [this.threshold]);
         var lo = Math.min.apply(null, all), hi = Math.max.apply(null, all);
         if (hi <= lo) hi = lo + 1;
+        // a margin on both sides, so the line can pass every score (nothing flagged) or none
+        var pad = (hi - lo) * 0.03;
+        lo -= pad; hi += pad;
         var n = 40, width = (hi - lo) / n;
         function hist(values) {
           var out = new Array(n).fill(0);
