@@ -19,7 +19,7 @@ from app.models import Annotation
 from app.models.browse import TargetHistogram
 
 VALUE = "value"
-HISTOGRAM_BINS = 20
+HISTOGRAM_BINS = 12
 
 
 def names_of(geometry: dict[str, Any]) -> list[str]:

@@ -163,7 +163,10 @@
           ] },
           options: {
             animation: false, responsive: true, maintainAspectRatio: false,
-            scales: { x: axis("anomaly score", { min: lo, max: hi }), y: axis("images", { beginAtZero: true }) },
+            scales: {
+              x: axis("anomaly score", { min: lo, max: hi, ticks: { maxTicksLimit: 6, callback: function (v) { return Number(v).toPrecision(3); } } }),
+              y: axis("images", { beginAtZero: true, ticks: { precision: 0 } }),
+            },
             plugins: { legend: { position: "bottom" }, tooltip: { enabled: false } },
           },
           plugins: [line],
