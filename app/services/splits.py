@@ -201,12 +201,12 @@ def _summaries(planned: _Planned, items: list[Item]) -> list[SubsetSummary]:
 
 
 def _check_subsets(
-    plan: _Plan, planned: _Planned, wanted: dict[str, float], held: set[str] | None = None
+    plan: _Plan, planned: _Planned, wanted: dict[str, float], kept: set[str] | None = None
 ) -> None:
-    """Warn about classes missing from a subset and subsets far from their ratio; `held`
+    """Warn about classes missing from a subset and subsets far from their ratio; `kept`
     classes are meant to be missing from train."""
     items = plan.data.items
-    held_set = held or set()
+    kept_set = kept or set()
     prefix = f"{planned.name}: " if planned.family else ""
     summaries = _summaries(planned, items)
     totals = class_counts(items, sorted({i for i, _, _ in planned.members}))
@@ -218,7 +218,7 @@ def _check_subsets(
         missing = [
             c
             for c in sorted(totals)
-            if summary.classes.get(c, 0) == 0 and not (summary.subset == "train" and c in held_set)
+            if summary.classes.get(c, 0) == 0 and not (summary.subset == "train" and c in kept_set)
         ]
         if missing:
             shown = ", ".join(missing[:10]) + (" …" if len(missing) > 10 else "")
@@ -335,15 +335,15 @@ def _plan(session: Session, project_id: int, request: SplitRequest) -> _Plan:
     n = len(items)
     strategy = request.strategy
     members: list[Member] = []
-    held = kept_out(task, request.keep_out_of_train) & set(data.classes)
-    if held and strategy != "predefined":
-        count = sum(1 for item in items if held & item.labels)
+    kept = kept_out(task, request.keep_out_of_train) & set(data.classes)
+    if kept and strategy != "predefined":
+        count = sum(1 for item in items if kept & item.labels)
         _warn(
             plan.warnings,
             "kept_out_of_train",
-            f"{count} images showing {', '.join(sorted(held))} are kept out of train (val and "
+            f"{count} images showing {', '.join(sorted(kept))} are kept out of train (val and "
             "test only); pass keep_out_of_train=[] to let them in",
-            classes=sorted(held),
+            classes=sorted(kept),
             images=count,
         )
 
@@ -428,7 +428,7 @@ def _plan(session: Session, project_id: int, request: SplitRequest) -> _Plan:
                     if a in position and b in position
                 ],
             )
-            per_unit = stratify_keeping_out(rest_units, ratios, request.seed, held)
+            per_unit = stratify_keeping_out(rest_units, ratios, request.seed, kept)
             subsets = expand(rest_units, per_unit, len(rest_items))
             members = [(i, "test", None) for i in unit.members]
             members += [(rest_index[j], subsets[j], None) for j in range(len(rest_items))]
@@ -439,8 +439,8 @@ def _plan(session: Session, project_id: int, request: SplitRequest) -> _Plan:
             plan.splits.append(planned)
             # the ratios apply to the images that are not held out
             rest_share = len(rest_items) / n
-            expected = expected_shares(rest_units, ratios, held)
-            _check_subsets(plan, planned, {k: v * rest_share for k, v in expected.items()}, held)
+            expected = expected_shares(rest_units, ratios, kept)
+            _check_subsets(plan, planned, {k: v * rest_share for k, v in expected.items()}, kept)
         return plan
 
     units = build_units(items, near_pairs=near_pairs, by_group=group_attribute is not None)
@@ -448,10 +448,10 @@ def _plan(session: Session, project_id: int, request: SplitRequest) -> _Plan:
     if strategy in KFOLD_STRATEGIES:
         k = request.k
         test_ratio = request.test_ratio
-        if held and test_ratio <= 0:
+        if kept and test_ratio <= 0:
             raise Invalid(
                 f"k-fold trains on every image outside test, but images showing "
-                f"{', '.join(sorted(held))} must stay out of train; give test_ratio > 0 (they "
+                f"{', '.join(sorted(kept))} must stay out of train; give test_ratio > 0 (they "
                 "go to test) or pass keep_out_of_train=[].",
                 code="nowhere_to_keep_out",
             )
@@ -460,7 +460,7 @@ def _plan(session: Session, project_id: int, request: SplitRequest) -> _Plan:
                 units, {"pool": 1 - test_ratio, "test": test_ratio}, request.seed
             )
             outer = [
-                "test" if held & set(unit.labels) else o
+                "test" if kept & set(unit.labels) else o
                 for unit, o in zip(units, outer, strict=True)
             ]
         else:
@@ -487,10 +487,10 @@ def _plan(session: Session, project_id: int, request: SplitRequest) -> _Plan:
         plan.splits.append(planned)
         pool_size = sum(unit.size for unit in pool_units)
         _warn_large_units(plan, units, {"a validation fold": pool_size / k}, what)
-        _check_subsets(plan, planned, {}, held)
+        _check_subsets(plan, planned, {}, kept)
         return plan
 
-    per_unit = stratify_keeping_out(units, ratios, request.seed, held)
+    per_unit = stratify_keeping_out(units, ratios, request.seed, kept)
     subsets = expand(units, per_unit, n)
     planned = _Planned(
         name=name,
@@ -500,7 +500,7 @@ def _plan(session: Session, project_id: int, request: SplitRequest) -> _Plan:
     )
     plan.splits.append(planned)
     _warn_large_units(plan, units, {s: r * n for s, r in ratios.items()}, what)
-    _check_subsets(plan, planned, expected_shares(units, ratios, held), held)
+    _check_subsets(plan, planned, expected_shares(units, ratios, kept), kept)
     return plan
 
 

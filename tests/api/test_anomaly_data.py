@@ -195,3 +195,25 @@ def test_feature_memory_methods_are_offered_only_with_local_pretrained_weights(
     assert catalog()["padim_resnet18"] is None
     page = client.get(f"/projects/{project.id}/training").text
     assert not re.search(r'<option value="padim_resnet18"\s+disabled', page)
+
+
+def test_leave_one_group_out_keeps_anomalies_out_of_every_train(
+    client: TestClient, session: Session, storage: Storage
+) -> None:
+    project = make_project(session, name="Lines", task_type="anomaly")
+    assert project.id is not None
+    for index in range(24):
+        label = "anomalous" if index % 4 == 0 else "normal"
+        make_image(
+            session, storage, project.id, labels=[label], attributes={"line": f"L{index % 3}"}
+        )
+    response = client.post(
+        f"/api/projects/{project.id}/splits/preview",
+        json={"strategy": "leave_one_group_out", "group_attribute": "line"},
+    )
+    assert response.status_code == 200, response.text
+    planned = response.json()["splits"]
+    assert len(planned) == 3
+    for split in planned:
+        subsets = {s["subset"]: s["classes"] for s in split["subsets"]}
+        assert "anomalous" not in subsets["train"] and subsets["test"].get("anomalous")
