@@ -100,21 +100,24 @@ def set_decision(
             code="invalid_decision",
             details={"fields": [{"field": ".".join(map(str, e["loc"]))} for e in error.errors()]},
         ) from None
-    provenance = dict(experiment.provenance or {})
-    provenance[OVERRIDE] = values.model_dump()
-    experiment.provenance = provenance
-    flag_modified(experiment, "provenance")
-    session.add(experiment)
-    session.commit()
-    session.refresh(experiment)
-    return read_decision(experiment, task)
+    return _store(session, experiment, task, values.model_dump())
 
 
 def reset_decision(session: Session, *, project_id: int, experiment_id: int) -> dict[str, Any]:
     """Back to the values training calibrated."""
     experiment, task = _experiment(session, project_id, experiment_id)
+    return _store(session, experiment, task, None)
+
+
+def _store(
+    session: Session, experiment: Experiment, task: str, override: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Write (or, with None, remove) the override in the experiment's provenance."""
     provenance = dict(experiment.provenance or {})
-    provenance.pop(OVERRIDE, None)
+    if override is None:
+        provenance.pop(OVERRIDE, None)
+    else:
+        provenance[OVERRIDE] = override
     experiment.provenance = provenance
     flag_modified(experiment, "provenance")
     session.add(experiment)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.errors import Invalid
-from app.tasks.hyperparams import Augmentations, TrainConfig, task_field
+from app.tasks.hyperparams import StillAugmentations, TrainConfig, task_field
 from app.tasks.registry import AnnotationRow, MetricSpec, TaskSpec, register_task
 
 if TYPE_CHECKING:
@@ -28,15 +28,11 @@ NORMAL, ANOMALOUS = "normal", "anomalous"
 CLASSES = (NORMAL, ANOMALOUS)
 
 
-class AnomalyAugment(Augmentations):
-    """Lighter defaults than classification: a rotated or mirrored surface may be exactly what
-    a defect looks like (a scratch in the wrong direction), so no geometric change by default."""
-
-    rotation: float = Field(0.0, ge=0, le=180, description="Random rotation, ± degrees (0-180).")
-
-
 class AnomalyConfig(TrainConfig):
-    augment: AnomalyAugment = Field(default_factory=AnomalyAugment)
+    """Lighter augmentation than classification: no geometric change by default, since a
+    rotated or mirrored surface may be exactly what a defect looks like."""
+
+    augment: StillAugmentations = Field(default_factory=StillAugmentations)
     mode: Literal["auto", "unsupervised", "supervised"] = Field(
         "auto",
         description="unsupervised learns from normal images only; supervised trains a binary "

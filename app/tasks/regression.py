@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, StrictBool
 
 from app.errors import Invalid
-from app.tasks.hyperparams import Augmentations, TrainConfig, task_field
+from app.tasks.hyperparams import StillAugmentations, TrainConfig, task_field
 from app.tasks.registry import AnnotationRow, MetricSpec, TaskSpec, register_task
 
 if TYPE_CHECKING:
@@ -27,15 +27,8 @@ MAX_BINS = 5
 IMAGES_PER_BIN = 10
 
 
-class RegressionAugment(Augmentations):
-    """No geometric change by default: a rotated or mirrored image may change the quantity
-    (an angle, a position) the targets measure."""
-
-    rotation: float = Field(0.0, ge=0, le=180, description="Random rotation, ± degrees (0-180).")
-
-
 class RegressionConfig(TrainConfig):
-    augment: RegressionAugment = Field(default_factory=RegressionAugment)
+    augment: StillAugmentations = Field(default_factory=StillAugmentations)
     loss: Literal["mse", "l1", "huber"] = Field(
         "mse",
         description="mse (squared error), l1 (absolute error) or huber (squared near zero, "
@@ -174,7 +167,7 @@ register_task(
         metrics=METRICS,
         summary_metric="r2",
         config_model=RegressionConfig,
-        config_defaults={"epochs": 30, "batch_size": 32, "lr": 3e-3},
+        config_defaults={"epochs": 30, "batch_size": 32, "lr": 3e-3, "image_size": 64},
         result_filters=(),
         result_sorts=(
             ("error", "largest error"),

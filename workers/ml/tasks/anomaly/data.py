@@ -14,7 +14,7 @@ from PIL import Image
 from workers.ml.data import load_image
 from workers.ml.tasks.anomaly.labels import label_of, mask_file
 from workers.ml.tasks.base import Sample
-from workers.ml.transforms import to_normalized_tensor
+from workers.ml.transforms import augmentation, to_normalized_tensor
 
 
 def load_mask(sample: Sample, size: int) -> tuple[np.ndarray, bool]:
@@ -42,7 +42,7 @@ class AnomalyDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
         self.samples = list(samples)
         self.size = size
         self.mean, self.std = mean, std
-        self.ops = _joint_ops(size, augment) if augment else None
+        self.ops = augmentation(size, augment) if augment else None
         self._cache: dict[int, tuple[Image.Image, np.ndarray, bool]] = {}
 
     def __len__(self) -> int:
@@ -72,23 +72,3 @@ class AnomalyDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
             torch.tensor(float(known)),
             torch.tensor(index),
         )
-
-
-def _joint_ops(size: int, augment: dict[str, Any]) -> Any:
-    """torchvision v2 transforms applied to the image and its mask alike (colour to the image
-    only); None when the recipe asks for none."""
-    from torchvision.transforms import v2
-
-    ops: list[Any] = []
-    if augment.get("random_resized_crop"):
-        ops.append(v2.RandomResizedCrop(size, scale=(0.7, 1.0), antialias=True))
-    if augment.get("hflip"):
-        ops.append(v2.RandomHorizontalFlip())
-    if augment.get("vflip"):
-        ops.append(v2.RandomVerticalFlip())
-    if augment.get("rotation"):
-        ops.append(v2.RandomRotation(float(augment["rotation"])))
-    strength = float(augment.get("color_jitter") or 0.0)
-    if strength > 0:
-        ops.append(v2.ColorJitter(strength, strength, strength))
-    return v2.Compose(ops) if ops else None

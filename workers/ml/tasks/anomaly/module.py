@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from workers.ml.module import StudioModule
-from workers.ml.tasks.anomaly.metrics import at_threshold, aupro, auroc, calibrate, pixel_auroc
+from workers.ml.tasks.anomaly.metrics import at_threshold, auroc, calibrate, pixel_auroc
 from workers.ml.tasks.anomaly.nets import MEMORY_METHODS, build_detector, peak
 from workers.ml.tasks.anomaly.synth import paste_defects
 from workers.ml.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -71,8 +71,11 @@ def calibration_of(
     }
     with_masks = known.astype(bool)
     if with_masks.any() and masks[with_masks].any():
-        metrics["pixel_auroc"] = pixel_auroc(maps[with_masks], masks[with_masks])
-        metrics["aupro"] = aupro(maps[with_masks], masks[with_masks])
+        # Every 4th pixel each way: the curve tracks pixel AUROC at 1/16 of the cost; AUPRO
+        # (slower, per defect region) is left to the evaluation.
+        metrics["pixel_auroc"] = pixel_auroc(
+            maps[with_masks][:, ::4, ::4], masks[with_masks][:, ::4, ::4]
+        )
     facts = {
         "threshold": threshold,
         "threshold_rule": found["rule"],
