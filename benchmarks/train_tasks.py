@@ -141,6 +141,7 @@ def run(task: str, folder: Path, fmt: str, seed: int, overrides: dict[str, Any])
     epochs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as out:
         started = time.monotonic()
+        cpu_started = time.process_time()
 
         def report(event: dict[str, Any]) -> None:
             if event["type"] == "epoch":
@@ -148,6 +149,7 @@ def run(task: str, folder: Path, fmt: str, seed: int, overrides: dict[str, Any])
 
         result = fit(FitRequest(task, config, classes, prepared, Path(out)), report)
         seconds = time.monotonic() - started
+        cpu = time.process_time() - cpu_started
         model = load_for_inference(Path(out) / "best.ckpt")
         outcome = code.evaluate(model, prepared.samples["test"], options={})
     aggregate = outcome.aggregate
@@ -168,6 +170,11 @@ def run(task: str, folder: Path, fmt: str, seed: int, overrides: dict[str, Any])
             for m in spec.metrics
             if isinstance(aggregate.get(m.key), float)
         },
+        "per_target": {
+            row["target"]: round(row["r2"], 4) if row["r2"] is not None else None
+            for row in aggregate.get("per_target", [])
+        },
+        "process_cpu_seconds": round(cpu, 1),
         "curve": [
             {k: round(v, 4) for k, v in e.items() if k in ("epoch", spec.primary_metric)}
             for e in epochs

@@ -98,7 +98,7 @@ for _spec in (
         "Defect segmenter (self-supervised U-Net)",
         "anomaly",
         0.5,
-        128,
+        96,
         tasks=("anomaly",),
         description="Learns from random initialisation on a CPU: a small U-Net finds blobs of "
         "foreign texture pasted onto normal images (unsupervised), or real defects with BCE "

@@ -2,7 +2,7 @@
 threshold on the validation subset at every epoch.
 
 - anomaly_unet, unsupervised: synthetic defects on normal images; pixel BCE + Dice on their
-  masks and BCE on the image logit (the map's peak).
+  masks.
 - anomaly_unet, supervised: real labels, BCEWithLogits on the image logit (a binary
   classifier), plus pixel BCE where a defect mask (or a normal image) says where.
 - conv_autoencoder: squared + SSIM reconstruction error of normal images.
@@ -24,7 +24,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from workers.ml.module import StudioModule
 from workers.ml.tasks.anomaly.metrics import at_threshold, auroc, calibrate, pixel_auroc
-from workers.ml.tasks.anomaly.nets import MEMORY_METHODS, build_detector, peak
+from workers.ml.tasks.anomaly.nets import MEMORY_METHODS, build_detector, defect_map, peak
 from workers.ml.tasks.anomaly.synth import paste_defects
 from workers.ml.transforms import IMAGENET_MEAN, IMAGENET_STD
 
@@ -113,6 +113,8 @@ class AnomalyModule(StudioModule):
         if memory:
             self.automatic_optimization = False
         self.generator = torch.Generator().manual_seed(int(config["seed"]))
+        self.mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        self.std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         self.calibration: dict[str, Any] = {}
         self._val: list[tuple[torch.Tensor, ...]] = []
 
@@ -129,7 +131,10 @@ class AnomalyModule(StudioModule):
         x, y, masks, known, _ = batch
         if self.mode == "supervised":
             logits = self.model.logits(x)
-            image = F.binary_cross_entropy_with_logits(peak(logits), y)
+            # The image logit is the score's (the smoothed map's peak) as a logit: a binary
+            # classifier trained with BCE whose decision is the same number the map shows.
+            image_logit = torch.logit(peak(defect_map(logits)), eps=1e-6)
+            image = F.binary_cross_entropy_with_logits(image_logit, y)
             parts = {"image_bce": float(image.detach())}
             loss = image
             if known.any():
@@ -140,18 +145,12 @@ class AnomalyModule(StudioModule):
             self.loss_parts = parts
             return loss
         share = float(self.config.get("synthetic_share", 0.5))
-        defective, masks = paste_defects(x, share, self.generator)
+        defective, masks = paste_defects(x, share, self.generator, self.mean, self.std)
         logits = self.model.logits(defective)
-        has = (masks.flatten(1).amax(dim=1) > 0).float()
-        pixel = F.binary_cross_entropy_with_logits(logits, masks, pos_weight=torch.tensor(4.0))
+        pixel = F.binary_cross_entropy_with_logits(logits, masks, pos_weight=torch.tensor(5.0))
         dice = dice_loss(logits, masks)
-        image = F.binary_cross_entropy_with_logits(peak(logits), has)
-        self.loss_parts = {
-            "pixel_bce": float(pixel.detach()),
-            "dice": float(dice.detach()),
-            "image_bce": float(image.detach()),
-        }
-        return pixel + dice + 0.5 * image
+        self.loss_parts = {"pixel_bce": float(pixel.detach()), "dice": float(dice.detach())}
+        return pixel + dice
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
         x = batch[0]

@@ -23,7 +23,7 @@ from torch import nn
 
 from workers.ml.backbones import build_backbone
 
-SMOOTH = 7  # the map's smoothing window (pixels of the input): a defect is an area, not a pixel
+SMOOTH = 5  # the map's smoothing window (pixels of the input): a defect is an area, not a pixel
 
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:
@@ -75,7 +75,8 @@ class DefectUNet(nn.Module):
         self.out = nn.Conv2d(widths[0], 1, 1)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Smoothed defect logits [N, 1, H, W] (a local average, so a peak is an area)."""
+        """Raw defect logits [N, 1, H, W], one per pixel (training compares them with masks,
+        so thin defects keep their shape)."""
         skips = []
         for index, down in enumerate(self.downs):
             x = down(x if index == 0 else F.max_pool2d(x, 2))
@@ -84,12 +85,18 @@ class DefectUNet(nn.Module):
         for index in reversed(range(len(self.ups))):
             x = F.interpolate(x, size=skips[index].shape[-2:], mode="bilinear", align_corners=False)
             x = self.ups[index](torch.cat([x, skips[index]], dim=1))
-        raw = self.out(x)
-        return F.avg_pool2d(raw, SMOOTH, stride=1, padding=SMOOTH // 2, count_include_pad=False)
+        return self.out(x)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        anomaly_map = torch.sigmoid(self.logits(x))
+        anomaly_map = defect_map(self.logits(x))
         return peak(anomaly_map), anomaly_map
+
+
+def defect_map(logits: torch.Tensor) -> torch.Tensor:
+    """The defect probability averaged over a small window: a defect is an area, so single
+    noisy pixels do not make a peak."""
+    probs = torch.sigmoid(logits)
+    return F.avg_pool2d(probs, SMOOTH, stride=1, padding=SMOOTH // 2, count_include_pad=False)
 
 
 def ssim_map(a: torch.Tensor, b: torch.Tensor, window: int = 7) -> torch.Tensor:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-GRIDS = (2, 3, 4, 6, 8, 12, 16)
+GRIDS = (2, 4, 8, 16)
 
 
 def blob_masks(count: int, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -31,27 +31,32 @@ def blob_masks(count: int, size: int, generator: torch.Generator) -> torch.Tenso
 
 
 def paste_defects(
-    x: torch.Tensor, share: float, generator: torch.Generator
+    x: torch.Tensor,
+    share: float,
+    generator: torch.Generator,
+    mean: torch.Tensor,
+    std: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Images with synthetic defects on about `share` of them, and the defect masks.
 
-    x: [N, C, H, W] normalized images of one batch (the foreign texture comes from the others).
+    x: [N, C, H, W] images normalized with `mean`/`std` ([1, C, 1, 1]); the foreign texture
+    comes from another image of the batch, recoloured in pixel space (0-1).
     """
     n, _, h, w = x.shape
     chosen = (torch.rand(n, generator=generator) < share).float()[:, None, None, None]
     if n < 2 or not chosen.any():
         return x, torch.zeros(n, 1, h, w)
-    masks = blob_masks(n, h, generator) * chosen
-    if h != w:
-        masks = F.interpolate(masks, size=(h, w), mode="nearest")
+    masks = blob_masks(n, max(h, w), generator)[..., :h, :w] * chosen
+    pixels = x * std + mean
     shift = 1 + int(torch.randint(n - 1, (1,), generator=generator))
-    source = torch.roll(x, shifts=shift, dims=0)
+    source = torch.roll(pixels, shifts=shift, dims=0)
     source = torch.rot90(source, int(torch.randint(4, (1,), generator=generator)), dims=(2, 3))
     if source.shape[-2:] != (h, w):
         source = F.interpolate(source, size=(h, w), mode="bilinear", align_corners=False)
     gain = torch.empty(n, x.shape[1], 1, 1).uniform_(0.6, 1.4, generator=generator)
-    offset = torch.empty(n, 1, 1, 1).uniform_(-0.6, 0.6, generator=generator)
-    source = source * gain + offset
-    strength = torch.empty(n, 1, 1, 1).uniform_(0.2, 1.0, generator=generator)
+    offset = torch.empty(n, 1, 1, 1).uniform_(-0.2, 0.2, generator=generator)
+    source = (source * gain + offset).clamp(0, 1)
+    strength = torch.empty(n, 1, 1, 1).uniform_(0.15, 1.0, generator=generator)
     blend = masks * strength
-    return x * (1 - blend) + source * blend, masks
+    mixed = pixels * (1 - blend) + source * blend
+    return (mixed - mean) / std, masks
