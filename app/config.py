@@ -55,6 +55,24 @@ class Settings(BaseSettings):
     stale_after_seconds: float = Field(default=60.0, gt=0, le=3600)
     cancel_grace_seconds: float = Field(default=20.0, ge=0, le=3600)
     poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    worker_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Niceness of job workers, so request handling comes first on a busy CPU.",
+    )
+    max_streams: int = Field(
+        default=500,
+        ge=1,
+        le=100_000,
+        description="Open SSE streams one web process serves; more are answered 503.",
+    )
+    db_busy_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="How long a web request waits for a busy database before answering 503.",
+    )
     job_plugins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Extra modules that register job handlers."
     )
@@ -150,6 +168,7 @@ class Settings(BaseSettings):
             "STUDIO_STALE_AFTER_SECONDS": str(self.stale_after_seconds),
             "STUDIO_CANCEL_GRACE_SECONDS": str(self.cancel_grace_seconds),
             "STUDIO_POLL_SECONDS": str(self.poll_seconds),
+            "STUDIO_WORKER_NICE": str(self.worker_nice),
             "STUDIO_WORKERS": str(self.workers),
             "STUDIO_LIGHT_WORKERS": str(self.light_workers),
             "STUDIO_JOB_PLUGINS": ",".join(self.job_plugins),

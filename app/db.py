@@ -16,6 +16,7 @@ from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Session, create_engine
 
 ROOT = Path(__file__).resolve().parent.parent
+WORKER_BUSY_SECONDS = 30.0
 
 
 def utcnow() -> datetime:
@@ -43,34 +44,48 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:
-    # WAL lets the web process read while workers write; foreign keys make cascades real.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+def _sqlite_pragmas(busy_ms: int) -> Any:
+    def apply(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        # WAL lets the web process read while workers write; foreign keys make cascades real.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return apply
 
 
-def make_engine(url: str) -> Engine:
-    """Create an engine with the per-backend settings the studio relies on."""
+def make_engine(url: str, *, busy_seconds: float = WORKER_BUSY_SECONDS) -> Engine:
+    """Create an engine with the per-backend settings the studio relies on.
+
+    `busy_seconds` bounds every wait for the database: SQLite's busy timeout, PostgreSQL's
+    lock_timeout and the wait for a pooled connection. Workers wait long (a big import commit
+    may hold SQLite's write lock for a while); the web process waits a few seconds, then
+    answers 503 database_busy instead of hanging (app/handlers.py).
+    """
+    pool = {"pool_size": 10, "max_overflow": 30, "pool_timeout": busy_seconds}
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_pre_ping=True
+            url,
+            connect_args={"check_same_thread": False, "timeout": busy_seconds},
+            pool_pre_ping=True,
+            **pool,
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas(int(busy_seconds * 1000)))
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    options = f"-c lock_timeout={int(busy_seconds * 1000)}"
+    return create_engine(url, pool_pre_ping=True, connect_args={"options": options}, **pool)
 
 
 @lru_cache(maxsize=8)
-def engine_for(url: str) -> Engine:
-    """One engine per URL per process."""
-    return make_engine(url)
+def engine_for(url: str, busy_seconds: float = WORKER_BUSY_SECONDS) -> Engine:
+    """One engine per URL (and wait bound) per process."""
+    return make_engine(url, busy_seconds=busy_seconds)
 
 
 @contextmanager

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from fastapi import Request
 from sqlmodel import Session
 
 from app.config import Settings
 from app.storage import Storage
-
-SessionFactory = Callable[[], Session]
+from app.streams import StreamHub
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -28,11 +27,6 @@ def get_storage(request: Request) -> Storage:
     return storage
 
 
-def get_session_factory(request: Request) -> SessionFactory:
-    """For long-lived responses (SSE) that need a fresh session per poll, not one per request."""
-    engine = request.app.state.engine
-
-    def factory() -> Session:
-        return Session(engine, expire_on_commit=False)
-
-    return factory
+def get_streams(request: Request) -> StreamHub:
+    hub: StreamHub = request.app.state.streams
+    return hub

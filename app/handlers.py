@@ -8,12 +8,16 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DataError, DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import StudioError
+from app.faults import RETRY_AFTER_SECONDS, describe
 from app.templating import render
 
 log = logging.getLogger("app")
+MAX_ID = 2**31 - 1  # the range of the id columns on PostgreSQL (SQLite holds more)
 
 
 def _wants_json(request: Request) -> bool:
@@ -55,7 +59,10 @@ def _validation_message(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(StudioError)
     async def studio_error(request: Request, exc: StudioError) -> Response:
-        return _error_response(request, exc.status, exc.code, exc.message, exc.details)
+        response = _error_response(request, exc.status, exc.code, exc.message, exc.details)
+        if "retry_after" in exc.details:
+            response.headers["Retry-After"] = str(exc.details["retry_after"])
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -75,6 +82,42 @@ def install_handlers(app: FastAPI) -> None:
         for key, value in (exc.headers or {}).items():
             response.headers[key] = value
         return response
+
+    async def out_of_range(request: Request, exc: Exception) -> Response:
+        # No row has an id beyond the column's range (SQLite raises OverflowError past
+        # 64 bits, PostgreSQL 22003 past 32): a path naming one is simply not there.
+        if any(part.isdigit() and int(part) > MAX_ID for part in request.url.path.split("/")):
+            message = f"Nothing at {request.url.path}: ids are whole numbers up to {MAX_ID}."
+            return _error_response(request, 404, "not_found", message, {})
+        return _error_response(
+            request,
+            422,
+            "number_out_of_range",
+            f"A number in the request is out of range; ids are whole numbers up to {MAX_ID}.",
+            {},
+        )
+
+    app.add_exception_handler(OverflowError, out_of_range)
+
+    @app.exception_handler(DataError)
+    async def bad_value(request: Request, exc: DataError) -> Response:
+        if str(getattr(exc.orig, "sqlstate", "")) == "22003":
+            return await out_of_range(request, exc)
+        return await machine_fault(request, exc)
+
+    async def machine_fault(request: Request, exc: Exception) -> Response:
+        """Busy or full database, full or read-only disk: plain words, details in the log."""
+        fault = describe(exc)
+        if fault is None:
+            raise exc
+        log.warning("%s on %s %s: %s", fault.code, request.method, request.url.path, exc)
+        response = _error_response(request, fault.status, fault.code, fault.message, {})
+        if fault.status == 503:
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
+    for kind in (DBAPIError, SQLAlchemyTimeout, OSError):
+        app.add_exception_handler(kind, machine_fault)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:

@@ -16,6 +16,7 @@ from app.db import engine_for
 from app.handlers import install_handlers
 from app.security import SecurityMiddleware
 from app.storage import Storage
+from app.streams import StreamHub
 from app.templating import STATIC_DIR
 from app.web import web_router
 
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         storage.empty_trash()
         yield
+        app.state.streams.close()
 
     app = FastAPI(
         title="AI Studio",
@@ -53,7 +55,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.storage = storage
-    app.state.engine = engine_for(settings.resolved_database_url)
+    app.state.engine = engine_for(
+        settings.resolved_database_url, busy_seconds=settings.db_busy_seconds
+    )
+    app.state.streams = StreamHub(
+        app.state.engine, poll_seconds=settings.poll_seconds, max_streams=settings.max_streams
+    )
 
     app.include_router(api_router)
     app.include_router(api_router_docs)

@@ -1,11 +1,8 @@
-"""Server-sent events: wire format and the polling loop behind every stream."""
+"""Server-sent events: the wire format (the streams themselves live in app/streams.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 KEEPALIVE_SECONDS = 15.0
@@ -31,32 +28,3 @@ def parse_last_event_id(header: str | None, query: int | None) -> int:
     if header and header.strip().isdigit():
         return int(header.strip())
     return 0
-
-
-async def poll_stream(
-    fetch: Callable[[], Awaitable[tuple[list[str], bool]]],
-    *,
-    is_disconnected: Callable[[], Awaitable[bool]],
-    interval: float,
-    retry_ms: int = 2000,
-) -> AsyncIterator[str]:
-    """Yield what `fetch` returns each poll until it reports the stream is finished.
-
-    `fetch` returns (messages, done). Keep-alive comments stop proxies from closing quiet
-    streams; a disconnected client ends the loop at the next poll.
-    """
-    yield f"retry: {retry_ms}\n\n"
-    last_sent = time.monotonic()
-    while True:
-        messages, done = await fetch()
-        for message in messages:
-            yield message
-            last_sent = time.monotonic()
-        if done:
-            return
-        if await is_disconnected():
-            return
-        if time.monotonic() - last_sent > KEEPALIVE_SECONDS:
-            yield ": keep-alive\n\n"
-            last_sent = time.monotonic()
-        await asyncio.sleep(interval)

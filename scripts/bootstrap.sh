@@ -14,6 +14,11 @@ PY
 )
 key=$( (cat requirements.lock; echo "$deps") | sha256sum | cut -c1-16)
 venv=${STUDIO_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/ai-studio/venv-$key}
+mkdir -p "$(dirname "$venv")"
+# Several clones on one machine may bootstrap at once: one builds, the others wait for it
+# (without the lock a second one deleted the venv the first was installing into).
+exec 9>"$venv.lock"
+flock 9
 if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
   echo "bootstrap: creating $venv (first run installs torch and friends, a few minutes)" >&2
   rm -rf "$venv"
@@ -25,4 +30,5 @@ if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
     || { grep -v "is ignored: it is neither" "$log"; exit 1; }
   touch "$venv/.complete"
 fi
+flock -u 9
 ln -sfn "$venv" .venv

@@ -16,7 +16,7 @@ fetch() {  # fetch <package@version> <file inside the package> <vendored name>
 }
 fetch htmx.org@2.0.11 dist/htmx.min.js htmx-2.0.11.min.js
 fetch htmx-ext-sse@2.2.4 dist/sse.min.js htmx-ext-sse-2.2.4.min.js
-fetch alpinejs@3.17.5 dist/cdn.min.js alpinejs-3.17.5.min.js
+fetch @alpinejs/csp@3.17.4 dist/cdn.min.js alpinejs-csp-3.17.4.min.js
 fetch chart.js@4.6.1 dist/chart.umd.min.js chart.js-4.6.1.umd.min.js
 fetch swagger-ui-dist@5.35.0 swagger-ui-bundle.js swagger-ui-5.35.0-bundle.js
 fetch swagger-ui-dist@5.35.0 swagger-ui.css swagger-ui-5.35.0.css

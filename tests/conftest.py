@@ -135,7 +135,9 @@ def storage(settings: Settings) -> Storage:
 
 @pytest.fixture
 def app(settings: Settings, engine):  # type: ignore[no-untyped-def]
-    return create_app(settings)
+    app = create_app(settings)
+    yield app
+    app.state.engine.dispose()
 
 
 @pytest.fixture

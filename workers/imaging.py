@@ -3,23 +3,31 @@ thumbnail. Pillow only (no torch), so pool start-up is cheap."""
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
-import io
 import os
 import shutil
 import signal
 import uuid
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
 
-# A decompression bomb is an error, not a warning: 8,000 x 8,000 pixels is plenty here.
-MAX_PIXELS = 64_000_000
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+from app.importers.images import ImageRefused, decode_image
+
 THUMB_SIZE = 256
+# The stored file's suffix follows its real format, never the name it came with.
+SUFFIXES = {
+    "JPEG": ".jpg",
+    "MPO": ".jpg",
+    "PNG": ".png",
+    "BMP": ".bmp",
+    "GIF": ".gif",
+    "TIFF": ".tif",
+    "WEBP": ".webp",
+}
 _DCT: np.ndarray | None = None
 
 
@@ -51,30 +59,14 @@ def process_image(source: str, images_dir: str, thumbs_dir: str) -> dict[str, An
     path = Path(source)
     try:
         data = path.read_bytes()
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            # Decoded from the bytes already read: one read per file, nothing to close.
-            picture = Image.open(io.BytesIO(data))
-            fmt = picture.format or path.suffix.lstrip(".").upper()
-            width, height = picture.size
-            if width * height > MAX_PIXELS:
-                return {"error": f"{width}x{height} pixels is over the {MAX_PIXELS} limit"}
-            bands = len(picture.getbands())
-            orientation = (
-                picture.getexif().get(0x0112, 1) if fmt in {"JPEG", "TIFF", "WEBP", "PNG"} else 1
-            )
-            if fmt == "JPEG":
-                # Draft mode decodes at a reduced scale, still reading the whole stream,
-                # so truncation is caught at a fraction of the cost.
-                picture.draft("RGB", (THUMB_SIZE, THUMB_SIZE))
-            picture.load()
-            thumb = ImageOps.exif_transpose(picture) if orientation != 1 else picture
-    except Image.DecompressionBombError as exc:
-        return {"error": f"decompression bomb refused ({exc})"}
-    except Image.DecompressionBombWarning as exc:
-        return {"error": f"decompression bomb refused ({exc})"}
-    except (OSError, SyntaxError, ValueError) as exc:
-        return {"error": f"not a readable image ({exc})"}
+        # Decoded from the bytes already read: one read per file, nothing to close.
+        decoded = decode_image(data, draft=THUMB_SIZE)
+    except OSError as exc:
+        return {"error": f"cannot be read ({exc.strerror or type(exc).__name__})"}
+    except ImageRefused as exc:
+        return {"error": str(exc)}
+    picture = decoded.picture
+    thumb = ImageOps.exif_transpose(picture) if decoded.orientation != 1 else picture
     if thumb.mode not in {"RGB", "L"}:
         thumb = (
             thumb.convert("RGBA").convert("RGB")
@@ -83,12 +75,7 @@ def process_image(source: str, images_dir: str, thumbs_dir: str) -> dict[str, An
         )
     thumb.thumbnail((THUMB_SIZE, THUMB_SIZE))
     name = uuid.uuid4().hex
-    suffix = (
-        path.suffix.lower()
-        if path.suffix.lower()
-        in {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-        else ""
-    )
+    suffix = SUFFIXES.get(decoded.format, "")
     stored = Path(images_dir) / f"{name}{suffix}"
     stored.write_bytes(data)
     thumb_path = Path(thumbs_dir) / f"{name}.jpg"
@@ -96,14 +83,14 @@ def process_image(source: str, images_dir: str, thumbs_dir: str) -> dict[str, An
     return {
         "stored": str(stored),
         "thumb": str(thumb_path),
-        "width": width,
-        "height": height,
-        "channels": bands,
-        "format": fmt,
+        "width": decoded.width,
+        "height": decoded.height,
+        "channels": decoded.bands,
+        "format": decoded.format,
         "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
         "phash": phash(thumb),
-        "orientation": int(orientation),
+        "orientation": decoded.orientation,
     }
 
 
@@ -111,11 +98,26 @@ def process_batch(sources: list[str], images_dir: str, thumbs_dir: str) -> list[
     return [process_image(s, images_dir, thumbs_dir) for s in sources]
 
 
-def ignore_stop_signals() -> None:
-    """Pool children leave SIGTERM/SIGINT to the job process, which stops them at a safe
-    point; a cancel must read as cancelled, not as a broken pool."""
+PR_SET_PDEATHSIG = 1
+
+
+def helper_start(parent_pid: int) -> None:
+    """Initializer of the import's image helpers.
+
+    They leave SIGTERM/SIGINT to the job process, which stops them at a safe point (a cancel
+    must read as cancelled, not as a broken pool), and they die with the job process even
+    when it is killed outright: the kernel sends them SIGKILL (Linux), instead of leaving
+    them blocked forever under PID 1.
+    """
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return  # not Linux: the pool still kills the job's whole process group
+    if os.getppid() != parent_pid:  # the job died before the request took effect
+        os._exit(1)
 
 
 def pool_size() -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -19,22 +20,23 @@ from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image as PILImage
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlmodel import Session, col, select
 
 from app.db import utcnow
 from app.errors import StudioError
-from app.importers import read_source
+from app.faults import scrub, user_message
 from app.importers.archive import extract_zip, remove, single_root
 from app.importers.base import ImportProblem, ReadResult, Sample
 from app.models import Annotation, DatasetImport, Image, LabelClass, Project, Split, SplitMember
 from app.services import image_index
-from app.services.imports import PALETTE, parse_source, work_dir
+from app.services.import_analysis import no_readable_image, read_checked
+from app.services.imports import PALETTE, moves_manifest, parse_source, work_dir
 from app.services.splits import compute_fingerprint
-from app.storage import Storage
+from app.storage import Storage, atomic_write_json
 from app.tasks import get_task, map_sample
-from app.tasks.mapping import ClassBook, Mapped, MaskProblem
-from workers.imaging import ignore_stop_signals, pool_size, process_batch
+from app.tasks.mapping import ClassBook, Mapped, MaskProblem, mask_classes, remap_mask
+from workers.imaging import helper_start, pool_size, process_batch
 
 MAX_REPORTED = 1000
 BATCH = 32
@@ -98,7 +100,8 @@ def run_import(
     try:
         summary = _run(sessions, storage, project, import_id, source, fmt, existing, work, reporter)
     except StudioError as exc:
-        _fail(sessions, import_id, "failed", exc.message)
+        files = exc.details.get("errors") if isinstance(exc.details.get("errors"), list) else []
+        _fail(sessions, import_id, "failed", scrub(exc.message, storage.root), files)
         raise
     except BaseException as exc:
         cancelled = type(exc).__name__ == "JobCancelled"
@@ -106,7 +109,7 @@ def run_import(
             sessions,
             import_id,
             "cancelled" if cancelled else "failed",
-            "Cancelled" if cancelled else f"{type(exc).__name__}: {exc}",
+            "Cancelled" if cancelled else user_message(exc, storage.root),
         )
         raise
     finally:
@@ -114,21 +117,28 @@ def run_import(
     return summary
 
 
-def _fail(sessions: SessionFactory, import_id: int, status: str, message: str) -> None:
+def _fail(
+    sessions: SessionFactory,
+    import_id: int,
+    status: str,
+    message: str,
+    files: list[dict[str, str]] | None = None,
+) -> None:
+    """The import's one message (file "") first, then the per-file errors behind it."""
     with sessions() as session:
         row = session.get(DatasetImport, import_id)
         if row is not None:
             row.status = status
-            row.errors = [*row.errors, {"file": "", "message": message}][:MAX_REPORTED]
+            row.errors = [{"file": "", "message": message}, *(files or [])][:MAX_REPORTED]
             row.finished_at = utcnow()
             session.add(row)
             session.commit()
 
 
-def _source_root(source: str, work: Path) -> tuple[Path, str | None]:
+def _source_root(source: str, work: Path, skipped: list[dict[str, str]]) -> tuple[Path, str | None]:
     kind, value = parse_source(source)
     if kind == "upload":
-        extract_zip(work / "upload.zip", work / "src")
+        extract_zip(work / "upload.zip", work / "src", skipped=skipped)
         return single_root(work / "src"), None
     if kind == "sample":
         write_digits(work / "src")
@@ -164,9 +174,10 @@ def _run(
     assert project.id is not None
     clock = [time.perf_counter()]
     reporter.progress(0, None, message="Reading the source", force=True)
-    root, forced = _source_root(source, work)
-    result = read_source(root, project.task_type, fmt or forced)
-    report = Report(warnings=list(result.warnings))
+    skipped: list[dict[str, str]] = []
+    root, forced = _source_root(source, work, skipped)
+    result = read_checked(root, project.task_type, fmt or forced)
+    report = Report(warnings=[*skipped, *result.warnings])
     out_images, out_thumbs, out_masks = work / "images", work / "thumbs", work / "masks"
     for folder in (out_images, out_thumbs, out_masks):
         folder.mkdir(parents=True, exist_ok=True)
@@ -202,11 +213,15 @@ def _run(
             )
         records.append((sample, meta, mapped))
     if not records:
-        first = report.errors[0]["message"] if report.errors else "no usable images"
+        unreadable = sum(1 for meta in metas if "error" in meta)
+        if unreadable == len(metas):
+            raise no_readable_image(len(metas), report.errors)
+        first = report.errors[0] if report.errors else {"file": "", "message": "unknown"}
         raise ImportProblem(
-            f"No image could be imported: {first}.",
+            f"No image could be imported: each of the {len(metas)} images has an error "
+            f"(the first, {first['file']}: {first['message']}).",
             code="nothing_imported",
-            details={"errors": report.errors[:20]},
+            details={"errors": report.errors[:MAX_REPORTED]},
         )
     reporter.check_cancelled()
     reporter.progress(len(metas), len(metas), message="Saving", unit="images", force=True)
@@ -243,7 +258,7 @@ def _process_images(
         return metas
     context = multiprocessing.get_context("fork")
     with cf.ProcessPoolExecutor(
-        pool_size(), mp_context=context, initializer=ignore_stop_signals
+        pool_size(), mp_context=context, initializer=helper_start, initargs=(os.getpid(),)
     ) as pool:
         futures = {
             pool.submit(process_batch, [paths[i] for i in b], str(images), str(thumbs)): b
@@ -278,10 +293,21 @@ def _commit(
     masks_dir = storage.masks_dir(project.id)
     moves: list[tuple[Path, Path]] = []
     with sessions() as session:
+        # The first statement locks the project (SQLite's write lock, a PostgreSQL row lock),
+        # so imports into one project commit one after the other and agree on classes.
+        session.execute(
+            update(Project).where(col(Project.id) == project.id).values(updated_at=utcnow())
+        )
         classes = {
             c.name: c
             for c in session.exec(select(LabelClass).where(LabelClass.project_id == project.id))
         }
+        remap = book.settle({name: c.index for name, c in classes.items()})
+        if remap:
+            for _sample, _meta, mapped in records:
+                for item in mapped:
+                    if item.kind == "mask" and item.label is None and item.mask is not None:
+                        item.mask = remap_mask(item.mask, remap)
         for name in book.new:
             index = book.index[name]
             new_class = LabelClass(
@@ -331,7 +357,7 @@ def _commit(
         for (_sample, _meta, mapped), image_id in zip(records, image_ids, strict=True):
             for item in mapped:
                 annotation_values += _annotation_rows(
-                    item, project.id, image_id, classes, book, out_masks, masks_dir, storage, moves
+                    item, project.id, image_id, classes, out_masks, masks_dir, storage, moves
                 )
         if annotation_values:
             session.execute(insert(Annotation), annotation_values)
@@ -359,6 +385,10 @@ def _commit(
         session.flush()
         for folder in (images_dir, thumbs_dir, masks_dir):
             folder.mkdir(parents=True, exist_ok=True)
+        # Written before the first move: if the process dies before the commit, the pool
+        # (app.services.imports.recover_abandoned) removes exactly these files.
+        manifest = moves_manifest(storage, project.id, import_id)
+        atomic_write_json(manifest, [storage.relative(dst) for _, dst in moves])
         done: list[tuple[Path, Path]] = []
         try:
             for src, dst in moves:
@@ -370,6 +400,7 @@ def _commit(
             for _, dst in done:
                 dst.unlink(missing_ok=True)
             raise
+        manifest.unlink(missing_ok=True)
     return {"import_id": import_id, "format": result.format, "split_id": split_id, **counts}
 
 
@@ -382,7 +413,6 @@ def _annotation_rows(
     project_id: int,
     image_id: int,
     classes: dict[str, LabelClass],
-    book: ClassBook,
     out_masks: Path,
     masks_dir: Path,
     storage: Storage,
@@ -410,12 +440,10 @@ def _annotation_rows(
     if item.label is not None:  # an instance or anomaly mask: 1 = the object
         return [row(item.label, "mask", {"path": path, "value": 1}, item.attributes)]
     # A semantic index mask: one row per class present, all sharing the file.
-    by_index = {book.index[n]: n for n in classes}
-    values, counts = np.unique(item.mask, return_counts=True)
+    by_index = {c.index: name for name, c in classes.items()}
     return [
-        row(by_index[int(v)], "mask", {"path": path, "index": int(v)}, {"pixels": int(c)})
-        for v, c in zip(values, counts, strict=True)
-        if int(v) in by_index
+        row(name, "mask", {"path": path, "index": index}, {"pixels": pixels})
+        for name, index, pixels in mask_classes(item.mask, by_index)
     ]
 
 

@@ -31,8 +31,11 @@ from sqlmodel import Session
 
 from app.config import Settings, get_settings
 from app.db import engine_for, utcnow
+from app.faults import scrub
 from app.models import Job, JobQueue, JobStatus
+from app.services import imports as import_service
 from app.services import jobs as job_service
+from app.storage import Storage
 
 log = logging.getLogger("workers.pool")
 
@@ -84,10 +87,24 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
 
 
+def _kill_leftovers(pid: int) -> None:
+    """SIGKILL what is left of a dead worker's process group (helpers it started).
+
+    Only while the leader's pid is unused: a process group keeps its number reserved, so
+    then the group can only be the dead worker's; a live pid may be someone else now."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        _signal_group(pid, signal.SIGKILL)
+    except PermissionError:
+        pass
+
+
 class Supervisor:
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
         self.engine = engine or engine_for(settings.resolved_database_url)
+        self.storage = Storage(settings.workspace_dir)
         self.children: dict[int, Child] = {}
         self.adopted_term: dict[int, float] = {}
         self.slots = {
@@ -261,18 +278,36 @@ class Supervisor:
                 env=env,
                 start_new_session=True,
             )
+        # Workers yield the CPU to request handling: on a busy machine a page or a health
+        # check waits for a training step only when the web process has nothing to do.
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, process.pid, self.settings.worker_nice)
         self.children[job.id] = Child(job_id=job.id, queue=lane, process=process)
         with Session(self.engine) as session:
             job_service.set_pid(session, job_id=job.id, pid=process.pid)
         log.info("job %s (%s) started as pid %s", job.id, job.kind, process.pid)
 
     def reap(self) -> None:
+        reaped = False
         for job_id, child in list(self.children.items()):
             code = child.process.poll()
             if code is None:
                 continue
             del self.children[job_id]
+            # Whatever the worker started (an import's image helpers) ends with it: they
+            # share its process group even after they were re-parented.
+            _kill_leftovers(child.process.pid)
             self.reconcile(job_id, code)
+            reaped = True
+        if reaped:
+            self.recover_imports()
+
+    def recover_imports(self) -> None:
+        """Close imports whose worker died and remove the files they had moved in."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            closed = import_service.recover_abandoned(session, self.storage)
+        if closed:
+            log.info("closed %d abandoned import(s)", closed)
 
     def reconcile(self, job_id: int, code: int) -> None:
         """Give a job whose worker exited without writing a final status the right one."""
@@ -300,6 +335,7 @@ class Supervisor:
             tail = path.read_text(errors="replace")[-2000:]
         except OSError:
             return ""
+        tail = "\n".join(scrub(line, self.settings.workspace_dir) for line in tail.splitlines())
         return f"\n--- last lines of the worker log ---\n{tail}" if tail.strip() else ""
 
     def forward_cancels(self) -> None:
@@ -330,7 +366,8 @@ class Supervisor:
                     _signal_group(job.pid, signal.SIGKILL)
 
     def sweep(self) -> None:
-        """Running jobs that no live worker owns become interrupted (start-up and periodic)."""
+        """Running jobs that no live worker owns become interrupted (start-up and periodic);
+        then the imports among them are closed and their moved files removed."""
         self._last_sweep = time.monotonic()
         with Session(self.engine, expire_on_commit=False) as session:
             running = job_service.running_jobs(session)
@@ -351,9 +388,11 @@ class Supervisor:
                 continue
             if not worker_alive(job.pid, job.id):
                 self._interrupt(job.id, "Worker process is gone")
+                _kill_leftovers(job.pid)  # helpers it left in its group
             elif job.id in stale:
                 self._interrupt(job.id, "Worker stopped sending heartbeats")
                 _signal_group(job.pid, signal.SIGKILL)
+        self.recover_imports()
 
     def _interrupt(self, job_id: int, message: str) -> None:
         with Session(self.engine) as session:

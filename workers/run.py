@@ -1,7 +1,12 @@
 """`python -m workers.run <job_id>`: run one claimed job in this (its own) process.
 
 Exit codes tell the pool what happened if the process could not write its own final status:
-0 succeeded, 3 failed, 4 cancelled, 5 interrupted (asked to stop by a studio shutdown).
+0 succeeded, 3 failed, 4 cancelled, 5 interrupted (asked to stop by a studio shutdown);
+docs/architecture.md states the same (tests/jobs/test_exit_codes.py holds both to it).
+
+What users read about a failure is plain: a StudioError's own sentence, a machine fault in
+words (disk full, database busy, permission denied), else the exception's first line with
+workspace paths made relative. Tracebacks and raw text go to the job log only.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from sqlmodel import Session
 from app.config import get_settings
 from app.db import engine_for
 from app.errors import StudioError
+from app.faults import scrub, user_message
 from app.models import Job, JobStatus
 from app.services import jobs as job_service
 from workers.context import JobCancelled, JobContext
@@ -90,19 +96,25 @@ def run(job_id: int) -> int:
         )
         return EXIT_INTERRUPTED
     except StudioError as exc:
-        _finish(
-            ctx, JobStatus.failed, message=exc.message, error=exc.message, exit_code=EXIT_FAILED
-        )
+        shown = scrub(exc.message, settings.workspace_dir)
+        _finish(ctx, JobStatus.failed, message=shown[:500], error=shown, exit_code=EXIT_FAILED)
         return EXIT_FAILED
     except Exception as exc:
-        text = f"{type(exc).__name__}: {exc}"
+        shown = user_message(exc, settings.workspace_dir)
+        log.exception("job %s failed", job_id)
+        root = str(settings.workspace_dir)
         try:
             ctx.event(
                 "log",
-                {"level": "error", "message": text, "traceback": traceback.format_exc()[-8000:]},
+                {
+                    "level": "error",
+                    "message": shown,
+                    "detail": f"{type(exc).__name__}: {exc}".replace(root, "<workspace>")[-4000:],
+                    "traceback": traceback.format_exc().replace(root, "<workspace>")[-8000:],
+                },
             )
         finally:
-            _finish(ctx, JobStatus.failed, message=text[:500], error=text, exit_code=EXIT_FAILED)
+            _finish(ctx, JobStatus.failed, message=shown[:500], error=shown, exit_code=EXIT_FAILED)
         return EXIT_FAILED
     finally:
         stop_beat.set()

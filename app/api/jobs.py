@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
 from sqlmodel import Session
 
-from app.config import Settings
-from app.deps import SessionFactory, get_session, get_session_factory, get_settings
-from app.models import JobEventRead, JobRead, Page
+from app.deps import get_session, get_streams
+from app.errors import not_found
+from app.models import JobRead, Page
 from app.services import jobs as service
-from app.sse import SSE_HEADERS, format_event, parse_last_event_id, poll_stream
+from app.sse import parse_last_event_id
+from app.streams import EventStreamResponse, StreamHub
 
 router = APIRouter(tags=["jobs"])
 
@@ -41,46 +41,26 @@ def get_job(job_id: int, session: Session = Depends(get_session)) -> JobRead:
 @router.get(
     "/jobs/{job_id}/events",
     summary="Stream a job's events (SSE)",
-    response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    response_class=EventStreamResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        503: {"description": "Too many open streams (STUDIO_MAX_STREAMS); see Retry-After."},
+    },
 )
 async def stream_job_events(
     job_id: int,
-    request: Request,
     after: int | None = Query(None, ge=0, description="Resume after this event id"),
     last_event_id: str | None = Header(None),
-    session: Session = Depends(get_session),
-    factory: SessionFactory = Depends(get_session_factory),
-    settings: Settings = Depends(get_settings),
-) -> StreamingResponse:
+    hub: StreamHub = Depends(get_streams),
+) -> EventStreamResponse:
     """Each message has `id:` (the per-job sequence), `event:` (status, progress, metric, log,
     result) and JSON `data:`. Reconnect with `Last-Event-ID` (or `?after=`) to resume. The
-    stream ends after the job's final status event."""
-    await run_in_threadpool(service.get_job, session, job_id=job_id)  # 404 before streaming
+    stream ends after the job's final status event. Holds no database connection while open."""
+    hub.check()
+    if not await run_in_threadpool(hub.job_exists, job_id):  # 404 before streaming
+        raise not_found("job", job_id)
     cursor = parse_last_event_id(last_event_id, after)
-
-    async def fetch() -> tuple[list[str], bool]:
-        nonlocal cursor
-
-        def work() -> tuple[list[str], bool]:
-            nonlocal cursor
-            with factory() as poll_session:
-                events, done = service.poll_events(poll_session, job_id=job_id, after=cursor)
-            messages = []
-            for event in events:
-                body = JobEventRead.model_validate(event, from_attributes=True)
-                messages.append(
-                    format_event(body.model_dump(mode="json"), event=event.type, id=event.seq)
-                )
-                cursor = event.seq
-            return messages, done
-
-        return await run_in_threadpool(work)
-
-    stream = poll_stream(
-        fetch, is_disconnected=request.is_disconnected, interval=settings.poll_seconds
-    )
-    return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+    return EventStreamResponse(hub, lambda: hub.job_events(job_id, cursor))
 
 
 @router.post(

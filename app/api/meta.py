@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel
 from sqlmodel import Session
 
 from app import __version__
-from app.deps import get_session
+from app.deps import get_session, get_streams
 from app.services.meta import database_dialect, task_list
+from app.streams import StreamHub
 from app.templating import static_url
 
 router = APIRouter(tags=["meta"])
@@ -22,12 +22,21 @@ class Health(BaseModel):
     status: str
     version: str
     database: str
+    streams: int
 
 
 @router.get("/health", response_model=Health, summary="Liveness and database check")
-def health(session: Session = Depends(get_session)) -> Health:
-    """Answers 200 when the web process runs and the database answers a query."""
-    return Health(status="ok", version=__version__, database=database_dialect(session=session))
+def health(
+    session: Session = Depends(get_session), hub: StreamHub = Depends(get_streams)
+) -> Health:
+    """Answers 200 when the web process runs and the database answers a query; `streams` is
+    the number of live event streams this process serves (see STUDIO_MAX_STREAMS)."""
+    return Health(
+        status="ok",
+        version=__version__,
+        database=database_dialect(session=session),
+        streams=hub.open_streams,
+    )
 
 
 @router.get("/tasks", summary="Task types, with what each supports in this build")
@@ -40,15 +49,34 @@ def tasks() -> dict[str, Any]:
 docs_router = APIRouter(include_in_schema=False)
 
 
+DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>AI Studio API</title>
+<link rel="icon" href="{favicon}" type="image/svg+xml">
+<link rel="stylesheet" href="{css}">
+</head>
+<body>
+<div id="swagger-ui" data-openapi-url="/openapi.json"></div>
+<script src="{bundle}"></script>
+<script src="{init}"></script>
+</body>
+</html>
+"""
+
+
 @docs_router.get("/docs")
 def api_docs() -> HTMLResponse:
-    """Swagger UI from static/vendor: FastAPI's default page would load it from a CDN."""
-    return get_swagger_ui_html(
-        openapi_url="/openapi.json",
-        title="AI Studio API",
-        swagger_js_url=static_url("vendor/swagger-ui-5.35.0-bundle.js"),
-        swagger_css_url=static_url("vendor/swagger-ui-5.35.0.css"),
-        swagger_favicon_url=static_url("favicon.svg"),
+    """Swagger UI from static/vendor (FastAPI's default page loads it from a CDN and starts
+    it with an inline script, which the Content-Security-Policy does not allow)."""
+    return HTMLResponse(
+        DOCS_PAGE.format(
+            favicon=static_url("favicon.svg"),
+            css=static_url("vendor/swagger-ui-5.35.0.css"),
+            bundle=static_url("vendor/swagger-ui-5.35.0-bundle.js"),
+            init=static_url("js/docs.js"),
+        )
     )
 
 

@@ -3,7 +3,8 @@
 Refused: `..`, absolute, drive-letter and backslash names, links, duplicates, encrypted
 entries, too many entries, too many bytes, and entries whose compression ratio betrays a
 bomb. Extraction streams each entry through a byte counter, so a lying header cannot write
-more than the declared caps either. Entries are never renamed.
+more than the declared caps either. Entries are never renamed: one whose name the file
+system cannot hold (a component over 255 bytes, a path over 4,000) is skipped with a warning.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import shutil
 import stat
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from app.errors import BadRequest
 from app.storage import UnsafePath, safe_relative
@@ -82,8 +83,24 @@ def _listing(archive: zipfile.ZipFile, limits: ArchiveLimits) -> list[zipfile.Zi
     return infos
 
 
-def extract_zip(source: Path, target: Path, limits: ArchiveLimits | None = None) -> int:
-    """Extract a validated zip into an empty target folder; returns the bytes written."""
+NAME_MAX_BYTES = 255
+PATH_MAX_BYTES = 4000
+
+
+def _too_long(destination: Path, clean: PurePosixPath) -> bool:
+    return any(len(part.encode()) > NAME_MAX_BYTES for part in clean.parts) or (
+        len(str(destination).encode()) > PATH_MAX_BYTES
+    )
+
+
+def extract_zip(
+    source: Path,
+    target: Path,
+    limits: ArchiveLimits | None = None,
+    skipped: list[dict[str, str]] | None = None,
+) -> int:
+    """Extract a validated zip into an empty target folder; returns the bytes written.
+    Entries skipped (names too long for the file system) are added to `skipped`."""
     limits = limits or ArchiveLimits()
     try:
         archive = zipfile.ZipFile(source)
@@ -99,6 +116,16 @@ def extract_zip(source: Path, target: Path, limits: ArchiveLimits | None = None)
         for info in infos:
             clean = safe_relative(info.filename.rstrip("/") if info.is_dir() else info.filename)
             destination = base / clean
+            if _too_long(destination, clean):
+                if skipped is not None:
+                    skipped.append(
+                        {
+                            "file": info.filename[:200] + ("…" if len(info.filename) > 200 else ""),
+                            "message": "name too long for the file system (over 255 bytes per "
+                            "part or 4,000 in all); skipped",
+                        }
+                    )
+                continue
             if not destination.resolve().is_relative_to(base):
                 raise UnsafeArchive(f"Archive entry {info.filename!r} leaves the folder.")
             if info.is_dir():

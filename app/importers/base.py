@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator
+import stat
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,21 @@ def walk_files(root: Path, skipped: list[dict[str, str]] | None = None) -> Itera
                 if skipped is not None:
                     skipped.append({"file": rel(root, path), "message": "symlink skipped"})
                 continue
+            if not _regular(path):
+                # A named pipe, socket or device would block or mislead a reader.
+                if skipped is not None:
+                    skipped.append(
+                        {"file": rel(root, path), "message": "not a regular file; skipped"}
+                    )
+                continue
             yield path
+
+
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
 
 
 def is_image(path: Path) -> bool:
@@ -127,6 +142,11 @@ def inside(root: Path, name: str) -> Path | None:
 
 
 def _capped(path: Path, limit: int, kind: str) -> bytes:
+    if not _regular(path):
+        raise ImportProblem(
+            f"{path.name} is not a regular file (a pipe, socket or device); it is not read.",
+            code="not_a_file",
+        )
     size = path.stat().st_size
     if size > limit:
         raise ImportProblem(
@@ -137,9 +157,35 @@ def _capped(path: Path, limit: int, kind: str) -> bytes:
     return path.read_bytes()
 
 
-def read_text(path: Path, limit: int | None = None) -> str:
+FALLBACK_ENCODING = "cp1252"
+
+
+def decode_text(data: bytes) -> tuple[str, str | None]:
+    """UTF-8 (with or without a BOM), else Windows-1252 (a superset of Latin-1 for text),
+    else Latin-1, which decodes anything; the second value names the fallback used."""
+    try:
+        return data.decode("utf-8-sig"), None
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode(FALLBACK_ENCODING), FALLBACK_ENCODING
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), "latin-1"
+
+
+def read_text(
+    path: Path, limit: int | None = None, warn: Callable[[str, str], None] | None = None
+) -> str:
+    """A text file's contents; when it is not UTF-8, `warn(file, message)` says which
+    encoding was assumed instead (never a silent U+FFFD)."""
     data = _capped(path, limit or LIMITS.text_bytes, "text")
-    return data.decode("utf-8-sig", errors="replace")
+    text, fallback = decode_text(data)
+    if fallback is not None and warn is not None:
+        warn(
+            path.name,
+            f"not UTF-8; read as {fallback} (save it as UTF-8 if characters look wrong)",
+        )
+    return text
 
 
 def read_json(path: Path) -> Any:
@@ -160,7 +206,7 @@ def read_yaml(path: Path) -> Any:
     """safe_load only: tags that would construct objects are an error; keys are just data."""
     import yaml
 
-    text = _capped(path, LIMITS.yaml_bytes, "YAML").decode("utf-8-sig", errors="replace")
+    text, _fallback = decode_text(_capped(path, LIMITS.yaml_bytes, "YAML"))
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -101,8 +101,8 @@ def detect(root: Path, task_type: str) -> float:
     return 0.6
 
 
-def _rows(path: Path) -> tuple[list[str], list[list[str]]]:
-    text = read_text(path)
+def _rows(path: Path, result: ReadResult) -> tuple[list[str], list[list[str]]]:
+    text = read_text(path, warn=result.warn)
     if path.suffix == ".txt":
         rows = [line.split() for line in text.splitlines() if line.strip()]
         width = max(len(r) for r in rows) if rows else 0
@@ -148,7 +148,7 @@ def read(root: Path, task_type: str) -> ReadResult:
     by_image: dict[Path, Sample] = {}
     for table in tables:
         subset = subset_of(table.parent.name) if table.parent != root else None
-        header, rows = _rows(table)
+        header, rows = _rows(table, result)
         _read_table(root, table, header, rows, subset, task_type, index, by_image, result)
     result.samples = list(by_image.values())
     return result

@@ -26,7 +26,7 @@ def read(root: Path, task_type: str) -> ReadResult:
         result.samples.append(sample)
         if label is None:
             continue
-        for number, line in enumerate(read_text(label).splitlines(), start=1):
+        for number, line in enumerate(read_text(label, warn=result.warn).splitlines(), start=1):
             parts = line.split()
             if not parts or ":" in parts[0]:
                 if parts:

@@ -41,7 +41,11 @@ def _names(root: Path, result: ReadResult) -> list[str] | None:
                     result.warn(rel(root, path), "names keys are not class indices; ignored")
     for path in files:
         if path.suffix.lower() == ".names" or path.name.lower() in {"classes.txt", "obj.names"}:
-            return [line.strip() for line in read_text(path).splitlines() if line.strip()]
+            return [
+                line.strip()
+                for line in read_text(path, warn=result.warn).splitlines()
+                if line.strip()
+            ]
     return None
 
 
@@ -81,7 +85,7 @@ def read(root: Path, task_type: str) -> ReadResult:
         result.samples.append(sample)
         if label is None:
             continue
-        for number, line in enumerate(read_text(label).splitlines(), start=1):
+        for number, line in enumerate(read_text(label, warn=result.warn).splitlines(), start=1):
             if not line.strip():
                 continue
             where = f"{rel(root, label)}:{number}"

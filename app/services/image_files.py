@@ -15,6 +15,7 @@ from PIL import ImageOps, UnidentifiedImageError
 from sqlmodel import Session, col, select
 
 from app.errors import Invalid, NotFound, not_found
+from app.importers.images import FORMATS
 from app.models import Annotation, LabelClass
 from app.services.images import get_image
 from app.storage import Storage, atomic_write_bytes
@@ -23,15 +24,6 @@ if TYPE_CHECKING:
     import numpy as np
 
 THUMB_SIDE = 256
-MEDIA_TYPES = {
-    "PNG": "image/png",
-    "JPEG": "image/jpeg",
-    "JPG": "image/jpeg",
-    "GIF": "image/gif",
-    "BMP": "image/bmp",
-    "TIFF": "image/tiff",
-    "WEBP": "image/webp",
-}
 BACKGROUND_NAMES = {"background", "_background_", "bg", "__background__"}
 
 
@@ -57,9 +49,10 @@ def _existing(storage: Storage, relative: str, what: str) -> Path:
 def image_file(*, session: Session, storage: Storage, project_id: int, image_id: int) -> FileAnswer:
     image = get_image(session=session, project_id=project_id, image_id=image_id)
     path = _existing(storage, image.stored_path, "image")
-    media_type = MEDIA_TYPES.get(image.format.upper()) or (
-        mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    )
+    # The content type comes from the format found when the file was decoded at import,
+    # never from its name; responses carry nosniff (app/security.py), so a JPEG/HTML
+    # polyglot stays an image.
+    media_type = FORMATS.get(image.format.upper(), "application/octet-stream")
     return FileAnswer(path=path, media_type=media_type, etag=f'"{image.sha256}"')
 
 

@@ -4,6 +4,7 @@ does the work."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -15,12 +16,13 @@ from sqlmodel import Session, col, func, select
 
 from app.config import Settings
 from app.errors import BadRequest, Conflict, Invalid, NotFound, TooLarge, not_found
-from app.importers import list_importers, read_source
+from app.importers import list_importers
 from app.importers.archive import extract_zip, single_root
 from app.models import TERMINAL_STATUSES, DatasetImport, Job, JobQueue, Project
 from app.services import jobs as job_service
+from app.services.import_analysis import Analysis, analyze
 from app.services.projects import get_project
-from app.storage import Storage
+from app.storage import Storage, UnsafePath, read_json
 from app.tasks import get_task, list_tasks
 
 # Class colours by index: distinct, readable on light and dark images.
@@ -57,6 +59,7 @@ def samples_for(task: str) -> dict[str, str]:
 
 
 CHUNK = 1024 * 1024
+log = logging.getLogger("app.imports")
 
 
 class ImportRead(BaseModel):
@@ -78,17 +81,6 @@ class FolderImport(BaseModel):
     format: str | None = None
 
 
-class Analysis(BaseModel):
-    format: str
-    images: int
-    annotations: int
-    classes: list[str]
-    subsets: dict[str, int]
-    annotation_kinds: dict[str, int]
-    warnings: list[dict[str, str]]
-    examples: list[str]
-
-
 def read_import(row: DatasetImport) -> ImportRead:
     return ImportRead.model_validate(row, from_attributes=True)
 
@@ -100,6 +92,30 @@ def parse_source(source: str) -> tuple[str, str]:
 
 def work_dir(storage: Storage, project_id: int, import_id: int) -> Path:
     return storage.staging_dir(project_id) / f"import-{int(import_id)}"
+
+
+def moves_manifest(storage: Storage, project_id: int, import_id: int) -> Path:
+    """The files an import is moving into the project, written before the first move."""
+    return work_dir(storage, project_id, import_id) / "moves.json"
+
+
+def _roll_back_moves(storage: Storage, project_id: int, import_id: int) -> int:
+    """Remove the files an import moved into the project before dying uncommitted."""
+    manifest = moves_manifest(storage, project_id, import_id)
+    try:
+        moved = read_json(manifest)
+    except (OSError, ValueError):
+        return 0
+    removed = 0
+    for relative in moved if isinstance(moved, list) else []:
+        try:
+            path = storage.resolve(str(relative))
+        except UnsafePath:
+            continue
+        if path.is_file():
+            path.unlink()
+            removed += 1
+    return removed
 
 
 def _check_format(fmt: str | None, task_type: str) -> str | None:
@@ -127,10 +143,18 @@ def resolve_folder(settings: Settings, path: str) -> Path:
     if not path or "\x00" in path:
         raise BadRequest("path must be a folder below an import root.", code="bad_path")
     candidate = Path(path)
+    workspace = settings.workspace_dir
     for root in settings.import_roots:
         target = candidate if candidate.is_absolute() else root / candidate
         resolved = target.resolve()
         if resolved.is_relative_to(root) and resolved.is_dir():
+            if resolved.is_relative_to(workspace) or workspace.is_relative_to(resolved):
+                # Importing the studio's own files would copy every project's images.
+                raise BadRequest(
+                    f"path {path!r} is or contains the studio's workspace; import a folder "
+                    "outside it.",
+                    code="path_in_workspace",
+                )
             return resolved
     roots = ", ".join(str(r) for r in settings.import_roots)
     raise BadRequest(
@@ -281,15 +305,33 @@ def reconcile(
     job = session.get(Job, row.job_id)
     if job is None or job.status not in TERMINAL_STATUSES:
         return row
+    # The row is still open, so the import's commit never happened: whatever it had moved
+    # into the project has no rows and goes (the commit and the row's status are one step).
     row.status = "succeeded" if job.status == "succeeded" else job.status
-    row.errors = [*row.errors, {"file": "", "message": job.error or job.message or job.status}]
+    row.errors = [{"file": "", "message": job.error or job.message or job.status}, *row.errors]
     row.finished_at = job.finished_at
     session.add(row)
     session.commit()
     session.refresh(row)
     if storage is not None and row.id is not None:
+        removed = _roll_back_moves(storage, row.project_id, row.id)
+        if removed:
+            log.warning("import %s died before its commit; removed %d moved files", row.id, removed)
         shutil.rmtree(work_dir(storage, row.project_id, row.id), ignore_errors=True)
     return row
+
+
+def recover_abandoned(session: Session, storage: Storage) -> int:
+    """Close imports whose job ended without them (worker killed) and remove the files
+    they left behind; the worker pool runs this at start-up and after each worker exits."""
+    rows = session.exec(
+        select(DatasetImport).where(col(DatasetImport.status).in_(("queued", "running")))
+    ).all()
+    closed = 0
+    for row in rows:
+        if reconcile(session, row, storage).status not in {"queued", "running"}:
+            closed += 1
+    return closed
 
 
 def list_imports(
@@ -322,28 +364,6 @@ def get_import(
     return reconcile(session, row, storage)
 
 
-def analyze(root: Path, task_type: str, fmt: str | None) -> Analysis:
-    """What an import of this folder would bring in; reads annotation files only."""
-    result = read_source(root, task_type, fmt)
-    kinds: dict[str, int] = {}
-    subsets: dict[str, int] = {}
-    for sample in result.samples:
-        for ann in sample.annotations:
-            kinds[ann.kind] = kinds.get(ann.kind, 0) + 1
-        if sample.subset:
-            subsets[sample.subset] = subsets.get(sample.subset, 0) + 1
-    return Analysis(
-        format=result.format,
-        images=len(result.samples),
-        annotations=sum(kinds.values()),
-        classes=result.classes,
-        subsets=subsets,
-        annotation_kinds=kinds,
-        warnings=result.warnings[:200],
-        examples=[s.path for s in result.samples[:5]],
-    )
-
-
 def analyze_folder(
     session: Session, *, settings: Settings, project_id: int, data: FolderImport
 ) -> Analysis:
@@ -370,8 +390,11 @@ def analyze_upload(
     folder = Path(tempfile.mkdtemp(prefix="analyze-", dir=staging))
     try:
         save_upload(storage, folder / "upload.zip", stream, settings.max_upload_bytes)
-        extract_zip(folder / "upload.zip", folder / "src")
-        return analyze(single_root(folder / "src"), project.task_type, fmt)
+        skipped: list[dict[str, str]] = []
+        extract_zip(folder / "upload.zip", folder / "src", skipped=skipped)
+        analysis = analyze(single_root(folder / "src"), project.task_type, fmt)
+        analysis.warnings = [*skipped, *analysis.warnings][:200]
+        return analysis
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

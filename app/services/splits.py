@@ -348,23 +348,28 @@ def _plan(session: Session, project_id: int, request: SplitRequest) -> _Plan:
         )
 
     if strategy == "predefined":
+        # An image's subset: its own attribute, else the subset its import found (train/
+        # val/test folders, a subset column), which the import recorded as a locked split.
         unassigned = 0
         attribute = request.subset_attribute
         rows = session.exec(
             select(Image.id, Image.attributes).where(Image.project_id == project_id)
         ).all()
         attrs = {image_id: attributes or {} for image_id, attributes in rows}
+        from_imports = _imported_subsets(session, project_id)
         for index, image_id in enumerate(data.image_ids):
             value = str(attrs.get(image_id, {}).get(attribute, "")).strip().lower()
             value = {"valid": "val", "validation": "val", "training": "train"}.get(value, value)
+            if value not in SUBSETS:
+                value = from_imports.get(image_id, "")
             if value in SUBSETS:
                 members.append((index, value, None))
             else:
                 unassigned += 1
         if not members:
             raise Invalid(
-                f"No image has a {attribute!r} attribute of train, val or test; "
-                "this project has no predefined split.",
+                f"No image has a {attribute!r} attribute of train, val or test, and no import "
+                "brought train/val/test subsets; this project has no predefined split.",
                 code="no_predefined_split",
                 details={"attribute": attribute, "valid": list(SUBSETS)},
             )
@@ -510,6 +515,24 @@ def _ensure_supported(project: Project) -> None:
             f"Splits are not available for {project.task_type} projects in this build.",
             code="feature_unavailable",
         )
+
+
+def _imported_subsets(session: Session, project_id: int) -> dict[int, str]:
+    """image id → the subset its import assigned (the import's own predefined splits)."""
+    subsets: dict[int, str] = {}
+    splits = session.exec(
+        select(Split)
+        .where(Split.project_id == project_id, Split.strategy == "predefined")
+        .order_by(col(Split.id))
+    ).all()
+    for split in splits:
+        if "import_id" not in (split.params or {}):
+            continue
+        members = session.exec(
+            select(SplitMember.image_id, SplitMember.subset).where(SplitMember.split_id == split.id)
+        ).all()
+        subsets.update({image_id: str(subset) for image_id, subset in members if subset})
+    return subsets
 
 
 def preview_split(session: Session, project_id: int, request: SplitRequest) -> SplitPreview:

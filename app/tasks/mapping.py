@@ -12,6 +12,7 @@ so listing tasks in the web process stays cheap.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,66 @@ class ClassBook:
             self.index[name] = max(self.index.values(), default=-1) + 1
             self.new.append(name)
         return self.index[name]
+
+    def settle(self, current: dict[str, int]) -> dict[int, int]:
+        """Agree with the project's classes as they are at commit time.
+
+        Another import may have added classes since this one started: names it added are
+        reused with their index, and this import's new names move past every taken index.
+        Returns {old index: new index} for indices that changed, to remap mask pixels.
+        """
+        remap: dict[int, int] = {}
+        next_index = max(current.values(), default=-1) + 1
+        new = []
+        for name, index in sorted(self.index.items(), key=lambda item: item[1]):
+            if name in current:
+                final = current[name]
+            else:  # new here, or deleted meanwhile: (re)created past every taken index
+                final, next_index = next_index, next_index + 1
+                new.append(name)
+            if final != index:
+                remap[index] = final
+            self.index[name] = final
+        self.new = new
+        return remap
+
+
+def remap_mask(mask: np.ndarray, remap: dict[int, int]) -> np.ndarray:
+    """Mask pixel values (class indices) moved by ClassBook.settle; 255 (ignore) stays."""
+    table = np.arange(256, dtype=np.uint8)
+    for old, new in remap.items():
+        if old != IGNORE:
+            table[old] = new
+    return table[mask]
+
+
+def mask_classes(mask: np.ndarray, names: dict[int, str]) -> list[tuple[str, int, int]]:
+    """(class name, index, pixel count) for each class present in a semantic index mask.
+
+    One stored annotation row per class present (see `stored_rows`)."""
+    values, counts = np.unique(mask, return_counts=True)
+    return [
+        (names[int(v)], int(v), int(c))
+        for v, c in zip(values, counts, strict=True)
+        if int(v) in names
+    ]
+
+
+def stored_rows(items: list[Mapped], book: ClassBook, kinds: dict[str, int]) -> int:
+    """How many annotation rows these mapped items become — one per object, label or value,
+    one per class present in a semantic mask — added by kind to `kinds`. The rule analyze
+    and the import report share."""
+    names = {index: name for name, index in book.index.items()}
+    rows = 0
+    for item in items:
+        count = (
+            len(mask_classes(item.mask, names))
+            if item.kind == "mask" and item.label is None and item.mask is not None
+            else 1
+        )
+        kinds[item.kind] = kinds.get(item.kind, 0) + count
+        rows += count
+    return rows
 
 
 def task_background(name: str) -> bool:
@@ -152,18 +213,24 @@ def read_mask(
         warn(f"mask {geometry['path']!r} not found; skipped")
         return None
     try:
-        with Image.open(path) as picture:
-            picture.load()
-            mode = picture.mode
-            pixels = np.asarray(picture)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as picture:
+                size = picture.size
+                if size == (w, h):  # the size is checked before a single pixel is decoded
+                    picture.load()
+                    mode = picture.mode
+                    pixels = np.asarray(picture)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Like a bomb image: this sample is an error, the rest of the import goes on.
+        raise MaskProblem(
+            f"mask {geometry['path']!r} refused as a decompression bomb ({exc})"
+        ) from None
     except (OSError, ValueError) as exc:
         warn(f"mask {geometry['path']!r} is not a readable image ({exc}); skipped")
         return None
-    if pixels.shape[:2] != (h, w):
-        warn(
-            f"mask {geometry['path']!r} is {pixels.shape[1]}x{pixels.shape[0]}, "
-            f"the image {w}x{h}; skipped"
-        )
+    if size != (w, h):
+        warn(f"mask {geometry['path']!r} is {size[0]}x{size[1]}, the image {w}x{h}; skipped")
         return None
     if binary:
         grey = pixels if pixels.ndim == 2 else pixels[..., :3].max(axis=2)

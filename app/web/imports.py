@@ -108,11 +108,15 @@ def report(
     request: Request,
     project_id: int,
     import_id: int,
+    started: bool = False,
     session: Session = Depends(get_session),
     storage: Storage = Depends(get_storage),
 ) -> Response:
+    """While the import runs, a placeholder that polls; then the report. Below the job card
+    that started it (`started`), the report leaves the import's message to that card, so the
+    message is shown once."""
     row = service.get_import(session, project_id=project_id, import_id=import_id, storage=storage)
-    response = render(request, "partials/_import_report.html", imp=row)
+    response = render(request, "partials/_import_report.html", imp=row, started=started)
     if row.status == "succeeded":
         # The dataset page's grid, counts, classes and statistics listen for this.
         response.headers["HX-Trigger"] = "dataset-imported"

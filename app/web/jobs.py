@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
 from sqlmodel import Session
 
-from app.config import Settings
-from app.deps import SessionFactory, get_session, get_session_factory, get_settings
-from app.models import TERMINAL_STATUSES
+from app.deps import get_session, get_streams
+from app.errors import not_found
+from app.models import JobRead
 from app.services import jobs as service
 from app.services import projects as project_service
 from app.services.events import list_events
-from app.sse import SSE_HEADERS, format_event, poll_stream
+from app.streams import EventStreamResponse, StreamHub
 from app.templating import render, templates
 from app.web.common import nav_context
 
@@ -65,44 +64,15 @@ def cancel_job(request: Request, job_id: int, session: Session = Depends(get_ses
 
 @router.get("/jobs/{job_id}/card-stream")
 async def job_card_stream(
-    request: Request,
-    job_id: int,
-    session: Session = Depends(get_session),
-    factory: SessionFactory = Depends(get_session_factory),
-    settings: Settings = Depends(get_settings),
-) -> StreamingResponse:
+    request: Request, job_id: int, hub: StreamHub = Depends(get_streams)
+) -> EventStreamResponse:
     """The job card re-rendered whenever the job row changes; `done` closes the stream."""
-    await run_in_threadpool(service.get_job, session, job_id=job_id)
-    last: tuple[object, ...] | None = None
+    hub.check()
+    if not await run_in_threadpool(hub.job_exists, job_id):
+        raise not_found("job", job_id)
     template = templates.get_template("partials/_job_card.html")
 
-    async def fetch() -> tuple[list[str], bool]:
-        nonlocal last
+    def card(job: JobRead) -> str:
+        return template.render(request=request, job=job)
 
-        def work() -> tuple[list[str], bool]:
-            nonlocal last
-            with factory() as poll_session:
-                job = service.get_job(poll_session, job_id=job_id)
-                state = (
-                    job.status,
-                    job.progress,
-                    job.message,
-                    job.cancel_requested,
-                    repr(job.progress_detail),
-                )
-                if state == last:
-                    return [], False
-                last = state
-                html = template.render(request=request, job=job)
-                done = job.status in TERMINAL_STATUSES
-                messages = [format_event(html, event="card")]
-                if done:
-                    messages.append(format_event(job.status, event="done"))
-                return messages, done
-
-        return await run_in_threadpool(work)
-
-    stream = poll_stream(
-        fetch, is_disconnected=request.is_disconnected, interval=settings.poll_seconds
-    )
-    return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+    return EventStreamResponse(hub, lambda: hub.job_cards(job_id, card))

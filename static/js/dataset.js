@@ -44,6 +44,7 @@
         },
         // The server colors the mask; hidden classes are left transparent there.
         maskHref: function (base) { return base + "?hide=" + this.hidden.join(","); },
+        opacityLabel: function () { return Math.round(this.opacity * 100) + "%"; },
       };
     });
   });

@@ -1,5 +1,6 @@
 // Evaluation page: the panel's Alpine component (confusion-matrix cells filter the per-image
-// grid) and the per-class bar chart. Loaded before Alpine, so evalPanel exists when it starts.
+// grid) and the per-class bar chart. Registered on alpine:init (the CSP build of Alpine only
+// reaches components registered with Alpine.data).
 (function () {
   "use strict";
 
@@ -28,7 +29,7 @@
     });
   }
 
-  window.evalPanel = function () {
+  function evalPanel() {
     return {
       init: function () {
         var root = this.$el;
@@ -54,5 +55,9 @@
         htmx.trigger(form, "submit");
       },
     };
-  };
+  }
+
+  document.addEventListener("alpine:init", function () {
+    window.Alpine.data("evalPanel", evalPanel);
+  });
 })();

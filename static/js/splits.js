@@ -41,6 +41,14 @@
       },
       // After a save: the form's own reset() puts range inputs at their midpoint, so the
       // shares are set again from the defaults (a new object, so every binding re-renders).
+      created: function () {
+        this.$refs.form.reset();
+        this.resetForm();
+        this.clearError();
+      },
+      clearError: function () {
+        this.$refs.formError.replaceChildren();
+      },
       resetForm: function () {
         this.name = "";
         this.strategy = "stratified";

@@ -151,4 +151,11 @@
   }
 
   window.studioTraining = { live: live, compare: compare };
+  // Pages carry no inline script (Content-Security-Policy): start what the page holds.
+  document.addEventListener("DOMContentLoaded", function () {
+    var liveRoot = document.getElementById("training-live");
+    if (liveRoot) live(liveRoot);
+    var compareRoot = document.getElementById("compare-data");
+    if (compareRoot) compare(compareRoot);
+  });
 })();

@@ -136,6 +136,33 @@ def test_predefined_split_from_image_attributes(
     assert created.json()["counts"] == {"train": 4, "val": 4, "test": 4}
 
 
+def test_predefined_split_from_the_subsets_an_import_found(
+    client: TestClient,
+    session: Session,
+    engine,
+    storage: Storage,
+    project: Project,
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    """train/val folders in an upload: the import records their split, and the predefined
+    strategy builds new splits from it (it used to look only at image attributes)."""
+    from app.models import DatasetImport
+    from tests.importers.builders import class_folders, run_now
+
+    root = class_folders(tmp_path / "pets", {"cat": 3, "dog": 3}, ("train", "val"))
+    row = DatasetImport(project_id=project.id, source=f"folder:{root}")
+    session.add(row)
+    session.commit()
+    session.refresh(row)
+    assert run_now(engine, storage, row.id)["split_id"] is not None
+    body = {"name": "again", "strategy": "predefined"}
+    preview = client.post(url(project, "/preview"), json=body)
+    assert preview.status_code == 200, preview.text
+    created = client.post(url(project), json=body)
+    assert created.status_code == 201, created.text
+    assert created.json()["counts"] == {"train": 6, "val": 6}
+
+
 def test_leave_one_group_out_answers_the_first_split_with_its_family(
     client: TestClient, session: Session, storage: Storage, project: Project
 ) -> None:

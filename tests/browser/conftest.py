@@ -8,16 +8,12 @@ is an error, not a skip.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.support.pg import free_port
+from tests.support.studio import LiveStudio
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("STUDIO_CHROMIUM", "/usr/bin/chromium"))
@@ -32,55 +28,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
 ]
-
-
-class LiveStudio:
-    def __init__(self, workspace: Path, extra_env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.workspace = workspace
-        self.log = workspace.parent / "studio.log"
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "STUDIO_WORKSPACE": str(workspace),
-            "STUDIO_PORT": str(self.port),
-            "STUDIO_JOB_PLUGINS": "tests.jobs.kinds",
-            "STUDIO_POLL_SECONDS": "0.2",
-            "STUDIO_HEARTBEAT_SECONDS": "1",
-            "STUDIO_CANCEL_GRACE_SECONDS": "3",
-            "STUDIO_WORKERS": "1",
-            "STUDIO_LIGHT_WORKERS": "1",
-            **(extra_env or {}),
-        }
-        env.pop("STUDIO_DATABASE_URL", None)
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "app"],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"studio did not start:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.1)
-        self.api = httpx.Client(base_url=self.url, timeout=30)
-
-    def stop(self) -> None:
-        self.api.close()
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
 
 
 @pytest.fixture
@@ -111,6 +58,17 @@ def page(browser, studio: LiveStudio, request: pytest.FixtureRequest):  # type: 
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # The pages' Content-Security-Policy: a blocked script, style or eval, or an Alpine
+    # expression the CSP build cannot parse, is a failure like a JavaScript error.
+    page.on(
+        "console",
+        lambda msg: (
+            errors.append(msg.text)
+            if msg.type == "error"
+            and ("Content Security Policy" in msg.text or "Alpine" in msg.text)
+            else None
+        ),
+    )
     yield page
     if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
         artifacts = ROOT / "test-artifacts"

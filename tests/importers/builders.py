@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import zipfile
@@ -13,6 +14,7 @@ from PIL import Image as PILImage
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from app.models import DatasetImport
 from app.storage import Storage
 from workers.importing import QuietReporter, run_import
 
@@ -111,6 +113,23 @@ def run_now(engine: Engine, storage: Storage, import_id: int) -> dict[str, Any]:
     return run_import(
         lambda: Session(engine, expire_on_commit=False), storage, import_id, QuietReporter()
     )
+
+
+def import_folder(
+    session: Session, engine: Engine, storage: Storage, project_id: int, root: Path
+) -> DatasetImport:
+    """Import a folder in-process as the job would; returns the import row as it ended
+    (a failed import is recorded on it, not raised)."""
+    row = DatasetImport(project_id=project_id, source=f"folder:{root}")
+    session.add(row)
+    session.commit()
+    session.refresh(row)
+    with contextlib.suppress(Exception):
+        run_now(engine, storage, row.id)
+    session.expire_all()
+    ended = session.get(DatasetImport, row.id)
+    assert ended is not None
+    return ended
 
 
 def import_digits(session: Session, engine: Engine, storage: Storage, project_id: int) -> int:

@@ -139,7 +139,7 @@ def test_an_import_where_nothing_is_usable_fails_and_leaves_nothing(
     (root / "cat").mkdir(parents=True)
     (root / "cat" / "a.png").write_bytes(b"nope")
     row, _summary, error = _import(session, storage, engine, root, "classification")
-    assert isinstance(error, ImportProblem) and error.code == "nothing_imported"
+    assert isinstance(error, ImportProblem) and error.code == "no_readable_image"
     assert row.status == "failed" and "not a readable image" in str(row.errors)
     _nothing_written(session, storage, row.project_id)
 

@@ -50,3 +50,34 @@ def ignore_term(ctx: JobContext) -> dict[str, Any]:
     ctx.progress(0, 1, message="ignoring SIGTERM", force=True)
     while True:
         time.sleep(0.05)
+
+
+@register_handler("test.fault")
+def fault(ctx: JobContext) -> dict[str, Any]:
+    """Fails the way a bad day does, with real exceptions from real components."""
+    import io
+    import sqlite3
+
+    from PIL import Image
+
+    which = ctx.params.get("fault")
+    if which == "disk_full":
+        # SQLite's own "database or disk is full", through SQLAlchemy like the studio's writes.
+        from sqlalchemy import create_engine, event, text
+
+        engine = create_engine(f"sqlite:///{ctx.storage.job_dir(ctx.job_id) / 'full.db'}")
+
+        def tiny(conn: sqlite3.Connection, _record: object) -> None:
+            conn.execute("PRAGMA max_page_count=2")
+
+        event.listen(engine, "connect", tiny)
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE t (x TEXT)"))
+            for _ in range(100):
+                conn.execute(text("INSERT INTO t VALUES (:x)"), {"x": "x" * 4000})
+    if which == "permission":
+        target = ctx.storage.images_dir(1)
+        raise PermissionError(13, "Permission denied", str(target))
+    if which == "image":
+        Image.open(io.BytesIO(b"not an image at all"))
+    raise RuntimeError(f"unknown fault {which!r}")

@@ -54,7 +54,7 @@ def test_analyze_start_and_report_fragments(
     assert started.status_code == 200 and 'class="job-live"' in started.text
     import re
 
-    report_url = re.search(r'hx-get="(/projects/\d+/imports/\d+/report)"', started.text)
+    report_url = re.search(r'hx-get="(/projects/\d+/imports/\d+/report)\?started=1"', started.text)
     assert report_url is not None
     pending = client.get(report_url.group(1), headers=HTMX).text
     assert 'data-status="queued"' in pending and 'hx-trigger="every 1s"' in pending
@@ -62,6 +62,8 @@ def test_analyze_start_and_report_fragments(
     done = client.get(report_url.group(1), headers=HTMX).text
     assert 'data-status="succeeded"' in done and 'data-testid="report-images">4<' in done
     assert "hx-trigger" not in done
+    below_card = client.get(report_url.group(1) + "?started=1", headers=HTMX).text
+    assert 'data-status="succeeded"' in below_card
 
 
 def test_missing_file_is_shown_in_place(client: TestClient, project: Project) -> None:

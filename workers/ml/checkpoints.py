@@ -4,10 +4,16 @@ Layout: {"format", "state_dict" (the weights inference uses: EMA weights when EM
 "provenance" (resolved config, classes, normalization, preprocess, split, versions...),
 "extra" (epoch, metric; "trainer" with the Lightning loop/optimizer/scheduler state in `last`)}.
 `provenance["task"]` names the task whose code half rebuilds the network.
+
+Each checkpoint has a `<name>.sha256` beside it (sha256sum's format), written at save time
+and checked by every load (evaluation, export, resume): a truncated, appended-to or
+otherwise changed file is refused instead of being used. Checkpoints saved before digests
+were recorded have none and load as before.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from pathlib import Path
@@ -16,6 +22,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from app.errors import StudioError
 from workers.ml.tasks.base import InferenceModel
 from workers.ml.transforms import EvalTransform
 
@@ -39,16 +46,50 @@ def save_checkpoint(
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
+    data = buffer.getvalue()
+    # The digest first: a checkpoint is never on disk without the digest it must match.
+    _atomic_write(digest_path(path), f"{hashlib.sha256(data).hexdigest()}  {path.name}\n".encode())
+    _atomic_write(path, data)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "wb") as handle:
-        handle.write(buffer.getvalue())
+        handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
     tmp.replace(path)
 
 
+def digest_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+class CheckpointCorrupt(StudioError):
+    status = 409
+    code = "checkpoint_corrupt"
+
+
+def verify_checkpoint(path: Path) -> bytes:
+    """The checkpoint's bytes, after checking them against the digest recorded at save."""
+    data = path.read_bytes()
+    try:
+        recorded = digest_path(path).read_text().split()[0]
+    except FileNotFoundError:
+        return data  # saved before digests were recorded
+    except (OSError, IndexError):
+        recorded = ""
+    if hashlib.sha256(data).hexdigest() != recorded:
+        raise CheckpointCorrupt(
+            f"Checkpoint {path.name} does not match the sha256 recorded when it was saved "
+            "(the file was changed or damaged); train again or resume from another checkpoint."
+        )
+    return data
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)  # type: ignore[no-any-return]
+    data = verify_checkpoint(path)
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)  # type: ignore[no-any-return]
 
 
 def load_for_inference(path: Path, device: str = "cpu") -> InferenceModel:
