@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from app.errors import Invalid
@@ -24,13 +25,14 @@ def annotation_rows(
     session: Session, project_id: int, image_ids: Sequence[int] | None = None
 ) -> list[AnnotationRow]:
     """Every annotation of the project (or of these images) as the task hooks see it."""
+    # Five columns: sqlalchemy's select (sqlmodel's typed overloads stop at four).
     query = (
-        select(
-            Annotation.image_id,
-            Annotation.kind,
-            LabelClass.name,
-            Annotation.geometry,
-            Annotation.attributes,
+        sa_select(
+            col(Annotation.image_id),
+            col(Annotation.kind),
+            col(LabelClass.name),
+            col(Annotation.geometry),
+            col(Annotation.attributes),
         )
         .join(LabelClass, col(LabelClass.id) == col(Annotation.class_id), isouter=True)
         .where(col(Annotation.project_id) == project_id)
@@ -41,7 +43,7 @@ def annotation_rows(
     chunks = [ids[i : i + 500] for i in range(0, len(ids), 500)] if ids is not None else [None]
     for chunk in chunks:
         scoped = query if chunk is None else query.where(col(Annotation.image_id).in_(chunk))
-        for image_id, kind, name, geometry, attributes in session.exec(scoped).all():
+        for image_id, kind, name, geometry, attributes in session.execute(scoped).all():
             rows.append(AnnotationRow(image_id, kind, name, geometry or {}, attributes or {}))
     return rows
 

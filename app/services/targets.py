@@ -9,7 +9,7 @@ PostgreSQL ->>), on the project's value annotations only.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -22,7 +22,7 @@ VALUE = "value"
 HISTOGRAM_BINS = 12
 
 
-def names_of(geometry: dict[str, Any]) -> list[str]:
+def names_of(geometry: Mapping[str, Any]) -> list[str]:
     """A value annotation's target names (`target`, `target_2`... for rows without names)."""
     values = geometry.get("values") or []
     names = [str(n) for n in geometry.get("names") or []]

@@ -85,7 +85,7 @@ def _names(rows: list[AnnotationRow]) -> list[str]:
 def quantile_edges(values: list[float], bins: int) -> list[float]:
     """Inner edges of `bins` equal-count bins (duplicates removed: ties share a bin)."""
     ordered = sorted(values)
-    edges = []
+    edges: list[float] = []
     for k in range(1, bins):
         edge = ordered[min(len(ordered) - 1, round(k * len(ordered) / bins))]
         if edge > ordered[0] and (not edges or edge > edges[-1]):
