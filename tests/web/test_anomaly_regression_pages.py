@@ -85,6 +85,10 @@ def test_anomaly_pages(
     experiment = train_tiny(session, storage, project, split)
     eid = experiment.id
     assert eid is not None and isinstance(experiment.provenance.get("threshold"), float)
+    for url in (f"/projects/{pid}/training", f"/projects/{pid}/training/{eid}", f"/projects/{pid}"):
+        assert client.get(url).status_code == 200, url
+    shown = client.get(f"/projects/{pid}/training/{eid}").text
+    assert "<dt>Mode</dt><dd>unsupervised</dd>" in shown  # the experiment says its mode
     evaluate_now(session, storage, settings, engine, pid, eid)
 
     page = client.get(f"/projects/{pid}/evaluation", params={"experiment": eid})
@@ -184,6 +188,8 @@ def test_regression_pages(
     experiment = train_tiny(session, storage, project, split)
     eid = experiment.id
     assert eid is not None
+    for url in (f"/projects/{pid}/training", f"/projects/{pid}/training/{eid}", f"/projects/{pid}"):
+        assert client.get(url).status_code == 200, url
     evaluate_now(session, storage, settings, engine, pid, eid)
 
     html = client.get(f"/projects/{pid}/evaluation", params={"experiment": eid}).text
