@@ -100,10 +100,10 @@ def prediction_shapes(
                 continue
             outcome = entry.get("outcome")
             role = default_role
-            if default_role == "truth" and outcome == "fn":
-                role = "fn"
-            elif default_role == "pred" and outcome in ("tp", "fp"):
-                role = outcome
+            if default_role == "truth" and outcome in ("fn", "confused"):
+                role = "fn"  # missed, or found under another class
+            elif default_role == "pred" and outcome in ("tp", "fp", "confused"):
+                role = "fp" if outcome == "confused" else outcome
             shapes.append(
                 {
                     "kind": entry["kind"],
@@ -115,4 +115,44 @@ def prediction_shapes(
                     "href": entry.get("href"),
                 }
             )
+    return shapes
+
+
+def object_shapes(
+    objects: list[dict[str, Any]], colors: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Shapes of predicted objects in the prediction envelope (try-it): each object's geometry
+    under its own key ("bbox", "obb", "polygon")."""
+    colors = colors or []
+    shapes = []
+    for obj in objects:
+        index = obj.get("index")
+        color = (
+            colors[index] if isinstance(index, int) and 0 <= index < len(colors) else DEFAULT_COLOR
+        )
+        score = obj.get("score")
+        label = (
+            f"{obj.get('class', '')} {score:.2f}"
+            if isinstance(score, int | float)
+            else str(obj.get("class", ""))
+        )
+        if "polygon" in obj:
+            kind, geometry = "polygon", {"points": obj["polygon"]}
+        elif "obb" in obj:
+            kind, geometry = "obb", obj["obb"]
+        elif "bbox" in obj:
+            kind, geometry = "bbox", obj["bbox"]
+        else:
+            continue
+        shapes.append(
+            {
+                "kind": kind,
+                "geometry": geometry,
+                "role": "pred",
+                "color": color,
+                "label": label,
+                "cid": index,
+                "href": None,
+            }
+        )
     return shapes

@@ -71,6 +71,7 @@ def make_templates() -> Jinja2Templates:
         box=overlays.box,
         label_anchor=overlays.label_anchor,
         prediction_shapes=overlays.prediction_shapes,
+        object_shapes=overlays.object_shapes,
     )
     env.filters["timeago"] = _timeago
     env.filters["duration"] = _duration

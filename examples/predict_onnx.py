@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
-"""Classify images with an AI Studio ONNX export, without AI Studio.
+"""Predict with an AI Studio ONNX export, without AI Studio: classification and detection.
 
-Needs only numpy, Pillow and onnxruntime. Preprocessing is read from the export's metadata
-file (the `<model>.json` downloaded beside it, or the same JSON stored in the ONNX file's
-metadata_props under "studio.metadata"), so this script hard-codes no image size, mean or std.
+Needs only numpy, Pillow and onnxruntime. Preprocessing and the reading of the outputs come
+from the export's metadata (the `<model>.json` downloaded beside it, or the same JSON stored in
+the ONNX file's metadata_props under "studio.metadata"), so this script hard-codes no image
+size, mean, std or output layout.
 
     python predict_onnx.py model.onnx img1.png img2.jpg
     python predict_onnx.py model.onnx --metadata model.json --labels truth.tsv --json
+    python predict_onnx.py detector.onnx street.jpg --score-threshold 0.4 --json
 
-`--labels` is a TSV of `<image path>\t<class name>` lines; with it the script prints the
-accuracy over those images (single-label: argmax == class).
+Classification prints the top class per image; `--labels` (a TSV of `<image path>\t<class
+name>` lines) adds the accuracy over those images. Detection prints one line per object
+(class, score, x, y, w, h in the original image's pixels); the export runs one image at a time
+when its metadata says `"batch": 1`.
 """
 
 from __future__ import annotations
@@ -58,6 +62,35 @@ def scores_of(logits: np.ndarray, meta: dict) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+def detect(session: ort.InferenceSession, path: Path, meta: dict, threshold: float) -> list[dict]:
+    """One image through an exported detector: boxes come out in the model's input pixels
+    (an S x S resize of the image) and go back to the original image's pixels."""
+    with Image.open(path) as image:
+        width, height = ImageOps.exif_transpose(image).size
+    batch = preprocess(path, meta["preprocess"])[None]
+    names = [o.name for o in session.get_outputs()]
+    outputs = dict(
+        zip(names, session.run(None, {session.get_inputs()[0].name: batch}), strict=True)
+    )
+    side = float(meta["input"]["shape"][-1])
+    sx, sy = width / side, height / side
+    found = []
+    for box, score, label in zip(
+        outputs["boxes"], outputs["scores"], outputs["labels"], strict=True
+    ):
+        if score < threshold:
+            continue
+        x0, y0, x1, y1 = (float(v) for v in box)
+        found.append(
+            {
+                "class": meta["classes"][int(label)],
+                "score": float(score),
+                "bbox": {"x": x0 * sx, "y": y0 * sy, "w": (x1 - x0) * sx, "h": (y1 - y0) * sy},
+            }
+        )
+    return sorted(found, key=lambda o: -o["score"])
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", type=Path)
@@ -66,9 +99,34 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--labels", type=Path, help="TSV: image path <TAB> class name")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--score-threshold", type=float, default=None, help="detection: keep scores ≥ this"
+    )
     args = parser.parse_args(argv)
 
     meta = load_metadata(args.model, args.metadata)
+    if meta["task"] == "detection":
+        session = ort.InferenceSession(str(args.model), providers=["CPUExecutionProvider"])
+        threshold = (
+            args.score_threshold
+            if args.score_threshold is not None
+            else float(meta.get("score_threshold", 0.25))
+        )
+        found = {str(p): detect(session, p, meta, threshold) for p in args.images}
+        if args.json:
+            print(json.dumps({"predictions": found}))
+        else:
+            for image, objects in found.items():
+                for o in objects:
+                    b = o["bbox"]
+                    print(
+                        f"{image}\t{o['class']}\t{o['score']:.4f}\t"
+                        f"{b['x']:.1f}\t{b['y']:.1f}\t{b['w']:.1f}\t{b['h']:.1f}"
+                    )
+        return 0
+    if meta["task"] != "classification":
+        print(f"this script reads classification and detection exports, not {meta['task']}")
+        return 2
     classes = meta["classes"]
     truth: dict[Path, str] = {}
     if args.labels:

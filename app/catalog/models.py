@@ -28,6 +28,7 @@ class ModelSpec:
     # Methods that only work on pretrained features (feature-memory anomaly detectors): the
     # backbone id whose local weights they need; offered only where the workers found them.
     requires_pretrained: str = ""
+    min_image_size: int = 16  # smaller inputs break the network (SSD's extra layers, ...)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -139,6 +140,87 @@ for _spec in (
         "(coreset); the map is each patch's distance to its nearest normal patch.",
         pretrained_source="torchvision",
         requires_pretrained="resnet18",
+    ),
+):
+    register_model(_spec)
+
+
+for _spec in (
+    ModelSpec(
+        "fcos_small",
+        "FCOS (small CNN + FPN)",
+        "fcos",
+        1.2,
+        96,
+        tasks=("detection",),
+        description="Anchor-free FCOS on a 5-stage CNN with an FPN (strides 8-32): learns "
+        "from random initialisation on a CPU in minutes.",
+        speed="fast",
+        min_image_size=64,
+    ),
+    ModelSpec(
+        "fasterrcnn_resnet50_fpn",
+        "Faster R-CNN ResNet-50 FPN",
+        "faster_rcnn",
+        41.3,
+        512,
+        tasks=("detection",),
+        pretrained_source="torchvision",
+        speed="slow",
+        min_image_size=128,
+    ),
+    ModelSpec(
+        "fasterrcnn_mobilenet_v3_large_fpn",
+        "Faster R-CNN MobileNetV3-Large FPN",
+        "faster_rcnn",
+        19.0,
+        320,
+        tasks=("detection",),
+        pretrained_source="torchvision",
+        min_image_size=128,
+    ),
+    ModelSpec(
+        "fcos_resnet50_fpn",
+        "FCOS ResNet-50 FPN",
+        "fcos",
+        32.1,
+        512,
+        tasks=("detection",),
+        pretrained_source="torchvision",
+        speed="slow",
+        min_image_size=128,
+    ),
+    ModelSpec(
+        "retinanet_resnet50_fpn",
+        "RetinaNet ResNet-50 FPN",
+        "retinanet",
+        32.3,
+        512,
+        tasks=("detection",),
+        pretrained_source="torchvision",
+        speed="slow",
+        min_image_size=128,
+    ),
+    ModelSpec(
+        "ssd300_vgg16",
+        "SSD300 VGG-16",
+        "ssd",
+        24.0,
+        300,
+        tasks=("detection",),
+        pretrained_source="torchvision",
+        min_image_size=300,
+    ),
+    ModelSpec(
+        "ssdlite320_mobilenet_v3_large",
+        "SSDlite320 MobileNetV3-Large",
+        "ssd",
+        2.2,
+        320,
+        tasks=("detection",),
+        pretrained_source="torchvision",
+        speed="fast",
+        min_image_size=96,
     ),
 ):
     register_model(_spec)

@@ -104,6 +104,13 @@ def resolve_config(data: dict[str, Any], task: str) -> dict[str, Any]:
     resolved = config.model_dump()
     if resolved["image_size"] is None:
         resolved["image_size"] = model.default_image_size
+    if resolved["image_size"] < model.min_image_size:
+        raise Invalid(
+            f"image_size={resolved['image_size']} is too small for {model.title}; use at least "
+            f"{model.min_image_size} px (default {model.default_image_size}).",
+            code="invalid_hyperparameters",
+            details={"fields": [{"field": "image_size", "min": model.min_image_size}]},
+        )
     return resolved
 
 

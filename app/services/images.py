@@ -231,21 +231,24 @@ def get_image(*, session: Session, project_id: int, image_id: int) -> Image:
     return image
 
 
-def get_image_detail(*, session: Session, project_id: int, image_id: int) -> ImageDetail:
-    """Metadata, every annotation with its class name and color, and split memberships."""
-    get_project(session=session, project_id=project_id)
-    image = get_image(session=session, project_id=project_id, image_id=image_id)
+def annotations_of(
+    *, session: Session, project_id: int, image_ids: list[int]
+) -> dict[int, list[AnnotationRead]]:
+    """Every annotation of these images with its class name and colour (one query), for the
+    image view and the grid's overlays."""
+    found: dict[int, list[AnnotationRead]] = {}
+    if not image_ids:
+        return found
     rows = session.exec(
         select(Annotation, LabelClass)
         .join(LabelClass, col(Annotation.class_id) == col(LabelClass.id), isouter=True)
-        .where(col(Annotation.image_id) == image_id)
-        .order_by(col(Annotation.id))
+        .where(col(Annotation.image_id).in_(image_ids), Annotation.project_id == project_id)
+        .order_by(col(Annotation.image_id), col(Annotation.id))
     ).all()
-    annotations = []
-    base = f"/api/projects/{project_id}/images/{image_id}/annotations"
     for annotation, label_class in rows:
         assert annotation.id is not None
-        annotations.append(
+        base = f"/api/projects/{project_id}/images/{annotation.image_id}/annotations"
+        found.setdefault(annotation.image_id, []).append(
             AnnotationRead(
                 id=annotation.id,
                 kind=annotation.kind,
@@ -259,6 +262,16 @@ def get_image_detail(*, session: Session, project_id: int, image_id: int) -> Ima
                 else None,
             )
         )
+    return found
+
+
+def get_image_detail(*, session: Session, project_id: int, image_id: int) -> ImageDetail:
+    """Metadata, every annotation with its class name and color, and split memberships."""
+    get_project(session=session, project_id=project_id)
+    image = get_image(session=session, project_id=project_id, image_id=image_id)
+    annotations = annotations_of(session=session, project_id=project_id, image_ids=[image_id]).get(
+        image_id, []
+    )
     members = session.exec(
         select(SplitMember.split_id, SplitMember.subset).where(
             col(SplitMember.image_id) == image_id

@@ -69,13 +69,23 @@ def _link(base: str, query: ImageQuery, **overrides: Any) -> str:
     return f"{base}?{urlencode(clean)}" if clean else base
 
 
+GRID_SHAPES = 60  # outlines per thumbnail: enough to see the annotation, bounded page size
+
+
 def _grid_context(session: Session, project_id: int, query: ImageQuery) -> dict[str, Any]:
     images, total = image_service.list_images(session=session, project_id=project_id, query=query)
     classes = class_service.list_classes(session=session, project_id=project_id)
+    annotations = image_service.annotations_of(
+        session=session, project_id=project_id, image_ids=[image.id for image in images]
+    )
+    shapes = {
+        image_id: annotation_shapes(found)[:GRID_SHAPES] for image_id, found in annotations.items()
+    }
     pages = max(1, math.ceil(total / query.page_size))
     base = f"/projects/{project_id}/dataset"
     return {
         "images": images,
+        "shapes": {k: [s for s in v if s["kind"] != "label"] for k, v in shapes.items()},
         "total": total,
         "query": query,
         "pages": pages,

@@ -81,6 +81,14 @@ def _page_context(
     splits = service.splits_for_training(session, project_id)
     experiments = service.list_experiments(session, project_id)
     spec = get_task(project.task_type)
+    form = _task_form(project.task_type)
+    controlling = {condition[0] for condition in APPLIES_WHEN.values()}
+    controllers = {
+        f["name"]: f["default"]
+        for group in form.values()
+        for f in group
+        if f["name"] in controlling
+    }
     names = {e.name for e in experiments}
     number = len(experiments) + 1
     while f"{spec.default_model}-{number}" in names:
@@ -95,8 +103,10 @@ def _page_context(
         "unavailable": hardware.model_availability(storage, list_models(project.task_type))
         if storage is not None
         else {},
-        "task_spec": get_task(project.task_type),
-        "form": _task_form(project.task_type),
+        "task_spec": spec,
+        "form": form,
+        "controllers": controllers,
+        "rules": {name: [field, list(values)] for name, (field, values) in APPLIES_WHEN.items()},
         **nav_context(read, "training"),
     }
 

@@ -47,5 +47,15 @@
         opacityLabel: function () { return Math.round(this.opacity * 100) + "%"; },
       };
     });
+    // The grid's "overlays on thumbnails" switch, remembered in this browser.
+    window.Alpine.data("gridOverlays", function () {
+      return {
+        overlays: window.localStorage.getItem("studio.gridOverlays") !== "off",
+        toggleOverlays: function (event) {
+          this.overlays = event.target.checked;
+          window.localStorage.setItem("studio.gridOverlays", this.overlays ? "on" : "off");
+        },
+      };
+    });
   });
 })();

@@ -4,12 +4,43 @@
 (function () {
   "use strict";
 
+  var PALETTE = ["#2563eb", "#16a34a", "#ea580c", "#7c3aed", "#db2777", "#0891b2", "#ca8a04", "#dc2626"];
+
+  // Task partials describe their charts as data: {"kind": "bars"|"lines", "labels",
+  // "series": [{"label", "data"}] (bars) or [[...], ...] with "names" (lines)}.
+  function drawGeneric(canvas, data) {
+    var lines = data.kind === "lines";
+    var series = lines
+      ? (data.series || []).map(function (values, i) {
+          var color = PALETTE[i % PALETTE.length];
+          return { label: (data.names || [])[i] || String(i), data: values, borderColor: color,
+                   backgroundColor: color, pointRadius: 0, borderWidth: 2, fill: false };
+        })
+      : (data.series || []).map(function (s, i) {
+          return { label: s.label, data: s.data, backgroundColor: PALETTE[i % PALETTE.length] };
+        });
+    new window.Chart(canvas, {
+      type: lines ? "line" : "bar",
+      data: { labels: data.labels, datasets: series },
+      options: {
+        responsive: true,
+        animation: false,
+        scales: lines
+          ? { x: { title: { display: true, text: "recall" }, ticks: { maxTicksLimit: 6 } },
+              y: { min: 0, max: 1, title: { display: true, text: "precision" } } }
+          : { y: { min: 0, max: 1 } },
+        plugins: { legend: { position: "bottom" } },
+      },
+    });
+  }
+
   function drawChart(canvas) {
     if (!canvas || !window.Chart || canvas.dataset.drawn) return;
     var data;
     try { data = JSON.parse(canvas.dataset.chart || "{}"); } catch (_err) { return; }
     if (!data.labels || !data.labels.length) return;
     canvas.dataset.drawn = "1";
+    if (data.kind) { drawGeneric(canvas, data); return; }
     new window.Chart(canvas, {
       type: "bar",
       data: {
@@ -34,7 +65,7 @@
       init: function () {
         var root = this.$el;
         // Chart.js is deferred like this file; draw once everything has loaded.
-        var draw = function () { drawChart(root.querySelector("#eval-class-chart")); };
+        var draw = function () { root.querySelectorAll("canvas[data-chart]").forEach(drawChart); };
         if (window.Chart) draw(); else window.addEventListener("load", draw, { once: true });
       },
       showCell: function (trueClass, predictedClass, subset) {

@@ -158,4 +158,25 @@
     var compareRoot = document.getElementById("compare-data");
     if (compareRoot) compare(compareRoot);
   });
+  // The experiment form: which settings apply follows the ones they depend on (momentum
+  // with SGD, ...). data-cfg holds the controlling settings' values, data-rules
+  // {setting: [controlling setting, [values]]}.
+  document.addEventListener("alpine:init", function () {
+    window.Alpine.data("recipeForm", function () {
+      return {
+        advanced: false,
+        cfg: {},
+        rules: {},
+        init: function () {
+          this.cfg = JSON.parse(this.$el.dataset.cfg || "{}");
+          this.rules = JSON.parse(this.$el.dataset.rules || "{}");
+        },
+        applies: function (name) {
+          var rule = this.rules[name];
+          return !rule || rule[1].indexOf(this.cfg[rule[0]]) !== -1;
+        },
+        toggleAdvanced: function () { this.advanced = !this.advanced; },
+      };
+    });
+  });
 })();

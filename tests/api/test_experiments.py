@@ -252,7 +252,9 @@ def test_metrics_and_checkpoints_of_a_new_experiment_are_empty(
     assert client.get(url(project, f"/{eid}/checkpoints")).json()["items"] == []
 
 
-def test_catalog_lists_every_model_and_tasks_report_train(client: TestClient) -> None:
+def test_catalog_lists_every_model_and_tasks_report_train(
+    client: TestClient, sketch_task: str
+) -> None:
     body = client.get("/api/catalog/models?task=classification").json()
     ids = {m["id"] for m in body["items"]}
     assert ids == {m.id for m in list_models("classification")}
@@ -266,9 +268,24 @@ def test_catalog_lists_every_model_and_tasks_report_train(client: TestClient) ->
         "mobilenet_v3_small",
         "mobilenet_v3_large",
     } == ids
-    assert client.get("/api/catalog/models?task=detection").json()["total"] == 0
+    detectors = {m["id"] for m in client.get("/api/catalog/models?task=detection").json()["items"]}
+    assert {"fcos_small", "fasterrcnn_resnet50_fpn", "ssdlite320_mobilenet_v3_large"} <= detectors
+    assert not ids & detectors
+    assert_api_error(client.get("/api/catalog/models?task=nope"), 422, "unknown_task_type")
     tasks = {t["key"]: t for t in client.get("/api/tasks").json()["items"]}
     assert tasks["classification"]["features"]["train"] is True
-    assert tasks["detection"]["features"]["train"] is False
+    assert tasks["detection"]["features"]["train"] is True
+    assert tasks[sketch_task]["features"]["train"] is False
+    assert (
+        tasks["detection"]["summary_metric"] == "map50"
+        and tasks["detection"]["metric_mode"] == "max"
+    )
     hyper = client.get("/api/catalog/hyperparameters?task=classification").json()
     assert hyper["defaults"]["epochs"] == 10 and "lr" in hyper["schema"]["properties"]
+    det = client.get("/api/catalog/hyperparameters?task=detection").json()
+    assert det["defaults"]["model"] == "fcos_small" and det["defaults"]["score_threshold"] == 0.25
+    assert det["schema"]["properties"]["nms_iou"]["group"] == "task"
+    assert "label_smoothing" not in det["schema"]["properties"]
+    assert_api_error(
+        client.get(f"/api/catalog/hyperparameters?task={sketch_task}"), 409, "task_not_trainable"
+    )

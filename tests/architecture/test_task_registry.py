@@ -15,6 +15,7 @@ from app.catalog import list_models
 from app.importers import list_importers
 from app.tasks import list_tasks
 from workers.ml.tasks import get_task_code, task_code_keys
+from workers.ml.tasks.base import TaskCode
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = list_tasks()
@@ -40,7 +41,11 @@ def test_declared_stages_have_what_they_need(spec) -> None:  # type: ignore[no-u
         assert spec.default_model in catalog
         assert catalog == get_task_code(spec.key).model_ids(), "catalog and builders differ"
         assert set(spec.curve_metrics) and spec.primary_metric in spec.curve_metrics
+    code = get_task_code(spec.key) if spec.features & CODE_FEATURES else None
     if spec.supports("evaluate"):
+        assert code is not None
+        if type(code).evaluate is TaskCode.evaluate:  # the conventional module
+            assert callable(code.part("evaluate").evaluate)
         keys = [m.key for m in spec.metrics]
         assert spec.summary_metric in keys and len(keys) == len(set(keys))
         for name in ("_evaluation.html", "_result.html", "_result_detail.html"):
@@ -50,7 +55,10 @@ def test_declared_stages_have_what_they_need(spec) -> None:  # type: ignore[no-u
         assert (partials / "_prediction.html").is_file()
         assert get_task_code(spec.key).decoder.task == spec.key
     if spec.supports("export"):
-        assert spec.supports("train")
+        assert spec.supports("train") and code is not None
+        if type(code).export_module is TaskCode.export_module:
+            assert callable(code.part("export").export_module)
+            assert callable(code.part("export").parity)
 
 
 KEYS = "|".join(re.escape(t.key) for t in TASKS if t.key != "sketch")

@@ -96,3 +96,107 @@ def test_image_index_migration_backfills_existing_rows(db_url: str) -> None:
     engine.dispose()
     assert sort == {labelled: 0, bare: 2**31 - 1}
     assert attributes == [(labelled, "camera", "c1"), (labelled, "count", "3")]
+
+
+def _insert(conn, table, **values):  # type: ignore[no-untyped-def]
+    """Insert a row, filling every other NOT NULL column without a default with a plain value
+    of its type (the schema at an old revision differs from today's models)."""
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    row = dict(values)
+    for column in table.columns:
+        if column.name in row or column.nullable or column.primary_key:
+            continue
+        if column.server_default is not None:
+            continue
+        kind = column.type
+        if isinstance(kind, sa.JSON):
+            row[column.name] = {}
+        elif isinstance(kind, sa.Boolean):
+            row[column.name] = False
+        elif isinstance(kind, sa.Integer | sa.Float):
+            row[column.name] = 0
+        elif isinstance(kind, sa.DateTime):
+            row[column.name] = dt.datetime.now(dt.UTC)
+        else:
+            row[column.name] = "x"
+    return conn.execute(table.insert().values(**row).returning(table.c.id)).scalar_one()
+
+
+def test_a_classification_evaluation_made_before_the_task_neutral_schema_still_opens(
+    db_url: str, client
+) -> None:  # type: ignore[no-untyped-def]
+    """Rows written at revision 3fdbfd1cbb23 (class columns, old prediction JSON, one
+    evaluation per experiment) read through today's API and page after the upgrade."""
+    import sqlalchemy as sa
+
+    config = alembic_config(db_url)
+    config.attributes["configure_logger"] = False
+    command.downgrade(config, "3fdbfd1cbb23")
+    engine = sa.create_engine(db_url)
+    meta = sa.MetaData()
+    meta.reflect(engine)
+    t = meta.tables
+    with engine.begin() as conn:
+        pid = _insert(conn, t["project"], name="old", name_key="old", task_type="classification")
+        for index, name in enumerate(("cat", "dog")):
+            _insert(conn, t["label_class"], project_id=pid, name=name, index=index, color="#000000")
+        images = [
+            _insert(conn, t["image"], project_id=pid, original_name=f"{i}.png", width=8, height=8)
+            for i in range(3)
+        ]
+        split = _insert(conn, t["split"], project_id=pid, name="s", strategy="stratified")
+        eid = _insert(
+            conn, t["experiment"], project_id=pid, split_id=split, name="e", status="completed"
+        )
+        evaluation = _insert(
+            conn,
+            t["evaluation"],
+            experiment_id=eid,
+            checkpoint="best",
+            subsets=["test"],
+            status="completed",
+            aggregate={"task": "multiclass", "accuracy": 2 / 3, "classes": ["cat", "dog"]},
+        )
+        for image, (true, pred) in zip(images, ((0, 0), (1, 0), (1, 1)), strict=True):
+            _insert(
+                conn,
+                t["evaluation_result"],
+                evaluation_id=evaluation,
+                image_id=image,
+                subset="test",
+                prediction={
+                    "label": pred,
+                    "name": ["cat", "dog"][pred],
+                    "target": true,
+                    "target_name": ["cat", "dog"][true],
+                    "scores": [0.6, 0.4] if pred == 0 else [0.3, 0.7],
+                },
+                score=0.6 if pred == 0 else 0.7,
+                correct=true == pred,
+                true_class=true,
+                predicted_class=pred,
+            )
+    engine.dispose()
+    command.upgrade(config, "head")
+
+    base = f"/api/projects/{pid}/experiments/{eid}/evaluation"
+    got = client.get(base)
+    assert got.status_code == 200 and got.json()["aggregate"]["accuracy"] == 2 / 3
+    everything = client.get(f"{base}/results").json()
+    assert everything["total"] == 3, everything
+    cell = client.get(f"{base}/results", params={"true_class": 1, "predicted_class": 0}).json()
+    assert cell["total"] == 1, client.get(f"{base}/confusion").json()
+    row = cell["items"][0]
+    assert row["prediction"]["truth"] == [{"kind": "label", "class": "dog", "index": 1}]
+    assert row["prediction"]["predicted"][0]["class"] == "cat" and row["error"] == 1.0
+    confusion = client.get(f"{base}/confusion").json()
+    assert confusion["matrix"] == [[1, 0], [1, 1]]
+    page = client.get(f"/projects/{pid}/evaluation?experiment={eid}")
+    assert page.status_code == 200 and 'data-testid="eval-metrics"' in page.text
+    results = client.get(
+        f"/projects/{pid}/evaluation/{eid}/results", headers={"HX-Request": "true"}
+    )
+    assert results.status_code == 200 and "dog → cat" in results.text

@@ -14,7 +14,7 @@ import torch
 
 from app.services.experiments import resolve_config
 from benchmarks.synthetic import write_dataset
-from benchmarks.train_tasks import split, studio_samples
+from benchmarks.task_quality import split, studio_samples
 from workers.ml.checkpoints import load_for_inference, preprocess
 from workers.ml.data import load_image
 from workers.ml.export.pipeline import run_export

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from fastapi.testclient import TestClient
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from app.models import Project
 from app.storage import Storage
@@ -140,3 +140,49 @@ def test_actions_and_compare_with_config_diff(
     deleted = client.post(f"/projects/{project.id}/training/{ids[0]}/delete", headers=HTMX)
     assert deleted.status_code == 204
     assert client.get(f"/projects/{project.id}/training/{ids[0]}").status_code == 404
+
+
+def test_form_shows_settings_only_where_they_apply(
+    client: TestClient, session: Session, storage: Storage, project: Project
+) -> None:
+    make_data(session, storage, project)
+    page = client.get(f"/projects/{project.id}/training").text
+    # momentum only with SGD, step size with the step schedule, EMA decay with EMA
+    assert re.search(r"""x-show="applies\('momentum'\)">Momentum""", page)
+    assert re.search(r"""x-show="applies\('step_size'\)">Step size""", page)
+    assert re.search(r"""x-show="applies\('ema_decay'\)">Ema decay""", page)
+    assert 'x-model="cfg.optimizer"' in page and 'x-model="cfg.ema"' in page
+    assert re.search(r"data-cfg='{[^}]*\"optimizer\": \"adamw\"", page)
+    assert '"momentum": ["optimizer", ["sgd"]]' in page
+
+
+def test_a_completed_experiment_shows_the_task_s_test_metrics(
+    client: TestClient, session: Session, storage: Storage, project: Project
+) -> None:
+    from app.models import Experiment
+
+    split_id = make_data(session, storage, project)
+    client.post(
+        f"/projects/{project.id}/training/experiments",
+        data=form(split_id, name="done"),
+        headers=HTMX,
+    )
+    experiment = session.exec(select(Experiment)).one()
+    experiment.status = "completed"
+    experiment.provenance = {
+        "test_metrics": {"n": 5, "accuracy": 0.8, "f1_macro": 0.75, "loss": 0.5, "samples": 5}
+    }
+    session.add(experiment)
+    session.commit()
+    for url in (
+        f"/projects/{project.id}/training/{experiment.id}",
+        f"/projects/{project.id}/training/{experiment.id}/summary",
+    ):
+        page = client.get(url)
+        assert page.status_code == 200, page.text
+        assert re.search(
+            r"Test \(5 images, best checkpoint\):\s+Accuracy <strong>0\.8000</strong>", page.text
+        )
+        assert "F1 (macro) 0.7500" in page.text
+    listing = client.get(f"/projects/{project.id}/training").text
+    assert "<th>Test Accuracy</th>" in listing and ">0.8000<" in listing

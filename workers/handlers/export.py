@@ -145,6 +145,7 @@ def _export(ctx: JobContext, export_id: int) -> dict[str, Any]:
         batch=wrapped.batch,
         postprocess_spec=wrapped.postprocess,
         output_axes=wrapped.output_axes,
+        script=wrapped.script,
         info=dict(model.info),
     )
     folder = ctx.storage.export_dir(project_id, experiment_id)

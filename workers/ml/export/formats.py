@@ -109,14 +109,18 @@ def quantize_int8(fp32_path: Path, path: Path, *, metadata: dict[str, Any]) -> N
 def export_torchscript(
     model: torch.nn.Module, path: Path, *, spec: ExportSpec, metadata: dict[str, Any]
 ) -> None:
-    """torch.jit.trace on an example batch; the metadata rides along as an extra file
-    (`studio.json`) that torch.jit.load(..., _extra_files=...) returns."""
+    """torch.jit.trace on an example batch (torch.jit.script where the task asks: models with
+    data-dependent control flow); the metadata rides along as an extra file (`studio.json`)
+    that torch.jit.load(..., _extra_files=...) returns."""
     model = model.eval()
     with _staged(path) as tmp, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(
-            model, (_example(spec),), check_inputs=[(_example(spec, 3),)], strict=False
-        )
+        if spec.script:
+            traced = torch.jit.script(model)
+        else:
+            traced = torch.jit.trace(
+                model, (_example(spec),), check_inputs=[(_example(spec, 3),)], strict=False
+            )
         torch.jit.save(
             traced, str(tmp), _extra_files={"studio.json": json.dumps(metadata, sort_keys=True)}
         )

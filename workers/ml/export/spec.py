@@ -39,6 +39,7 @@ class ExportSpec:
     # Dynamic axes per output besides the batch axis (e.g. {"boxes": {0: "detections"}});
     # None: axis 0 of every output is the batch.
     output_axes: dict[str, dict[int, str]] | None = None
+    script: bool = False  # TorchScript: script instead of trace (data-dependent control flow)
     info: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 

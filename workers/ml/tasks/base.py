@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     import numpy as np
-    import torch
     from torch import nn
 
 
@@ -132,6 +131,7 @@ class ExportModule:
     batch: int | None = None
     postprocess: dict[str, Any] = field(default_factory=dict)
     output_axes: dict[str, dict[int, str]] | None = None  # None: axis 0 is the batch
+    script: bool = False  # TorchScript by torch.jit.script instead of a trace
 
 
 Report = Callable[[int, int], None]
@@ -201,7 +201,10 @@ class TaskCode(ABC):
         """Task facts a loaded checkpoint needs (what `prepare` decided and training learnt)."""
         return dict(provenance.get("task_info") or {})
 
-    @abstractmethod
+    # Evaluation and export live in the task package's `evaluate` and `export` modules by
+    # convention (functions of the same names), imported on first use so the package's
+    # __init__ stays torch-free; a task overrides these methods to put them elsewhere.
+
     def evaluate(
         self,
         model: InferenceModel,
@@ -211,14 +214,15 @@ class TaskCode(ABC):
         report: Report | None = None,
     ) -> EvalOutcome:
         """Run the model on samples (with their annotations) and score it."""
+        part = self.part("evaluate")
+        return part.evaluate(model, samples, options=options, report=report)  # type: ignore[no-any-return]
 
     # --- export -----------------------------------------------------------------------------
 
-    @abstractmethod
     def export_module(self, model: InferenceModel) -> ExportModule:
         """The network wrapped for ONNX/TorchScript with named outputs."""
+        return self.part("export").export_module(model)  # type: ignore[no-any-return]
 
-    @abstractmethod
     def parity(
         self,
         *,
@@ -230,14 +234,18 @@ class TaskCode(ABC):
     ) -> dict[str, Any]:
         """Compare checkpoint outputs with the exported file's on the same images, with this
         task's own measures and tolerances; `valid` says whether the export may be trusted."""
+        return self.part("export").parity(  # type: ignore[no-any-return]
+            fmt=fmt, reference=reference, candidate=candidate, samples=samples, meta=meta
+        )
+
+    def part(self, name: str) -> Any:
+        """A module of this task's package (`workers/ml/tasks/<task>/<name>.py`)."""
+        import importlib
+
+        return importlib.import_module(f"{type(self).__module__}.{name}")
 
     # --- helpers tasks may override ---------------------------------------------------------
 
     def batch_size_of(self, batch: Any) -> int:
         """Images in a training batch (for images/s); batches are (inputs, targets, ...)."""
         return len(batch[0])
-
-    def example_input(self, model: InferenceModel, batch: int = 2) -> torch.Tensor:
-        import torch
-
-        return torch.randn(batch, model.channels, model.image_size, model.image_size)

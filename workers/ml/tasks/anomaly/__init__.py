@@ -15,16 +15,7 @@ from typing import Any
 from workers.ml.tasks import register_task_code
 from workers.ml.tasks.anomaly.decode import AnomalyDecoder
 from workers.ml.tasks.anomaly.labels import label_of
-from workers.ml.tasks.base import (
-    EvalOutcome,
-    ExportModule,
-    InferenceModel,
-    Outputs,
-    Prepared,
-    Report,
-    Sample,
-    TaskCode,
-)
+from workers.ml.tasks.base import Prepared, Sample, TaskCode
 
 SUPERVISED_METHODS = ("anomaly_unet",)
 METHOD_IDS = ("anomaly_unet", "conv_autoencoder", "padim_resnet18", "patchcore_resnet18")
@@ -128,36 +119,6 @@ class AnomalyCode(TaskCode):
         info = dict(provenance.get("task_info") or {})
         info.update({k: provenance[k] for k in CALIBRATION_FACTS if provenance.get(k) is not None})
         return info
-
-    def evaluate(
-        self,
-        model: InferenceModel,
-        samples: list[Sample],
-        *,
-        options: dict[str, Any],
-        report: Report | None = None,
-    ) -> EvalOutcome:
-        from workers.ml.tasks.anomaly.evaluate import evaluate
-
-        return evaluate(model, samples, options=options, report=report)
-
-    def export_module(self, model: InferenceModel) -> ExportModule:
-        from workers.ml.tasks.anomaly.export import export_module
-
-        return export_module(model)
-
-    def parity(
-        self,
-        *,
-        fmt: str,
-        reference: list[Outputs],
-        candidate: list[Outputs],
-        samples: list[Sample],
-        meta: dict[str, Any],
-    ) -> dict[str, Any]:
-        from workers.ml.tasks.anomaly.export import parity
-
-        return parity(fmt=fmt, reference=reference, candidate=candidate, samples=samples, meta=meta)
 
 
 register_task_code(AnomalyCode())

@@ -10,12 +10,7 @@ from typing import Any
 
 from workers.ml.tasks import register_task_code
 from workers.ml.tasks.base import (
-    EvalOutcome,
-    ExportModule,
-    InferenceModel,
-    Outputs,
     Prepared,
-    Report,
     Sample,
     TaskCode,
 )
@@ -101,36 +96,6 @@ class ClassificationCode(TaskCode):
             "multi_label": bool(provenance.get("multi_label", False)),
             "thresholds": provenance.get("thresholds"),
         }
-
-    def evaluate(
-        self,
-        model: InferenceModel,
-        samples: list[Sample],
-        *,
-        options: dict[str, Any],
-        report: Report | None = None,
-    ) -> EvalOutcome:
-        from workers.ml.tasks.classification.evaluate import evaluate
-
-        return evaluate(model, samples, options=options, report=report)
-
-    def export_module(self, model: InferenceModel) -> ExportModule:
-        from workers.ml.tasks.classification.export import export_module
-
-        return export_module(model)
-
-    def parity(
-        self,
-        *,
-        fmt: str,
-        reference: list[Outputs],
-        candidate: list[Outputs],
-        samples: list[Sample],
-        meta: dict[str, Any],
-    ) -> dict[str, Any]:
-        from workers.ml.tasks.classification.export import parity
-
-        return parity(fmt=fmt, reference=reference, candidate=candidate, samples=samples, meta=meta)
 
 
 register_task_code(ClassificationCode())

@@ -12,16 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from workers.ml.tasks import register_task_code
-from workers.ml.tasks.base import (
-    EvalOutcome,
-    ExportModule,
-    InferenceModel,
-    Outputs,
-    Prepared,
-    Report,
-    Sample,
-    TaskCode,
-)
+from workers.ml.tasks.base import Prepared, Sample, TaskCode
 from workers.ml.tasks.regression.decode import RegressionDecoder, sample_values
 
 
@@ -104,36 +95,6 @@ class RegressionCode(TaskCode):
         targets = (provenance.get("task_info") or {}).get("targets") or []
         model, _ = build_classifier(provenance["model"], len(targets), pretrained=False)
         return model
-
-    def evaluate(
-        self,
-        model: InferenceModel,
-        samples: list[Sample],
-        *,
-        options: dict[str, Any],
-        report: Report | None = None,
-    ) -> EvalOutcome:
-        from workers.ml.tasks.regression.evaluate import evaluate
-
-        return evaluate(model, samples, options=options, report=report)
-
-    def export_module(self, model: InferenceModel) -> ExportModule:
-        from workers.ml.tasks.regression.export import export_module
-
-        return export_module(model)
-
-    def parity(
-        self,
-        *,
-        fmt: str,
-        reference: list[Outputs],
-        candidate: list[Outputs],
-        samples: list[Sample],
-        meta: dict[str, Any],
-    ) -> dict[str, Any]:
-        from workers.ml.tasks.regression.export import parity
-
-        return parity(fmt=fmt, reference=reference, candidate=candidate, samples=samples, meta=meta)
 
 
 register_task_code(RegressionCode())

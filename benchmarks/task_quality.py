@@ -1,19 +1,22 @@
-"""Quality of the default recipe of anomaly detection or regression on its published synthetic
-benchmark (issue bars: image AUROC ≥ 0.95; mean R² ≥ 0.9; within 10 minutes of training on 2
-CPU cores).
+"""Quality of a task's default recipe on its published synthetic benchmark, any task type.
 
-The data goes the studio's way: the generator writes a folder, the studio's importer reads it
-and the task's import mapping makes the annotations; the split is the splits service's own
-(80/10/10 stratified on the task's tokens, keeping what the task keeps out of train: anomalous
-images); training is workers.ml.train.fit with the task's default recipe (--set overrides);
-the test subset is scored by the task's evaluation, as the evaluate job does. One JSON line
-per seed, then a summary with steps and seconds per step.
+The data goes the studio's own way: the generator writes a folder, the studio's importer reads
+it and the task's import mapping turns it into annotations; the split is the splits
+service's stratification (80/10/10); training is workers.ml.train.fit with the task's default
+recipe (overrides by --set); the test subset is scored by the task's evaluation, as the
+evaluate job does. Prints one JSON line per seed, then a summary.
 
-    python benchmarks/train_tasks.py anomaly --images 400 --size 128 --seeds 0,1,2
-    python benchmarks/train_tasks.py regression --images 600 --size 64 --set epochs=40
+The split uses the task's own stratification tokens (`TaskSpec.stratify`, e.g. regression's
+target bins) and keeps out of train what the task keeps out (anomaly: anomalous images).
 
-Record `uptime` beside the figures: on a shared 2-core machine wall time says little; the
-step count and the s/step measured in the same run do.
+    python benchmarks/task_quality.py detection --images 300 --size 96 --seeds 0,1,2
+    python benchmarks/task_quality.py detection --set epochs=20 --set lr=0.003
+    python benchmarks/task_quality.py anomaly --images 400 --size 128
+    python benchmarks/task_quality.py regression --images 600 --size 64
+    python benchmarks/task_quality.py detection --format voc \
+        --folder ../shared/datasets/formats/voc/raccoon_voc_plus_csv_real
+
+Record `uptime` beside the figures: on a shared 2-core machine, wall time says little.
 """
 
 from __future__ import annotations
@@ -42,9 +45,12 @@ from workers.ml.tasks.base import Ann, Sample  # noqa: E402
 RATIOS = {"train": 0.8, "val": 0.1, "test": 0.1}
 
 
-def studio_samples(folder: Path, task: str, fmt: str) -> tuple[list[Sample], list[str]]:
+def studio_samples(
+    folder: Path, task: str, fmt: str, masks: Path | None = None
+) -> tuple[list[Sample], list[str]]:
     """The folder read by the studio's importer and the task's import mapping; masks are
-    written next to the data, as the import job stores them."""
+    written as PNG files, as the import job stores them (to `masks`, by default a `_masks`
+    folder inside the data)."""
     from PIL import Image
 
     from app.importers import read_source
@@ -53,8 +59,7 @@ def studio_samples(folder: Path, task: str, fmt: str) -> tuple[list[Sample], lis
 
     result = read_source(folder, task, fmt)
     book = ClassBook({}, result.classes, get_task(task).implicit_classes)
-    masks = folder / "_masks"
-    masks.mkdir(exist_ok=True)
+    masks = masks or folder / "_masks"
     samples: list[Sample] = []
     for index, item in enumerate(result.samples):
         path = folder / item.path
@@ -64,6 +69,7 @@ def studio_samples(folder: Path, task: str, fmt: str) -> tuple[list[Sample], lis
         for m in map_sample(item, task, width, height, book, folder, lambda _message: None):
             geometry = dict(m.geometry)
             if m.mask is not None:
+                masks.mkdir(exist_ok=True)
                 file = masks / f"{index}.png"
                 Image.fromarray(m.mask * 255).save(file)
                 geometry["file"] = str(file)
@@ -131,15 +137,18 @@ def run(task: str, folder: Path, fmt: str, seed: int, overrides: dict[str, Any])
 
     spec = get_task(task)
     code = get_task_code(task)
-    samples, classes = studio_samples(folder, task, fmt)
-    parts = split(task, samples, seed)
-    config = default_config(task)
-    for key, value in overrides.items():
-        config[key] = {**config[key], **value} if isinstance(value, dict) else value
-    config["seed"] = seed
-    prepared = code.prepare(parts, classes, config)
     epochs: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as work:
+        masks, out = Path(work) / "masks", Path(work) / "run"
+        masks.mkdir()
+        out.mkdir()
+        samples, classes = studio_samples(folder, task, fmt, masks)
+        parts = split(task, samples, seed)
+        config = default_config(task)
+        for key, value in overrides.items():
+            config[key] = {**config[key], **value} if isinstance(value, dict) else value
+        config["seed"] = seed
+        prepared = code.prepare(parts, classes, config)
         started = time.monotonic()
         cpu_started = time.process_time()
 
@@ -147,10 +156,10 @@ def run(task: str, folder: Path, fmt: str, seed: int, overrides: dict[str, Any])
             if event["type"] == "epoch":
                 epochs.append({"epoch": event["epoch"], **event["metrics"]})
 
-        result = fit(FitRequest(task, config, classes, prepared, Path(out)), report)
+        result = fit(FitRequest(task, config, classes, prepared, out), report)
         seconds = time.monotonic() - started
         cpu = time.process_time() - cpu_started
-        model = load_for_inference(Path(out) / "best.ckpt")
+        model = load_for_inference(out / "best.ckpt")
         outcome = code.evaluate(model, prepared.samples["test"], options={})
     aggregate = outcome.aggregate
     steps = result.global_step
@@ -184,31 +193,37 @@ def run(task: str, folder: Path, fmt: str, seed: int, overrides: dict[str, Any])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("task", choices=("anomaly", "regression"))
-    parser.add_argument("--images", type=int, default=400)
-    parser.add_argument("--size", type=int, default=128)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("task")
+    parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--set", action="append", default=[], help="recipe override key=value")
+    parser.add_argument("--folder", type=Path, help="an existing dataset instead of the generator")
+    parser.add_argument("--format", help="its import format (with --folder)")
     args = parser.parse_args()
     overrides = parse_overrides(args.set)
     spec = get_task(args.task)
     runs = []
     with tempfile.TemporaryDirectory() as data:
-        folder = Path(data) / args.task
-        info = write_dataset(
-            args.task, folder, images=args.images, size=args.size, seed=args.data_seed
-        )
+        folder, fmt = args.folder, args.format
+        if folder is None:
+            folder = Path(data) / args.task
+            info = write_dataset(
+                args.task, folder, images=args.images, size=args.size, seed=args.data_seed
+            )
+            fmt = info["format"]
         for seed in (int(s) for s in args.seeds.split(",")):
-            outcome = run(args.task, folder, info["format"], seed, overrides)
+            outcome = run(args.task, folder, fmt, seed, overrides)
             runs.append(outcome)
             print(json.dumps(outcome), flush=True)
+    summary = statistics.median(r["test"].get(spec.summary_metric, 0.0) for r in runs)
     print(
         json.dumps(
             {
                 "summary": spec.summary_metric,
-                "median": statistics.median(r["test"].get(spec.summary_metric, 0.0) for r in runs),
+                "median": summary,
                 "train_seconds": [r["train_seconds"] for r in runs],
                 "seconds_per_step": [r["seconds_per_step"] for r in runs],
                 "overrides": overrides,
