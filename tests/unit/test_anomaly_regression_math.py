@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -144,3 +145,35 @@ def test_checks_before_training_name_what_is_missing() -> None:
     with pytest.raises(Invalid) as supervised:
         anomaly_check({"train": normal}, {"mode": "supervised"})
     assert supervised.value.code == "no_anomalous_images"
+
+
+def test_score_parity_tolerates_float32_rounding_but_not_a_real_change() -> None:
+    """A barely trained detector scores everything near 1.0 (validation range ~1e-3): one
+    float32 step then exceeds 1e-4 of the range, and that must not fail the export."""
+    from workers.ml.tasks.anomaly.export import parity
+    from workers.ml.tasks.base import Ann, Sample
+
+    scores = np.float32(0.999) + np.linspace(0, 1e-3, 6, dtype=np.float32)
+    samples = [
+        Sample(i, Path(f"{i}.png"), annotations=[Ann("label", "anomalous" if i % 2 else "normal")])
+        for i in range(6)
+    ]
+
+    def outputs(values: np.ndarray) -> list[dict[str, np.ndarray]]:
+        return [{"score": np.array([v]), "map": np.full((1, 4, 4), v)} for v in values]
+
+    meta = {"score_range": [0.999, 1.0], "threshold": 0.9995}
+    ulp = np.nextafter(scores, np.float32(2), dtype=np.float32)
+    rounded = parity(
+        fmt="onnx", reference=outputs(scores), candidate=outputs(ulp), samples=samples, meta=meta
+    )
+    assert rounded["valid"] is True, rounded["checks"]
+    changed = parity(
+        fmt="onnx",
+        reference=outputs(scores),
+        candidate=outputs(scores + np.float32(2e-5)),
+        samples=samples,
+        meta=meta,
+    )
+    assert changed["valid"] is False
+    assert not next(c for c in changed["checks"] if c["name"] == "score_diff_relative")["passed"]
