@@ -3,7 +3,7 @@
 //     scatter:   {"x": [...], "y": [...], "xLabel", "yLabel"}  points and the identity line y = x
 //     histogram: {"edges": [...], "counts": [...], "xLabel"}   bars between consecutive edges
 //     roc:       {"fpr": [...], "tpr": [...], "auc"}           the curve and the chance diagonal
-// and the Alpine component thresholdExplorer(): score histograms of two groups (normal,
+// and the Alpine component thresholdExplorer: score histograms of two groups (normal,
 // anomalous) with a threshold line that can be dragged (or typed), showing precision, recall,
 // F1 and the false-alarm rate at that threshold live, computed from the scores in the browser.
 // Loaded before Alpine (defer, in the page head), like evaluation.js.
@@ -109,16 +109,23 @@
              fpr: normal.length ? fp / normal.length : null };
   }
 
-  window.thresholdExplorer = function (config) {
+  // Registered with Alpine.data (the CSP build reaches nothing else); the scores come in the
+  // element's data-config, which keeps thousands of numbers out of Alpine's expression parser.
+  function thresholdExplorer() {
     return {
-      threshold: config.threshold,
-      saved: config.threshold,
-      normal: config.normal || [],
-      anomalous: config.anomalous || [],
+      threshold: 0,
+      saved: 0,
+      normal: [],
+      anomalous: [],
       chart: null,
       stats: {},
       init: function () {
         var self = this;
+        var config = JSON.parse(this.$el.dataset.config || "{}");
+        this.threshold = config.threshold;
+        this.saved = config.threshold;
+        this.normal = config.normal || [];
+        this.anomalous = config.anomalous || [];
         this.update();
         later(function () { self.draw(); });
       },
@@ -183,5 +190,9 @@
         canvas.addEventListener("pointerup", function () { dragging = false; });
       },
     };
-  };
+  }
+
+  document.addEventListener("alpine:init", function () {
+    window.Alpine.data("thresholdExplorer", thresholdExplorer);
+  });
 })();
