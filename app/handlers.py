@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.errors import StudioError
 from app.faults import RETRY_AFTER_SECONDS, describe
 from app.templating import render
+from app.validation import api_sentence, describe_errors
 
 log = logging.getLogger("app")
 MAX_ID = 2**31 - 1  # the range of the id columns on PostgreSQL (SQLite holds more)
@@ -34,7 +35,12 @@ def _error_response(
     if request.headers.get("hx-request") == "true":
         # htmx: an in-place fragment, swapped into the region the request named (or #flash).
         response = render(
-            request, "partials/_error.html", status_code=status, code=code, message=message
+            request,
+            "partials/_error.html",
+            status_code=status,
+            code=code,
+            message=message,
+            fields=[f for f in details.get("fields", []) if isinstance(f, dict) and f.get("field")],
         )
         response.headers["HX-Retarget"] = request.headers.get("x-error-target", "#flash")
         response.headers["HX-Reswap"] = "innerHTML"
@@ -44,16 +50,10 @@ def _error_response(
     )
 
 
-def _validation_message(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
-    fields = []
-    sentences = []
-    for err in errors:
-        loc = [str(part) for part in err.get("loc", ()) if part not in ("body", "query", "path")]
-        field = ".".join(loc) or "request"
-        message = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
-        fields.append({"field": field, "message": message, "type": err.get("type", "")})
-        sentences.append(f"{field}: {message}")
-    return "; ".join(sentences) + ".", fields
+def _validation_message(errors: list[Any]) -> tuple[str, list[dict[str, str]]]:
+    """Plain sentences per field (app/validation.py), the field name kept in front for the API."""
+    fields = describe_errors(errors, blank="request")
+    return api_sentence(fields), fields
 
 
 def install_handlers(app: FastAPI) -> None:

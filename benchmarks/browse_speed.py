@@ -11,6 +11,7 @@ TestClient), so routing, validation, the query and JSON serialization are all me
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -141,54 +142,89 @@ def _p95(values: list[float]) -> float:
     return round(ordered[max(0, -(-len(ordered) * 95 // 100) - 1)], 1)
 
 
-def measure(client: TestClient, ids: dict[str, int], repeats: int) -> dict[str, dict[str, float]]:
-    """Per query, two page patterns: the first pages (what a user mostly looks at) and pages
-    spread over the whole result (first to last), where OFFSET and sorting cost most."""
-    results: dict[str, dict[str, float]] = {}
-    url = f"/api/projects/{ids['project_id']}/images"
+def _request(
+    client: TestClient, url: str, params: dict[str, str], first: dict[str, Any], mode: str, r: int
+) -> tuple[float, float] | None:
+    """One timed request of a page pattern (the cursor is fetched untimed first)."""
+    pages = max(1, -(-int(first["total"]) // 100))
+    params = dict(params)
+    if mode == "first":
+        params["page"] = str(1 + r % min(pages, 3))
+    else:
+        params["page"] = str(1 + (r * 7919) % min(pages, 1000))
+    if mode == "cursor":
+        cursor = client.get(url, params=params).json()["next_cursor"]
+        cursor = cursor or first["next_cursor"]  # the last page has no next: the first's
+        if cursor is None:
+            return None
+        params.pop("page")
+        params["cursor"] = cursor
+    start, start_cpu = time.perf_counter(), time.process_time()
+    response = client.get(url, params=params)
+    timing = ((time.perf_counter() - start) * 1000, (time.process_time() - start_cpu) * 1000)
+    assert response.status_code == 200, response.text
+    return timing
+
+
+def measure(
+    targets: dict[int, tuple[TestClient, dict[str, int]]], repeats: int
+) -> dict[int, dict[str, dict[str, float]]]:
+    """Per query, three page patterns: the first pages (what a user mostly looks at), page
+    numbers spread over the whole result (first to last; OFFSET, from the nearer end), and
+    "Next" from those spread pages (the answer's next_cursor: keyset, what the grid's Next
+    button and an API client paging through the result use). Requests to the databases of
+    each size alternate, so a change in the machine's load hits every size alike and the
+    ratios between sizes hold even on a shared machine."""
+    results: dict[int, dict[str, dict[str, float]]] = {n: {} for n in targets}
     for name, template in QUERIES.items():
-        params = {k: str(v).format(**ids) for k, v in template.items()}
-        params["page_size"] = "100"
-        first = client.get(url, params=params)
-        assert first.status_code == 200, first.text
-        total = first.json()["total"]
-        pages = max(1, -(-total // 100))
-        row: dict[str, float] = {"total": total}
-        for mode in ("first", "spread"):
-            timings: list[float] = []
-            cpu: list[float] = []
+        setup = {}
+        for n, (client, ids) in targets.items():
+            url = f"/api/projects/{ids['project_id']}/images"
+            params = {k: str(v).format(**ids) for k, v in template.items()}
+            params["page_size"] = "100"
+            first = client.get(url, params=params)
+            assert first.status_code == 200, first.text
+            setup[n] = (client, url, params, first.json())
+            results[n][name] = {"total": first.json()["total"]}
+        for mode in ("first", "spread", "cursor"):
+            wall: dict[int, list[float]] = {n: [] for n in targets}
+            cpu: dict[int, list[float]] = {n: [] for n in targets}
+            order = list(targets)
             for r in range(repeats):
-                if mode == "first":
-                    params["page"] = str(1 + r % min(pages, 3))
-                else:
-                    params["page"] = str(1 + (r * 7919) % min(pages, 1000))
-                start, start_cpu = time.perf_counter(), time.process_time()
-                response = client.get(url, params=params)
-                timings.append((time.perf_counter() - start) * 1000)
-                cpu.append((time.process_time() - start_cpu) * 1000)
-                assert response.status_code == 200
-            row[f"{mode}_p50_ms"] = round(statistics.median(timings), 1)
-            row[f"{mode}_p95_ms"] = _p95(timings)
-            # CPU time of the whole process (server thread included): what a request costs
-            # when the machine is shared and wall time partly measures waiting for a core.
-            row[f"{mode}_cpu_p95_ms"] = _p95(cpu)
-        results[name] = row
+                for n in order if r % 2 == 0 else order[::-1]:
+                    client, url, params, first = setup[n]
+                    timing = _request(client, url, params, first, mode, r)
+                    if timing is not None:
+                        wall[n].append(timing[0])
+                        cpu[n].append(timing[1])
+            for n in targets:
+                if not wall[n]:
+                    continue
+                row = results[n][name]
+                row[f"{mode}_p50_ms"] = round(statistics.median(wall[n]), 1)
+                row[f"{mode}_p95_ms"] = _p95(wall[n])
+                # CPU time of the whole process (server thread included): what a request
+                # costs when the machine is shared and wall time partly measures waiting.
+                row[f"{mode}_cpu_p95_ms"] = _p95(cpu[n])
     return results
 
 
-def run(n: int, repeats: int) -> dict[str, dict[str, float]]:
-    with tempfile.TemporaryDirectory(prefix="browse-bench-") as tmp:
-        url = f"sqlite:///{tmp}/studio.db"
-        migrate(url)
-        settings = Settings(workspace=Path(tmp) / "ws", database_url=url, start_pool=False)
-        engine = engine_for(settings.resolved_database_url)
-        started = time.perf_counter()
-        ids = populate(engine, n)
-        print(f"{n}: inserted in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-        with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
-            result = measure(client, ids, repeats)
-        engine.dispose()
-        return result
+def run(sizes: list[int], repeats: int) -> dict[int, dict[str, dict[str, float]]]:
+    with contextlib.ExitStack() as stack:
+        targets = {}
+        for n in sizes:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="browse-bench-"))
+            url = f"sqlite:///{tmp}/studio.db"
+            migrate(url)
+            settings = Settings(workspace=Path(tmp) / "ws", database_url=url, start_pool=False)
+            engine = engine_for(settings.resolved_database_url)
+            stack.callback(engine.dispose)
+            started = time.perf_counter()
+            ids = populate(engine, n)
+            print(f"{n}: inserted in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+            client = TestClient(create_app(settings), base_url="http://127.0.0.1")
+            targets[n] = (stack.enter_context(client), ids)
+        return measure(targets, repeats)
 
 
 def main() -> None:
@@ -196,17 +232,21 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--repeats", type=int, default=60)
     args = parser.parse_args()
-    report = {n: run(n, args.repeats) for n in args.sizes}
+    report = run(args.sizes, args.repeats)
     print(json.dumps(report, indent=2))
     if len(args.sizes) >= 2:
         small, large = report[args.sizes[0]], report[args.sizes[-1]]
         print(f"p95 ms, {args.sizes[0]} -> {args.sizes[-1]} images (ratio); wall | cpu")
         for name in QUERIES:
             cells = []
-            for key in ("first_p95_ms", "first_cpu_p95_ms", "spread_p95_ms", "spread_cpu_p95_ms"):
-                a, b = small[name][key], large[name][key]
-                cells.append(f"{a:6.1f} -> {b:6.1f} ({b / max(a, 0.1):.2f}x)")
-            print(f"{name:32s} first: {cells[0]} | {cells[1]}   spread: {cells[2]} | {cells[3]}")
+            for mode in ("first", "spread", "cursor"):
+                for key in (f"{mode}_p95_ms", f"{mode}_cpu_p95_ms"):
+                    a, b = small[name].get(key, 0.0), large[name].get(key, 0.0)
+                    cells.append(f"{a:6.1f} -> {b:6.1f} ({b / max(a, 0.1):.2f}x)")
+            print(
+                f"{name:32s} first: {cells[0]} | {cells[1]}   spread: {cells[2]} | {cells[3]}"
+                f"   cursor: {cells[4]} | {cells[5]}"
+            )
     print(f"load average: {os.getloadavg()}")
 
 

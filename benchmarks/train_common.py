@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,21 +14,22 @@ if str(ROOT) not in sys.path:
 from workers.ml.tasks.base import Ann, Prepared, Sample  # noqa: E402
 
 
-def digits_samples(folder: Path, size: int = 32) -> list[Sample]:
-    """All 1,797 digits, upscaled (nearest) to size x size like tests.factories.make_digits."""
-    from sklearn.datasets import load_digits
+def digits_samples(folder: Path) -> list[Sample]:
+    """All 1,797 digits as the studio's digits sample writes them (32 px PNGs, nearest
+    upscaling, one folder per class: workers.importing.write_digits), in the order the
+    folder importer reads them, so a split seed here draws like the studio's split page."""
+    from workers.importing import write_digits
 
-    digits = load_digits()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = folder / "v2"  # earlier runs wrote flat files with other PNG settings
+    if not (folder / "9").is_dir():
+        write_digits(folder)
     samples = []
-    for index, (pixels, target) in enumerate(zip(digits.images, digits.target, strict=True)):
-        path = folder / f"{index:04d}.png"
-        if not path.exists():
-            grey = (pixels * (255 / 16)).astype(np.uint8)
-            Image.fromarray(grey).resize((size, size), Image.NEAREST).save(path)
-        samples.append(
-            Sample(index, path, target=int(target), annotations=[Ann("label", str(int(target)))])
-        )
+    for class_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for path in sorted(class_dir.glob("*.png")):
+            label = class_dir.name
+            samples.append(
+                Sample(len(samples), path, target=int(label), annotations=[Ann("label", label)])
+            )
     return samples
 
 

@@ -10,12 +10,24 @@ from sqlmodel import SQLModel
 import app.models  # noqa: F401  (registers every table on SQLModel.metadata)
 from app.config import get_settings
 from app.db import make_engine
+from app.models.image import NAME_SEARCH_INDEXES, NAME_SEARCH_TABLE
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 target_metadata = SQLModel.metadata
+
+
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """Leave the file-name search structures (raw SQL in their migration) out of autogenerate."""
+    if name is None:
+        return True
+    if type_ == "table" and name.startswith(NAME_SEARCH_TABLE):
+        return False
+    return not (type_ == "index" and name in NAME_SEARCH_INDEXES)
 
 
 def _url() -> str:
@@ -25,7 +37,11 @@ def _url() -> str:
 
 def run_migrations_offline() -> None:
     context.configure(
-        url=_url(), target_metadata=target_metadata, literal_binds=True, render_as_batch=True
+        url=_url(),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        render_as_batch=True,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -47,6 +63,7 @@ def run_migrations_online() -> None:
             # SQLite cannot ALTER most things; batch mode rebuilds tables instead.
             render_as_batch=sqlite,
             compare_type=True,
+            include_object=include_object,
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -213,9 +213,16 @@ class ResidentPredictor:
             if job.kind != "predict":
                 raise StudioError(f"The resident predictor runs predict jobs, not {job.kind!r}.")
             result = run_prediction(ctx, self.cache.get, served_by="predictor")
-            self._finish(ctx, JobStatus.succeeded, result=result, exit_code=0)
+            summary = str(result.get("summary") or "")
+            self._finish(ctx, JobStatus.succeeded, result=result, message=summary, exit_code=0)
         except StudioError as exc:
-            self._finish(ctx, JobStatus.failed, message=exc.message, error=exc.message)
+            self._finish(
+                ctx,
+                JobStatus.failed,
+                message=exc.message,
+                error=exc.message,
+                result=exc.as_dict(),
+            )
         except Exception as exc:  # one bad job fails that job, not the predictor
             text = f"{type(exc).__name__}: {exc}"
             log.warning("job %s failed: %s", ctx.job_id, text)

@@ -82,11 +82,13 @@ def run(job_id: int) -> int:
                 f"No handler for job kind {job.kind!r}; known kinds: {', '.join(handler_kinds())}."
             )
         result = handler(ctx) or {}
-        _finish(ctx, JobStatus.succeeded, result=result, exit_code=EXIT_OK)
+        summary = str(result.get("summary") or "")  # a handler's one-line outcome, if it has one
+        _finish(ctx, JobStatus.succeeded, result=result, message=summary, exit_code=EXIT_OK)
         return EXIT_OK
-    except JobCancelled:
+    except JobCancelled as stopped:
         if ctx.user_cancelled():
-            _finish(ctx, JobStatus.cancelled, message="Cancelled", exit_code=EXIT_CANCELLED)
+            message = str(stopped) or "Cancelled"
+            _finish(ctx, JobStatus.cancelled, message=message, exit_code=EXIT_CANCELLED)
             return EXIT_CANCELLED
         _finish(
             ctx,
@@ -97,7 +99,14 @@ def run(job_id: int) -> int:
         return EXIT_INTERRUPTED
     except StudioError as exc:
         shown = scrub(exc.message, settings.workspace_dir)
-        _finish(ctx, JobStatus.failed, message=shown[:500], error=shown, exit_code=EXIT_FAILED)
+        _finish(
+            ctx,
+            JobStatus.failed,
+            message=shown[:500],
+            error=shown,
+            result={"error": {**exc.as_dict()["error"], "message": shown}},
+            exit_code=EXIT_FAILED,
+        )
         return EXIT_FAILED
     except Exception as exc:
         shown = user_message(exc, settings.workspace_dir)

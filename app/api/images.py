@@ -11,8 +11,7 @@ from sqlmodel import Session
 
 from app.deps import get_session, get_storage
 from app.errors import Invalid
-from app.models import Page
-from app.models.browse import DatasetStats, ImageDetail, ImageQuery, ImageRead
+from app.models.browse import DatasetStats, ImageDetail, ImageNeighbours, ImagePage, ImageQuery
 from app.services import image_files as files
 from app.services import images as service
 from app.services import stats as stats_service
@@ -31,18 +30,36 @@ def _file(answer: files.FileAnswer, if_none_match: str | None) -> Response:
     return FileResponse(answer.path, media_type=answer.media_type, headers=headers)
 
 
-@router.get("/projects/{project_id}/images", response_model=Page[ImageRead], summary="List images")
+@router.get("/projects/{project_id}/images", response_model=ImagePage, summary="List images")
 def list_images(
     project_id: int,
     query: Annotated[ImageQuery, Query()],
     session: Session = Depends(get_session),
-) -> Page[ImageRead]:
+) -> ImagePage:
     """Filter by class, annotation presence, split and subset, attribute (key=value), file
     name and a numeric target's range (`target`, `target_min`, `target_max`; regression);
-    sort by name, date, size or class (prefix `-` for descending). Items carry `values`,
-    their numeric targets by name."""
-    items, total = service.list_images(session=session, project_id=project_id, query=query)
-    return Page(items=items, total=total, page=query.page, page_size=query.page_size)
+    sort by name, date, size or class (prefix `-` for descending). Page by `page`, or by
+    `cursor` = the `next_cursor` / `prev_cursor` of an earlier answer (as fast deep in a large
+    result as on its first page). Items carry `values`, their numeric targets by name."""
+    return service.list_images(session=session, project_id=project_id, query=query)
+
+
+@router.get(
+    "/projects/{project_id}/images/{image_id}/neighbours",
+    response_model=ImageNeighbours,
+    summary="The images before and after one in a filtered, sorted list",
+)
+def image_neighbours(
+    project_id: int,
+    image_id: int,
+    query: Annotated[ImageQuery, Query()],
+    session: Session = Depends(get_session),
+) -> ImageNeighbours:
+    """Takes the list's filters and sort (page and cursor are ignored): what the image view's
+    previous/next buttons and arrow keys step through."""
+    return service.neighbours(
+        session=session, project_id=project_id, image_id=image_id, query=query
+    )
 
 
 @router.get(

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
+from app.models.common import Page
+
 IMAGE_SORTS = ("name", "-name", "date", "-date", "size", "-size", "class", "-class")
 ImageSort = Literal["name", "-name", "date", "-date", "size", "-size", "class", "-class"]
 SUBSETS = ("train", "val", "test")
@@ -25,13 +27,22 @@ class ImageQuery(BaseModel):
     split_id: int | None = None
     subset: str | None = Field(None, max_length=16)
     attr: str | None = Field(None, max_length=300, description="key=value on image attributes")
-    q: str | None = Field(None, max_length=200, description="original file name contains")
+    q: str | None = Field(
+        None,
+        max_length=200,
+        description="original file name contains (starts with, on PostgreSQL without pg_trgm)",
+    )
     target: str | None = Field(
         None, max_length=100, description="numeric target to filter on (regression)"
     )
     target_min: float | None = Field(None, allow_inf_nan=False, description="target at least")
     target_max: float | None = Field(None, allow_inf_nan=False, description="target at most")
     sort: ImageSort = "name"
+    cursor: str | None = Field(
+        None,
+        max_length=1000,
+        description="next_cursor or prev_cursor of an earlier answer (instead of page)",
+    )
 
 
 class ImageRead(BaseModel):
@@ -51,6 +62,27 @@ class ImageRead(BaseModel):
     file_url: str
     thumbnail_url: str
     values: dict[str, float] = {}  # numeric targets by name (regression datasets)
+
+
+class ImagePage(Page[ImageRead]):
+    """A page of the image list; the cursors page on from its last or first row at the same
+    cost however deep the page is (page numbers use OFFSET)."""
+
+    next_cursor: str | None = None
+    prev_cursor: str | None = None
+    search: Literal["contains", "prefix"] = "contains"  # what `q` matches on this database
+
+
+class ImageNeighbours(BaseModel):
+    """Where an image sits in a filtered, sorted list: the ids either side and its position.
+    `in_filter` is false (and the rest empty) when the image does not match the filters."""
+
+    image_id: int
+    in_filter: bool
+    previous: int | None = None
+    next: int | None = None
+    position: int | None = None  # 1-based
+    total: int | None = None
 
 
 class AnnotationRead(BaseModel):

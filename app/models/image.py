@@ -19,6 +19,11 @@ from app.models.common import created_at_field, json_field
 #   value    {"values": [float, ...]}               (regression targets)
 ANNOTATION_KINDS = ("label", "bbox", "polygon", "mask", "obb", "value")
 UNLABELLED_SORT = 2**31 - 1  # sorts images without a class after every class
+# File-name search structures that migration 5c1e2b7d9a41 creates outside SQLModel's metadata
+# (an FTS5 table with its shadow tables on SQLite, a trigram or prefix index on PostgreSQL);
+# autogenerate leaves them alone (migrations/env.py) and app.services.name_search uses them.
+NAME_SEARCH_TABLE = "image_name_fts"
+NAME_SEARCH_INDEXES = ("ix_image_name_trgm", "ix_image_name_prefix")
 
 
 class Image(SQLModel, table=True):

@@ -182,7 +182,13 @@ def confusion(
     """Counts of (true, predicted) class pairs from the match rows. Rows are true classes,
     columns predicted; a background row/column appears when the task has unmatched objects
     (detection's FP and FN, multi-label's missed and extra labels). `subset` limits it to
-    one subset of the evaluation."""
+    one subset of the evaluation (one it did not cover is refused, naming those it did)."""
+    if subset and subset not in evaluation.subsets:
+        evaluated = ", ".join(evaluation.subsets) or "none"
+        raise Invalid(
+            f"subset={subset!r} was not evaluated; evaluated subsets: {evaluated}.",
+            code="subset_not_evaluated",
+        )
     classes: list[str] = list((evaluation.aggregate or {}).get("classes", []))
     query = select(EvaluationMatch.true_class, EvaluationMatch.predicted_class, func.count()).where(
         EvaluationMatch.evaluation_id == evaluation.id

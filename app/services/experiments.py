@@ -32,6 +32,7 @@ from app.services import split_strata
 from app.storage import Storage
 from app.tasks import TaskSpec, get_task, list_tasks
 from app.tasks.hyperparams import validate_config
+from app.validation import api_sentence, describe
 
 ACTIVE = ("queued", "running", "stopping")
 RESUMABLE = ("stopped", "interrupted", "completed", "failed")
@@ -43,7 +44,7 @@ ExperimentName = Annotated[
 class ExperimentCreate(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    name: ExperimentName
+    name: ExperimentName | None = None  # default: "<model>-<n>", unique in the project
     split_id: int
     description: str = Field("", max_length=2000)
 
@@ -124,23 +125,22 @@ def create_experiment(session: Session, project_id: int, body: dict[str, Any]) -
     try:
         data = ExperimentCreate.model_validate(body)
     except ValidationError as error:
-        fields = [
-            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-            for e in error.errors()
-        ]
-        text = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+        fields = describe(error)
         raise Invalid(
-            f"Invalid experiment: {text}.", code="invalid_experiment", details={"fields": fields}
+            f"Invalid experiment: {api_sentence(fields)}",
+            code="invalid_experiment",
+            details={"fields": fields},
         ) from None
     overrides = {k: v for k, v in body.items() if k not in {"name", "split_id", "description"}}
     config = resolve_config(overrides, project.task_type)
     _get_split(session, project_id, data.split_id)
     check_data(session, project, data.split_id, config)
-    _ensure_unique_name(session, project_id, data.name)
+    name = data.name or default_name(session, project_id, config["model"])
+    _ensure_unique_name(session, project_id, name)
     experiment = Experiment(
         project_id=project_id,
         split_id=data.split_id,
-        name=data.name,
+        name=name,
         model_id=config["model"],
         config=config,
         status="created",
@@ -151,10 +151,21 @@ def create_experiment(session: Session, project_id: int, body: dict[str, Any]) -
         session.commit()
     except IntegrityError:
         session.rollback()
-        _ensure_unique_name(session, project_id, data.name)
+        _ensure_unique_name(session, project_id, name)
         raise
     session.refresh(experiment)
     return experiment
+
+
+def default_name(session: Session, project_id: int, model: str) -> str:
+    """A name nobody has to type: "<model>-<n>" with the first n not taken in the project."""
+    taken = set(
+        session.exec(select(Experiment.name).where(Experiment.project_id == project_id)).all()
+    )
+    n = len(taken) + 1
+    while f"{model}-{n}" in taken:
+        n += 1
+    return f"{model}-{n}"
 
 
 def _ensure_unique_name(
@@ -181,6 +192,15 @@ def sync_with_job(session: Session, experiment: Experiment) -> Experiment:
     job = session.get(Job, experiment.job_id)
     if job is None:
         new = "interrupted"
+    elif job.status == JobStatus.running.value and experiment.status == "queued":
+        # A worker claimed the job; the experiment is running from then on, not only once the
+        # worker has imported torch (the header and the job card agree from the first second).
+        experiment.status = "running"
+        experiment.started_at = experiment.started_at or utcnow()
+        session.add(experiment)
+        session.commit()
+        session.refresh(experiment)
+        return experiment
     elif job.status in (JobStatus.queued.value, JobStatus.running.value):
         return experiment
     elif job.status == JobStatus.interrupted.value:
@@ -355,8 +375,8 @@ def start_training(
 
 
 def stop_training(session: Session, project_id: int, experiment_id: int) -> Experiment:
-    """Ask a running training to stop after its current step (it saves and records stopped);
-    a queued one is cancelled at once."""
+    """Ask a running training to stop after its current step (it saves and records stopped,
+    and its job ends cancelled, not succeeded); a queued one is cancelled at once."""
     experiment = get_experiment(session, project_id, experiment_id)
     if experiment.status not in ACTIVE:
         raise Conflict(
@@ -370,6 +390,8 @@ def stop_training(session: Session, project_id: int, experiment_id: int) -> Expe
         experiment.status = "stopped" if experiment.checkpoints.get("last") else "created"
     else:
         experiment.status = "stopping"
+        if job is not None and job.status == JobStatus.running.value:
+            job_service.cancel_job(session, job_id=job.id)  # type: ignore[arg-type]
     session.add(experiment)
     session.commit()
     session.refresh(experiment)
@@ -484,6 +506,17 @@ def record_checkpoint(
     if which == "best" and info.get("metric") is not None:
         experiment.best_metric = float(info["metric"])
         experiment.best_metric_key = info.get("metric_key")
+    session.add(experiment)
+    session.commit()
+
+
+def record_start(session: Session, experiment_id: int, *, weights: str, device: str) -> None:
+    """The weights and device a run uses, as soon as it has them (the rest of the provenance
+    is written when the run ends)."""
+    experiment = session.get(Experiment, experiment_id)
+    if experiment is None:
+        return
+    experiment.provenance = {**experiment.provenance, "weights": weights, "device": device}
     session.add(experiment)
     session.commit()
 

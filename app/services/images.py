@@ -11,8 +11,17 @@ from sqlmodel import Session, col, select
 
 from app.errors import Invalid, not_found
 from app.models import Annotation, Image, ImageAttribute, LabelClass, Split, SplitMember
-from app.models.browse import SUBSETS, AnnotationRead, ImageDetail, ImageQuery, ImageRead
-from app.services import targets
+from app.models.browse import (
+    SUBSETS,
+    AnnotationRead,
+    ImageDetail,
+    ImageNeighbours,
+    ImagePage,
+    ImageQuery,
+    ImageRead,
+)
+from app.services import image_paging as paging
+from app.services import name_search, targets
 from app.services.projects import get_project
 
 
@@ -41,6 +50,7 @@ class _Filters:
 
     clauses: list[Any]
     members: list[Any]
+    scoped: bool = True  # every id set holds only this project's images
 
     def where(self, *, walk: bool = False) -> Any:
         # `id + 0` hides the primary key from SQLite's planner, so it walks the ORDER BY index
@@ -96,28 +106,29 @@ def _filtered(session: Session, project_id: int, query: ImageQuery) -> _Filters:
                 session, project_id, query.target, query.target_min, query.target_max
             )
         )
+    scoped = True
     if query.q:
-        escaped = query.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        pattern = f"%{escaped}%"
-        name = col(Image.original_name)
-        # SQLite's LIKE already ignores ASCII case; lower() would only cost time there.
-        sqlite = session.get_bind().dialect.name == "sqlite"
-        clauses.append(name.like(pattern, "\\") if sqlite else name.ilike(pattern, "\\"))
-    return _Filters(clauses=clauses, members=members)
+        found = name_search.name_filter(session, query.q)
+        if found.ids is not None:
+            members.append(found.ids)
+            scoped = False  # the name index holds every project's names
+        else:
+            clauses.append(found.clause)
+    return _Filters(clauses=clauses, members=members, scoped=scoped)
 
 
 def _count(session: Session, filters: _Filters) -> int:
-    if len(filters.clauses) == 1 and len(filters.members) == 1:
+    if len(filters.clauses) == 1 and len(filters.members) == 1 and filters.scoped:
         # Only a class or a split subset: count its ids on their own index.
         ids = filters.members[0].subquery()
         return int(session.exec(select(func.count(distinct(ids.c.image_id)))).one())
     return int(session.exec(select(func.count()).select_from(Image).where(filters.where())).one())
 
 
-def _walk(session: Session, project_id: int, query: ImageQuery, total: int) -> bool:
+def _walk(session: Session, project_id: int, rows: int, total: int) -> bool:
     """Whether walking the sort index beats sorting all matches, for an id-set filter.
 
-    Walking visits about (offset + limit) * N / M rows for M matches of N images; sorting
+    Walking visits about `rows` (offset + limit) * N / M rows for M matches of N images; sorting
     loads and orders all M. The id range stands in for N (imports make contiguous ids).
     """
     if not total:
@@ -129,22 +140,7 @@ def _walk(session: Session, project_id: int, query: ImageQuery, total: int) -> b
     if low is None or high is None:
         return False
     images = high - low + 1
-    return query.page * query.page_size * images <= 4 * total * total
-
-
-def _order(sort: str) -> list[Any]:
-    descending = sort.startswith("-")
-    key = sort.lstrip("-")
-    # "class": the image's first class in class order (Image.sort_class); unlabelled last.
-    column = {
-        "name": Image.original_name,
-        "date": Image.created_at,
-        "size": Image.bytes,
-        "class": Image.sort_class,
-    }[key]
-    direction = col(column).desc() if descending else col(column).asc()
-    tie = col(Image.id).desc() if descending else col(Image.id).asc()
-    return [direction, tie]
+    return rows * images <= 4 * total * total
 
 
 def _class_ids(session: Session, image_ids: list[int]) -> dict[int, tuple[list[int], int]]:
@@ -194,34 +190,121 @@ def _read(
     )
 
 
-def list_images(
-    *, session: Session, project_id: int, query: ImageQuery
-) -> tuple[list[ImageRead], int]:
-    """One page of the project's images and the total matching the filters."""
+def list_images(*, session: Session, project_id: int, query: ImageQuery) -> ImagePage:
+    """One page of the project's images, the total matching the filters and cursors to the
+    pages on either side. `query.cursor` (from an earlier answer) replaces `query.page`; a
+    cursor page reuses the first page's total instead of counting again."""
     get_project(session=session, project_id=project_id)
     filters = _filtered(session, project_id, query)
-    total = _count(session, filters)
-    walk = bool(filters.members) and _walk(session, project_id, query, total)
+    cursor = paging.decode(query.cursor, query) if query.cursor else None
+    total = cursor.total if cursor else _count(session, filters)
+    size = query.page_size
+    pages = max(1, -(-total // size))
+    page = cursor.page if cursor else query.page
+    # How many pages an index walk steps over: none from a cursor, else from the nearer end.
+    depth = 1 if cursor else max(1, min(page, pages - page + 1))
+    walk = bool(filters.members) and _walk(session, project_id, depth * size, total)
     where = filters.where(walk=walk)
-    # Deferred join: page through ids on an index (cheap to skip for deep pages), then load
-    # only the rows of the page.
-    ids = list(
-        session.exec(
-            select(Image.id)
-            .where(where)
-            .order_by(*_order(query.sort))
-            .offset((query.page - 1) * query.page_size)
-            .limit(query.page_size)
-        ).all()
-    )
+    if cursor is not None:
+        # One row more than a page says whether the list goes on in that direction.
+        where = and_(
+            where, paging.beyond(query.sort, cursor.value, cursor.image_id, forward=cursor.forward)
+        )
+        found = _page_ids(
+            session, where, query.sort, reverse=not cursor.forward, offset=0, size=size + 1
+        )
+        more = len(found) > size
+        ids = (found[:size] if cursor.forward else found[-size:]) if more else found
+        has_next = more if cursor.forward else True
+        has_prev = more if not cursor.forward else page > 1
+    elif (page - 1) * size > total // 2:
+        # Deep pages count from the end: the last page costs what the first does.
+        skip = max(0, total - page * size)
+        count = min(size, total - (page - 1) * size)
+        ids = _page_ids(session, where, query.sort, reverse=True, offset=skip, size=max(0, count))
+        has_next, has_prev = page < pages, page > 1
+    else:
+        offset = (page - 1) * size
+        ids = _page_ids(session, where, query.sort, reverse=False, offset=offset, size=size)
+        has_next, has_prev = page < pages, page > 1
     rows = {i.id: i for i in session.exec(select(Image).where(col(Image.id).in_(ids))).all()}
     images = [rows[i] for i in ids if i in rows]
     page_ids = [i.id for i in images if i.id is not None]
     extra = _class_ids(session, page_ids)
     values = targets.image_values(session, page_ids)
-    return [
+    items = [
         _read(project_id, i, *extra[i.id], values.get(i.id)) for i in images if i.id is not None
-    ], total
+    ]
+
+    def cursor_from(image: Image, to: int, forward: bool) -> str:
+        return paging.cursor_at(image, query, page=to, forward=forward, total=total)
+
+    return ImagePage(
+        items=items,
+        total=total,
+        page=page,
+        page_size=size,
+        next_cursor=cursor_from(images[-1], page + 1, True) if images and has_next else None,
+        prev_cursor=cursor_from(images[0], page - 1, False) if images and has_prev else None,
+        search=name_search.search_mode(session),
+    )
+
+
+def _page_ids(
+    session: Session, where: Any, sort: str, *, reverse: bool, offset: int, size: int
+) -> list[int]:
+    """Deferred join: page through ids on an index (cheap to skip), then load only the rows of
+    the page. Reversed pages are read backwards and returned in the sort's order."""
+    ids = [
+        int(i)
+        for i in session.exec(
+            select(Image.id)
+            .where(where)
+            .order_by(*paging.order(sort, reverse=reverse))
+            .offset(offset)
+            .limit(size)
+        ).all()
+        if i is not None
+    ]
+    return ids[::-1] if reverse else ids
+
+
+def neighbours(
+    *, session: Session, project_id: int, image_id: int, query: ImageQuery
+) -> ImageNeighbours:
+    """The images before and after this one in the grid's filters and sort, and its position
+    (keyset lookups on the sort's index, as cheap deep in a large project as at its start)."""
+    image = get_image(session=session, project_id=project_id, image_id=image_id)
+    filters = _filtered(session, project_id, query)
+    value = paging.sort_value(image, query.sort)
+    matches = session.exec(
+        select(func.count()).select_from(Image).where(filters.where(), col(Image.id) == image_id)
+    ).one()
+    if not matches:
+        return ImageNeighbours(image_id=image_id, in_filter=False)
+
+    def step(forward: bool) -> int | None:
+        found = session.exec(
+            select(Image.id)
+            .where(filters.where(), paging.beyond(query.sort, value, image_id, forward=forward))
+            .order_by(*paging.order(query.sort, reverse=not forward))
+            .limit(1)
+        ).first()
+        return int(found) if found is not None else None
+
+    before = session.exec(
+        select(func.count())
+        .select_from(Image)
+        .where(filters.where(), paging.beyond(query.sort, value, image_id, forward=False))
+    ).one()
+    return ImageNeighbours(
+        image_id=image_id,
+        in_filter=True,
+        previous=step(False),
+        next=step(True),
+        position=int(before) + 1,
+        total=_count(session, filters),
+    )
 
 
 def get_image(*, session: Session, project_id: int, image_id: int) -> Image:
@@ -301,4 +384,4 @@ def split_choices(*, session: Session, project_id: int) -> list[tuple[int, str]]
     return [(int(i), str(n)) for i, n in rows if i is not None]
 
 
-__all__ = ["get_image", "get_image_detail", "list_images", "split_choices"]
+__all__ = ["get_image", "get_image_detail", "list_images", "neighbours", "split_choices"]

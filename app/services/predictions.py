@@ -148,6 +148,13 @@ def wait_for_job(*, session: Session, job_id: int, timeout: float, interval: flo
 
 def prediction_answer(job: Job) -> dict[str, Any]:
     """The finished job as the API's answer; errors become StudioErrors, never a 500."""
+    failure = (job.result or {}).get("error") or {}
+    if job.status == JobStatus.failed.value and failure.get("code") == "no_valid_images":
+        raise Invalid(
+            str(failure.get("message") or job.message),
+            code="no_valid_images",
+            details=dict(failure.get("details") or {}),
+        )
     if job.status != JobStatus.succeeded.value:
         raise Conflict(
             f"Prediction job {job.id} {job.status}: {job.error or job.message}",

@@ -95,6 +95,9 @@ register_task(
         metrics=METRICS,
         summary_metric="accuracy",
         config_model=ClassificationConfig,
+        # 20 epochs with MixUp (alpha 0.2): median test accuracy 0.994 over five stratified
+        # digits splits where 10 epochs without MixUp had 0.989 (benchmarks/train_digits.py).
+        config_defaults={"epochs": 20, "augment": {"mixup_alpha": 0.2}},
         result_filters=("outcome", "cell"),
         parity_note="fp32 formats need max |Δ output| ≤ 1e-4; INT8 needs top-1 agreement "
         "≥ 97 % and an accuracy drop ≤ 1 point.",

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from app.errors import Invalid
+from app.validation import api_sentence, describe
 
 GROUPS = ("basic", "augment", "task", "advanced")
 
@@ -149,16 +150,8 @@ APPLIES_WHEN: dict[str, tuple[str, tuple[Any, ...]]] = {
 
 
 def _describe(error: ValidationError) -> tuple[str, list[dict[str, Any]]]:
-    parts = []
-    fields = []
-    for item in error.errors():
-        loc = ".".join(str(p) for p in item["loc"]) or "config"
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "is not a hyperparameter of this task"
-        parts.append(f"{loc}: {message}")
-        fields.append({"field": loc, "message": message, "type": item["type"]})
-    return "Invalid hyperparameters: " + "; ".join(parts) + ".", fields
+    fields = describe(error)
+    return "Invalid hyperparameters: " + api_sentence(fields), fields
 
 
 def merged_defaults(defaults: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
@@ -205,6 +198,8 @@ def form_fields(
             "choices": _choices(prop),
             "min": _bound(prop, "minimum", "exclusiveMinimum"),
             "max": _bound(prop, "maximum", "exclusiveMaximum"),
+            # Whole-number fields step by 1 (the browser then refuses 2.5 epochs by itself).
+            "step": "1" if _integer(prop) else "any",
             "applies_when": APPLIES_WHEN.get(name),
         }
         groups[extra_group or group].append(entry)
@@ -231,6 +226,11 @@ def _kind(prop: dict[str, Any], schema: dict[str, Any]) -> str:
     if types & {"integer", "number"}:
         return "number"
     return "text"
+
+
+def _integer(prop: dict[str, Any]) -> bool:
+    types = {p.get("type") for p in prop.get("anyOf", [prop])} - {"null"}
+    return types == {"integer"}
 
 
 def _choices(prop: dict[str, Any]) -> list[tuple[str, str]]:

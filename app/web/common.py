@@ -8,6 +8,7 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from app.errors import Invalid
+from app.validation import describe, form_sentence
 from app.web.nav import project_pages
 
 M = TypeVar("M", bound=BaseModel)
@@ -18,16 +19,16 @@ def is_htmx(request: Request) -> bool:
 
 
 def parse_form(model: type[M], data: dict[str, Any]) -> M:
-    """Validate form fields with the same schema the API uses; errors read like the API's."""
+    """Validate form fields with the same schema the API uses; each error is a plain sentence
+    about its field, which the page shows beside that field (static/js/ui.js)."""
     cleaned = {k: v for k, v in data.items() if v is not None}
     try:
         return model.model_validate(cleaned)
     except ValidationError as exc:
-        parts = []
-        for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "form"
-            parts.append(f"{field}: {str(err['msg']).removeprefix('Value error, ')}")
-        raise Invalid("; ".join(parts) + ".", code="validation_error") from None
+        fields = describe(exc)
+        raise Invalid(
+            form_sentence(fields), code="validation_error", details={"fields": fields}
+        ) from None
 
 
 def nav_context(project: Any, active: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from app.deps import get_session, get_storage
 from app.errors import StudioError
 from app.models.browse import IMAGE_SORTS, SUBSETS, AnnotationRead, ClassUpdate, ImageQuery
 from app.services import classes as class_service
-from app.services import image_files, targets
+from app.services import image_files, name_search, targets
 from app.services import images as image_service
 from app.services import projects as project_service
 from app.services import stats as stats_service
@@ -58,7 +58,9 @@ def _query(request: Request) -> ImageQuery:
 
 
 def _link(base: str, query: ImageQuery, **overrides: Any) -> str:
-    values = {k: getattr(query, k) for k in (*FILTER_KEYS, "page")}
+    values = {k: getattr(query, k) for k in (*FILTER_KEYS, "page", "cursor")}
+    if "page" in overrides or "cursor" in overrides:
+        values.update(page=None, cursor=None)  # a link names one position, not both
     values.update(overrides)
     defaults = ImageQuery()
     clean = {
@@ -73,8 +75,10 @@ GRID_SHAPES = 60  # outlines per thumbnail: enough to see the annotation, bounde
 
 
 def _grid_context(session: Session, project_id: int, query: ImageQuery) -> dict[str, Any]:
-    images, total = image_service.list_images(session=session, project_id=project_id, query=query)
+    listing = image_service.list_images(session=session, project_id=project_id, query=query)
     classes = class_service.list_classes(session=session, project_id=project_id)
+    total, page = listing.total, listing.page
+    images = listing.items
     annotations = image_service.annotations_of(
         session=session, project_id=project_id, image_ids=[image.id for image in images]
     )
@@ -83,18 +87,25 @@ def _grid_context(session: Session, project_id: int, query: ImageQuery) -> dict[
     }
     pages = max(1, math.ceil(total / query.page_size))
     base = f"/projects/{project_id}/dataset"
+    # Previous/next follow the answer's cursors (as fast on page 900 as on page 2); the
+    # numbered links jump by page number.
+    prev_link = _link(base, query, cursor=listing.prev_cursor) if listing.prev_cursor else None
+    next_link = _link(base, query, cursor=listing.next_cursor) if listing.next_cursor else None
     return {
         "images": images,
         "shapes": {k: [s for s in v if s["kind"] != "label"] for k, v in shapes.items()},
         "total": total,
         "query": query,
+        "page": page,
         "pages": pages,
+        "search_mode": name_search.search_mode(session),
         "classes": classes,
         "class_by_id": {c.id: c for c in classes},
-        "page_links": [(n, _link(base, query, page=n)) for n in _page_numbers(query.page, pages)],
-        "prev_link": _link(base, query, page=query.page - 1) if query.page > 1 else None,
-        "next_link": _link(base, query, page=query.page + 1) if query.page < pages else None,
-        "detail_suffix": _link("", query),
+        "page_links": [(n, _link(base, query, page=n)) for n in _page_numbers(page, pages)],
+        "prev_link": prev_link,
+        "next_link": next_link,
+        # An image opened from the grid keeps its filters, sort and page (for "Back").
+        "detail_suffix": _link("", query, page=page, cursor=None),
     }
 
 
@@ -212,6 +223,55 @@ def annotation_shapes(annotations: list[AnnotationRead]) -> list[dict[str, Any]]
     ]
 
 
+TIMES, DASH = " \u00d7 ", "\u2013"  # multiplication sign and en dash: "12 x 30 px", "x 5-80"
+
+
+def _px(value: Any) -> str:
+    return str(math.floor(float(value) + 0.5))  # half up: 150.5 -> 151, as people round
+
+
+def geometry_text(annotation: AnnotationRead) -> str:
+    """An annotation's geometry in words and whole pixels (the API keeps the exact floats)."""
+    g = annotation.geometry
+    try:
+        if annotation.kind == "bbox":
+            return f"x {_px(g['x'])}, y {_px(g['y'])} · {_px(g['w'])}{TIMES}{_px(g['h'])} px"
+        if annotation.kind == "obb":
+            return (
+                f"centre {_px(g['cx'])}, {_px(g['cy'])} · {_px(g['w'])}{TIMES}{_px(g['h'])} px"
+                f" · {float(g.get('angle', 0)):.1f}°"
+            )
+        if annotation.kind == "polygon":
+            rings = g.get("rings") or [g.get("points", [])]
+            points = [p for ring in rings for p in ring if isinstance(p, list | tuple)]
+            xs, ys = [float(p[0]) for p in points], [float(p[1]) for p in points]
+            holes = (
+                f", {len(rings) - 1} hole{'s' if len(rings) > 2 else ''}" if len(rings) > 1 else ""
+            )
+            return (
+                f"{len(points)} points{holes} · x {_px(min(xs))}{DASH}{_px(max(xs))},"
+                f" y {_px(min(ys))}{DASH}{_px(max(ys))}"
+            )
+        if annotation.kind == "value":
+            return ", ".join(f"{float(v):.4g}" for v in g.get("values", []))
+        if annotation.kind == "mask":
+            return "mask image (drawn on the picture)"
+        if annotation.kind == "label":
+            return "the whole image"
+    except (KeyError, TypeError, ValueError):
+        return "unreadable geometry"
+    return ""
+
+
+def _annotation_summary(annotations: list[AnnotationRead]) -> list[tuple[str, int]]:
+    """(class or kind, count), most frequent first: the heading of a long object list."""
+    counts: dict[str, int] = {}
+    for a in annotations:
+        key = a.class_name or a.kind
+        counts[key] = counts.get(key, 0) + 1
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
 @router.get("/projects/{project_id}/dataset/images/{image_id}")
 def image_page(
     request: Request,
@@ -243,6 +303,12 @@ def image_page(
             present_ids += [c for c in painted if c not in present_ids]
     present = [class_by_id[c] for c in present_ids if c in class_by_id]
     shapes = annotation_shapes(detail.annotations)
+    query = _query(request)
+    near = image_service.neighbours(
+        session=session, project_id=project_id, image_id=image_id, query=query
+    )
+    suffix = _link("", query, page=query.page, cursor=None)
+    base = f"/projects/{project_id}/dataset/images"
     return render(
         request,
         "pages/dataset/image.html",
@@ -253,6 +319,11 @@ def image_page(
         hidden=[c.id for c in present if image_files.is_background_name(c.name)],
         class_by_id=class_by_id,
         splits=dict(image_service.split_choices(session=session, project_id=project_id)),
-        back=_link(f"/projects/{project_id}/dataset", _query(request)),
+        back=_link(f"/projects/{project_id}/dataset", query),
+        near=near,
+        prev_url=f"{base}/{near.previous}{suffix}" if near.previous else None,
+        next_url=f"{base}/{near.next}{suffix}" if near.next else None,
+        annotation_rows=[(a, geometry_text(a)) for a in detail.annotations],
+        annotation_summary=_annotation_summary(detail.annotations),
         **nav_context(read, "dataset"),
     )

@@ -261,7 +261,6 @@ def confusion(
 ) -> Response:
     """The confusion-matrix card, for all evaluated subsets or one."""
     evaluation = service.get_evaluation(session, project_id=project_id, experiment_id=experiment_id)
-    subset = subset if subset in EVALUATION_SUBSETS else ""
     return render(
         request,
         "partials/_confusion.html",

@@ -15,6 +15,7 @@ from app.services.events import list_events
 from app.streams import EventStreamResponse, StreamHub
 from app.templating import render, templates
 from app.web.common import nav_context
+from app.web.job_events import describe_event
 
 router = APIRouter()
 
@@ -44,7 +45,7 @@ def job_page(request: Request, job_id: int, session: Session = Depends(get_sessi
             session=session,
             project=project_service.get_project(session=session, project_id=job.project_id),
         )
-    events = list_events(session, job_id=job_id, after=0, limit=1000)
+    events = [describe_event(e) for e in list_events(session, job_id=job_id, after=0, limit=1000)]
     return render(
         request, "pages/jobs/detail.html", job=job, events=events, **nav_context(project, "jobs")
     )

@@ -59,9 +59,8 @@ def create_project(
     project = service.create_project(session=session, data=data)
     if not is_htmx(request):
         return RedirectResponse(f"/projects/{project.id}", status_code=303)
-    response = _list_partial(request, session)
-    response.headers["HX-Trigger"] = "project-created"
-    return response
+    # A new project is opened at once: its page says what to do first (import data).
+    return Response(status_code=204, headers={"HX-Redirect": f"/projects/{project.id}"})
 
 
 @router.patch("/projects/{project_id}")

@@ -89,14 +89,10 @@ def _page_context(
         for f in group
         if f["name"] in controlling
     }
-    names = {e.name for e in experiments}
-    number = len(experiments) + 1
-    while f"{spec.default_model}-{number}" in names:
-        number += 1
     return {
         "p": read,
         "splits": splits,
-        "default_name": f"{spec.default_model}-{number}",
+        "default_name": service.default_name(session, project_id, spec.default_model or "model"),
         "trainable": [t.title for t in list_tasks() if t.supports("train")],
         "experiments": [service.read_experiment(e) for e in experiments],
         "models": list_models(project.task_type),
@@ -156,6 +152,14 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
+def _weights_used(weights: str | None) -> str:
+    if not weights:
+        return "not trained yet"
+    if weights.startswith("pretrained:"):
+        return f"pretrained ({weights.removeprefix('pretrained:')})"
+    return "random initialisation" if weights == "random-init" else weights
+
+
 def config_rows(config: dict[str, Any], weights: str | None) -> list[tuple[str, str]]:
     """The experiment's configuration as the card lists it: flattened, only the settings that
     apply, readable values, and `pretrained` stated with what was actually loaded."""
@@ -166,7 +170,7 @@ def config_rows(config: dict[str, Any], weights: str | None) -> list[tuple[str, 
             continue
         if key == "pretrained":
             wanted = "if found locally" if value else "no"
-            rows.append(("pretrained", f"{wanted}; used: {weights or 'not trained yet'}"))
+            rows.append(("pretrained", f"{wanted}; used: {_weights_used(weights)}"))
             continue
         rows.append((key, _shown(value)))
     return rows
@@ -200,12 +204,14 @@ def compare_page(
     experiments = [
         service.read_experiment(service.get_experiment(session, project_id, i)) for i in ids[:8]
     ]
-    keys = sorted({k for e in experiments for k in flatten(e["config"])})
+    # The settings as each experiment's card lists them (only those that apply; "pretrained"
+    # with the weights actually loaded), so a difference shown is a difference that mattered.
+    listed = [dict(config_rows(e["config"], e.get("weights"))) for e in experiments]
+    keys = sorted({k for rows_ in listed for k in rows_})
     rows = []
     for key in keys:
-        values = [flatten(e["config"]).get(key) for e in experiments]
-        rows.append({"key": key, "values": values, "differs": len({repr(v) for v in values}) > 1})
-    rows.sort(key=lambda r: (not r["differs"], r["key"]))
+        values = [rows_.get(key, "—") for rows_ in listed]
+        rows.append({"key": key, "values": values, "differs": len(set(values)) > 1})
     return render(
         request,
         "pages/training/compare.html",
@@ -239,7 +245,7 @@ def experiment_summary(
     request: Request, project_id: int, experiment_id: int, session: Session = Depends(get_session)
 ) -> Response:
     context = _detail_context(session, project_id, experiment_id)
-    return render(request, "partials/_experiment_summary.html", **context)
+    return render(request, "partials/_experiment_summary.html", oob=True, **context)
 
 
 @router.post("/projects/{project_id}/training/{experiment_id}/{action}")
@@ -266,7 +272,7 @@ async def experiment_action(
     elif action == "stop":
         service.stop_training(session, project_id, experiment_id)
         context = _detail_context(session, project_id, experiment_id)
-        return render(request, "partials/_experiment_summary.html", **context)
+        return render(request, "partials/_experiment_summary.html", oob=True, **context)
     elif action == "delete":
         from app.deps import get_storage
 

@@ -74,7 +74,8 @@
         form.reset();
         form.elements.true_class.value = String(trueClass);
         form.elements.predicted_class.value = String(predictedClass);
-        if (form.elements.subset) form.elements.subset.value = subset || "";
+        if (form.elements.subset) form.elements.subset.value = subset || "";  // the subset the matrix counted
+        if (form.elements.outcome) form.elements.outcome.value = "";
         var section = document.getElementById("eval-images-section");
         if (section) section.open = true;
         htmx.trigger(form, "submit");

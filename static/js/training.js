@@ -63,6 +63,10 @@
     var lossKeys = [];
     var loss = chart(document.getElementById("chart-loss"), "loss");
     var metrics = chart(document.getElementById("chart-metrics"), "value");
+    // Learning rate: per step while it is known (warm-up and schedule), else per epoch.
+    var lrCanvas = document.getElementById("chart-lr");
+    var lr = lrCanvas ? chart(lrCanvas, "learning rate") : null;
+    var lrSteps = false;
     var stepsPerEpoch = null;
     var lastStep = -1;
     var count = 0;
@@ -77,8 +81,17 @@
         var color = lossColor(key, lossKeys.indexOf(key));
         if (color) { upsert(dataset(loss, key, color), epoch, value); count++; }
         if (METRICS[key]) { upsert(dataset(metrics, key, METRICS[key]), epoch, value); count++; }
+        if (key === "lr" && lr && !lrSteps) { upsert(dataset(lr, "lr", "#0d9488"), epoch, value); count++; }
       });
-      loss.update(); metrics.update(); bump();
+      loss.update(); metrics.update(); if (lr) lr.update(); bump();
+    }
+
+    function addLr(x, value) {
+      if (!lr || typeof value !== "number") return;
+      if (!lrSteps) { lrSteps = true; lr.data.datasets = []; }
+      dataset(lr, "lr", "#0d9488", { pointRadius: 0, borderWidth: 2 }).data.push({ x: x, y: value });
+      count++;
+      lr.update("none"); bump();
     }
 
     function addStep(x, value, step) {
@@ -95,7 +108,7 @@
         var series = body.series || {};
         var byEpoch = {};
         Object.keys(series).forEach(function (key) {
-          if (key === "train/step_loss") return;
+          if (key === "train/step_loss" || key === "train/step_lr") return;
           series[key].forEach(function (p) {
             (byEpoch[p.epoch] = byEpoch[p.epoch] || {})[key] = p.value;
             if (key === "train/loss" && p.epoch > 0) stepsPerEpoch = p.step / p.epoch;
@@ -105,6 +118,9 @@
         (series["train/step_loss"] || []).forEach(function (p) {
           var x = stepsPerEpoch ? p.step / stepsPerEpoch : p.epoch;
           addStep(x, p.value, p.step);
+        });
+        (series["train/step_lr"] || []).forEach(function (p) {
+          addLr(stepsPerEpoch ? p.step / stepsPerEpoch : p.epoch, p.value);
         });
         if (el.dataset.jobId && el.dataset.active) subscribe(el.dataset.jobId);
       });
@@ -117,6 +133,7 @@
             if (data.epoch > 0) stepsPerEpoch = data.step / data.epoch;
             addEpoch(data.epoch, data.metrics || {});
           } else if (data.kind === "step" && typeof data.loss === "number") {
+            if (data.step > lastStep) addLr(data.epoch - 1 + data.batch / data.batches, data.lr);
             addStep(data.epoch - 1 + data.batch / data.batches, data.loss, data.step);
           }
         },

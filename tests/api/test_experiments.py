@@ -124,8 +124,8 @@ def test_warmup_must_be_shorter_than_training(
 @pytest.mark.parametrize(
     ("body", "code"),
     [
-        ({"split_id": 1}, "invalid_experiment"),
         ({"name": "", "split_id": 1}, "invalid_experiment"),
+        ({"name": "x"}, "invalid_experiment"),
         ({"name": "x", "split_id": "one"}, "invalid_experiment"),
         ({"name": "x", "split_id": 999999}, "unknown_split"),
     ],
@@ -214,6 +214,38 @@ def test_train_body_is_checked(client: TestClient, project: Project, split_id: i
     )
 
 
+def test_name_defaults_to_the_model_and_a_free_number(
+    client: TestClient, project: Project, split_id: int
+) -> None:
+    first = client.post(url(project), json={"split_id": split_id})
+    assert first.status_code == 201, first.text
+    assert first.json()["name"] == "small_cnn-1"
+    create(client, project, split_id, name="small_cnn-3")
+    names = [client.post(url(project), json={"split_id": split_id}).json()["name"] for _ in "ab"]
+    assert names == ["small_cnn-4", "small_cnn-5"]  # 3 taken by hand, 2 in use: the next free
+    error = assert_api_error(create(client, project, split_id, name=""), 422, "invalid_experiment")
+    assert error["details"]["fields"][0]["message"] == "Name is required"
+
+
+def test_claimed_job_makes_the_experiment_running_and_stop_cancels_the_job(
+    client: TestClient, session: Session, project: Project, split_id: int
+) -> None:
+    """The header (experiment) and the job card (job) agree from the claim on; a stop asks the
+    running job to cancel, so it can never end as "succeeded"."""
+    from app.services import jobs as job_service
+
+    eid = create(client, project, split_id).json()["id"]
+    job_id = client.post(url(project, f"/{eid}/train")).json()["job"]["id"]
+    claimed = job_service.claim_next_job(session, queue="compute")
+    assert claimed is not None and claimed.id == job_id
+    running = client.get(url(project, f"/{eid}")).json()
+    assert running["status"] == "running" and running["started_at"] is not None
+    assert client.post(url(project, f"/{eid}/stop")).json()["status"] == "stopping"
+    session.expire_all()
+    job = session.get(Job, job_id)
+    assert job is not None and job.status == "running" and job.cancel_requested
+
+
 def test_job_ending_without_a_word_makes_the_experiment_interrupted(
     client: TestClient, session: Session, project: Project, split_id: int
 ) -> None:
@@ -281,7 +313,9 @@ def test_catalog_lists_every_model_and_tasks_report_train(
         and tasks["detection"]["metric_mode"] == "max"
     )
     hyper = client.get("/api/catalog/hyperparameters?task=classification").json()
-    assert hyper["defaults"]["epochs"] == 10 and "lr" in hyper["schema"]["properties"]
+    # The task's recipe over the field defaults, as experiments get it.
+    assert hyper["defaults"]["epochs"] == 20 and hyper["defaults"]["augment"]["mixup_alpha"] == 0.2
+    assert "lr" in hyper["schema"]["properties"]
     det = client.get("/api/catalog/hyperparameters?task=detection").json()
     assert det["defaults"]["model"] == "fcos_small" and det["defaults"]["score_threshold"] == 0.25
     assert det["schema"]["properties"]["nms_iou"]["group"] == "task"

@@ -22,10 +22,11 @@ def test_create_rename_delete_a_project(page: Page, studio: LiveStudio) -> None:
     expect(page.get_by_test_id("empty-projects")).to_be_visible()
 
     create_project(page, "Leaf diseases", "Semantic segmentation")
+    expect(page.get_by_test_id("project-title")).to_have_text("Leaf diseases")  # opened
+    page.goto("/")
     card = page.locator(".project-card", has_text="Leaf diseases")
     expect(card).to_be_visible()
     expect(card.locator(".badge")).to_have_text("Semantic segmentation")
-    expect(page.locator(".modal-backdrop").first).to_be_hidden()  # the dialog closed
     assert studio.api.get("/api/projects").json()["items"][0]["task_type"] == "segmentation"
 
     card.get_by_test_id("rename").click()

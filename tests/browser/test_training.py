@@ -58,6 +58,12 @@ def test_start_watch_curve_stop_and_resume(page: Page, studio: LiveStudio) -> No
 
     page.get_by_test_id("train").click()
     expect(page.get_by_test_id("stop")).to_be_visible(timeout=SLOW)
+    # The header and the job card agree while it runs; the weights used show without a reload.
+    expect(page.get_by_test_id("job-status")).to_have_text("running", timeout=SLOW)
+    expect(page.get_by_test_id("experiment-status")).to_have_text("running", timeout=5_000)
+    expect(page.get_by_test_id("experiment-weights")).to_contain_text(
+        "random initialisation", timeout=SLOW
+    )
     # The curve grows live over SSE: first step losses, then epoch points.
     wait_points_above(page, 0)
     first = points(page)
@@ -65,8 +71,20 @@ def test_start_watch_curve_stop_and_resume(page: Page, studio: LiveStudio) -> No
 
     page.get_by_test_id("stop").click()
     expect(page.get_by_test_id("experiment-status")).to_have_text("stopped", timeout=SLOW)
+    # Stopped everywhere, live: the job card does not say "succeeded 100 %", and the
+    # provenance the run recorded appears without a reload.
+    expect(page.get_by_test_id("job-status")).to_have_text("cancelled", timeout=SLOW)
+    expect(page.locator(".job-card")).to_contain_text("Stopped after epoch")
+    expect(page.get_by_test_id("job-progress")).not_to_have_text("100.0%")
+    expect(page.get_by_test_id("provenance")).to_contain_text("torch", timeout=SLOW)
     page.reload()
     wait_points_above(page, 0)  # history survives a reload
+    # The learning-rate curve the docs promise, per step (warm-up included).
+    lr_points = page.evaluate(
+        "() => { const c = Chart.getChart(document.getElementById('chart-lr'));"
+        " return c ? c.data.datasets.reduce((n, d) => n + d.data.length, 0) : 0; }"
+    )
+    assert lr_points > 0
     before_resume = points(page)
 
     page.get_by_test_id("resume").click()

@@ -174,3 +174,10 @@ def test_export_validate_download_predict_and_reproduce_outside_the_studio(
     )
     error = assert_api_error(bad, 422, "no_valid_images")
     assert error["details"]["results"][0]["ok"] is False
+    # The jobs list tells the same story: the try-it run on an unreadable file failed.
+    items = client.get("/api/jobs", params={"page_size": 500}).json()["items"]
+    jobs = [j for j in items if j["kind"] == "predict"]
+    newest = max(jobs, key=lambda j: j["id"])
+    assert newest["status"] == "failed" and "readable image" in newest["message"]
+    partial = max((j for j in jobs if j["status"] == "succeeded"), key=lambda j: j["id"])
+    assert partial["message"] == "3 of 4 file(s) predicted; 1 could not be read"

@@ -50,7 +50,9 @@ def test_multi_label_onnx_export_records_thresholds_and_validates(
     assert row is not None and row.status == "completed"
     assert result["valid"] is row.valid is True
     assert row.meta["multi_label"] is True
-    assert len(row.meta["thresholds"] or [0.5] * 3) == len(row.meta["classes"]) == 3
+    thresholds = row.meta["thresholds"]
+    assert isinstance(thresholds, list) and len(thresholds) == len(row.meta["classes"]) == 3
+    assert all(0.0 < float(t) < 1.0 for t in thresholds)
     assert row.meta["postprocess"]["activation"] == "sigmoid"
     assert (
         row.validation["metric"] == "accuracy"

@@ -10,6 +10,7 @@ from PIL import Image as PILImage
 from sqlmodel import Session, select
 
 from app.models import MetricPoint
+from app.services.evaluation_audit import leakage_audit
 from app.storage import Storage
 from tests.factories import make_digits, make_split
 from tests.support.training import train_tiny_experiment
@@ -42,10 +43,20 @@ def test_tiny_experiment_trains_and_records_everything(
         select(MetricPoint).where(MetricPoint.experiment_id == experiment.id)
     ).all()
     keys = {p.key for p in points}
-    assert {"train/loss", "val/acc", "val/loss", "test/accuracy"} <= keys
+    assert {"train/loss", "train/acc", "val/acc", "val/loss", "test/accuracy", "lr"} <= keys
     test_acc = next(p.value for p in points if p.key == "test/accuracy")
     assert test_acc == provenance["test_metrics"]["accuracy"]
     assert elapsed < 60, elapsed
+
+    # The leakage audit's train/val gap reads the curves training itself wrote.
+    by_key = {(p.key, p.epoch): p.value for p in points}
+    assert [e for k, e in sorted(by_key) if k == "train/acc"] == [1, 2]
+    gap = leakage_audit(session, experiment, subsets=["test"], checkpoint_epoch=2)["checks"][
+        "metric_gap"
+    ]
+    assert gap["source"] == "training curves" and gap["train_key"] == "train/acc"
+    assert gap["train"] == by_key[("train/acc", 2)] and gap["val"] == by_key[("val/acc", 2)]
+    assert 0.0 <= gap["train"] <= 1.0
 
     # The checkpoint loads with weights_only=True and reproduces the test accuracy exactly
     # through load_for_inference + preprocess, the way evaluation does it.

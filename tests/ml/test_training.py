@@ -3,6 +3,7 @@ switch, multi-label, stop/resume, determinism; registries on both sides of the p
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -181,9 +182,16 @@ def test_stop_saves_and_resume_continues_with_optimizer_state(
     # Resume with a raised epoch count: it finishes the remaining epochs, not more, not fewer.
     req.config = config(epochs=5)
     req.resume_from = out / "last.ckpt"
+    started = time.monotonic()
     resumed = fit(req)
+    wall = time.monotonic() - started
     assert resumed.status == "completed"
     assert [e["epoch"] for e in resumed.history] == [3, 4, 5]
+    # The resumed epoch's figures cover what ran after the resume: one batch of 4 images,
+    # within this call's wall time (not seconds since the clock's zero).
+    first = resumed.history[0]
+    assert 0 < first["seconds"] <= wall
+    assert first["metrics"]["images_per_s"] * first["seconds"] == pytest.approx(4)
     assert resumed.provenance["resumes"][0]["from_epoch"] == 2
     assert load_checkpoint(out / "last.ckpt")["extra"]["epoch"] == 5
 

@@ -103,6 +103,8 @@ def test_near_duplicates_by_perceptual_hash(
 
 
 def test_train_val_gap_thresholds(session: Session, storage: Storage, project: Project) -> None:
+    """Thresholds on hand-made curves under the keys training writes (train/acc, val/acc per
+    epoch; tests/ml/test_tiny_training.py checks a real training run writes them)."""
     split = make_split(session, project.id, _images(session, storage, project))  # type: ignore[arg-type]
     experiment = make_experiment(session, storage, project.id, split)  # type: ignore[arg-type]
 

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -8,13 +12,36 @@ from app.services import jobs as service
 from tests.factories import make_job
 
 
-def test_claim_is_atomic_across_sessions(engine: Engine, session: Session) -> None:
+def test_claim_is_atomic_when_claimers_race(engine: Engine, session: Session) -> None:
+    """Several claimers read the same queued job before any of them writes: exactly one may
+    win. A barrier in front of the claiming UPDATE forces that interleaving every time, so a
+    claim without its conditional UPDATE (status still 'queued') fails here."""
     job = make_job(session)
-    with Session(engine) as a, Session(engine) as b:
-        first = service.claim_next_job(a, queue="compute")
-        second = service.claim_next_job(b, queue="compute")
-    assert first is not None and first.id == job.id
-    assert second is None
+    claimers = 4
+    barrier = threading.Barrier(claimers, timeout=20)
+    local = threading.local()
+
+    def hold_first_claim(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        sql = statement.lstrip().upper()
+        claiming = sql.startswith("UPDATE JOB SET") and "ATTEMPT" in sql
+        if claiming and not getattr(local, "waited", False):
+            local.waited = True
+            barrier.wait()
+
+    def claim() -> int | None:
+        with Session(engine) as own:
+            claimed = service.claim_next_job(own, queue="compute")
+            return claimed.id if claimed is not None else None
+
+    event.listen(engine, "before_cursor_execute", hold_first_claim)
+    try:
+        with ThreadPoolExecutor(max_workers=claimers) as pool:
+            results = list(pool.map(lambda _: claim(), range(claimers)))
+    finally:
+        event.remove(engine, "before_cursor_execute", hold_first_claim)
+    assert sorted(results, key=lambda r: r or 0) == [None] * (claimers - 1) + [job.id]
+    session.refresh(job)
+    assert job.status == "running" and job.attempt == 1
 
 
 def test_claim_takes_oldest_first_and_respects_lanes(session: Session) -> None:

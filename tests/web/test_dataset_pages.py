@@ -206,3 +206,20 @@ def test_hostile_names_stay_text_on_every_dataset_view(
         text = client.get(url).text
         assert "<img src=x" not in text, url
         assert "&lt;img src=x onerror=alert(1)&gt;" in text or "\\u003cimg" in text, url
+
+
+def test_near_duplicate_panel_names_one_threshold(
+    client: TestClient, session: Session, storage: Storage, project: Project
+) -> None:
+    """A chain a-b-c (6 bits apart each, a and c 12 apart) is one group at threshold 6; the
+    panel says "within 6 bits" and shows no second figure that reads like another threshold."""
+    assert project.id is not None
+    images = [make_image(session, storage, project.id, original_name=f"{n}.png") for n in "abc"]
+    for image, value in zip(images, (0, 0b111111, 0b111111_111111), strict=True):
+        image.phash = f"{value:016x}"
+        session.add(image)
+    session.commit()
+    panel = client.get(f"/projects/{project.id}/dataset/stats").text
+    assert 'data-testid="near-duplicate-group"' in panel
+    assert "within 6 bits of another image in its group" in panel
+    assert "12 bits" not in panel and "≤" not in panel

@@ -99,7 +99,7 @@ def test_page_with_a_completed_evaluation(
         confusion,
     )
     assert [int(n) for _, _, n in cells] == [n for row in cm for n in row]
-    assert 'data-testid="cm-covers">Covers test.' in confusion
+    assert 'data-testid="cm-covers">Covers test · 6 counted.' in confusion
     assert 'data-testid="audit-metric_gap" data-status="warning"' in text
     assert f'href="/projects/{project.id}/export" data-testid="next-export"' in text
     # and the completed experiment's own page points here (a real one has its full config)
@@ -175,3 +175,51 @@ def test_evaluate_and_reset_from_the_page(
     assert reset.status_code == 200 and 'data-testid="evaluate"' in reset.text
     session.expire_all()
     assert service.find_evaluation(session, experiment_id=experiment.id) is None  # type: ignore[arg-type]
+
+
+def test_confusion_matrix_names_its_subsets_and_can_be_limited_to_one(
+    client: TestClient, session: Session, storage: Storage, project: Project
+) -> None:
+    from sqlmodel import select
+
+    from app.models import EvaluationMatch
+
+    experiment, _rows, _cm = _completed(session, storage, project)
+    evaluation = service.find_evaluation(session, experiment_id=experiment.id)  # type: ignore[arg-type]
+    assert evaluation is not None
+    # The first two match rows become val rows, as a val + test evaluation writes them.
+    matches = session.exec(
+        select(EvaluationMatch)
+        .where(EvaluationMatch.evaluation_id == evaluation.id)
+        .order_by(EvaluationMatch.id)  # type: ignore[arg-type]
+    ).all()
+    expected: dict[str, list[list[int]]] = {"val": [[0, 0], [0, 0]], "test": [[0, 0], [0, 0]]}
+    for n, match in enumerate(matches):
+        match.subset = "val" if n < 2 else "test"
+        expected[match.subset][match.true_class][match.predicted_class] += 1  # type: ignore[index]
+        session.add(match)
+    evaluation.subsets = ["val", "test"]
+    session.add(evaluation)
+    session.commit()
+
+    def counts(html: str) -> list[int]:
+        return [int(n) for n in re.findall(r'data-testid="cm-cell"[^>]*data-count="(\d+)"', html)]
+
+    def flat(matrix: list[list[int]]) -> list[int]:
+        return [n for row in matrix for n in row]
+
+    base = f"/projects/{project.id}/evaluation/{experiment.id}/confusion"
+    both = client.get(base, headers=HTMX).text
+    total = [a + b for a, b in zip(flat(expected["val"]), flat(expected["test"]), strict=True)]
+    assert counts(both) == total and f"Covers val + test · {sum(total)} counted" in both
+    only = client.get(base, params={"subset": "test"}, headers=HTMX).text
+    test_total = sum(flat(expected["test"]))
+    assert counts(only) == flat(expected["test"]) and f"test only · {test_total} counted" in only
+    assert "showCell(0, 1, 'test')" in only  # a cell filters the images by subset too
+    wrong = client.get(base, params={"subset": "train"}, headers=HTMX)
+    assert wrong.status_code == 422 and "was not evaluated" in wrong.text
+    api = client.get(
+        f"/api/projects/{project.id}/experiments/{experiment.id}/evaluation/confusion",
+        params={"subset": "train"},
+    )
+    assert api.status_code == 422 and api.json()["error"]["code"] == "subset_not_evaluated"

@@ -25,14 +25,26 @@ def test_pages_load_only_vendored_scripts(client: TestClient) -> None:
     assert "http://" not in "".join(sources) and "https://" not in "".join(sources)
 
 
-def test_htmx_create_returns_the_list_partial_and_a_trigger(client: TestClient) -> None:
+def test_htmx_create_opens_the_new_project(client: TestClient) -> None:
     response = client.post(
         "/projects", data={"name": "Leaves", "task_type": "segmentation"}, headers=HTMX
     )
-    assert response.status_code == 200
-    assert response.headers["HX-Trigger"] == "project-created"
-    assert response.text.lstrip().startswith('<section id="project-list"')
-    assert "Leaves" in response.text and "<html" not in response.text
+    assert response.status_code == 204
+    project = client.get("/api/projects").json()["items"][0]
+    assert response.headers["HX-Redirect"] == f"/projects/{project['id']}"
+    page = client.get(response.headers["HX-Redirect"]).text
+    assert 'data-testid="project-next-step"' in page and "import data" in page
+
+
+def test_htmx_create_errors_name_the_field_in_plain_words(client: TestClient) -> None:
+    response = client.post(
+        "/projects",
+        data={"name": "  ", "task_type": "classification"},
+        headers={**HTMX, "X-Error-Target": "#create-error"},
+    )
+    assert response.status_code == 422
+    assert "Name is required." in response.text and "String should" not in response.text
+    assert '"field": "name"' in response.text  # data-fields: the page puts it beside the field
 
 
 def test_form_create_without_js_redirects_to_the_project(client: TestClient) -> None:

@@ -12,7 +12,7 @@ def test_rows_hide_settings_that_do_not_apply_and_say_which_weights_were_used() 
     rows = dict(config_rows(config, "random-init"))
     assert "momentum" not in rows and "step_size" not in rows and "gamma" not in rows
     assert "ema_decay" not in rows and "warmup_epochs" in rows
-    assert rows["pretrained"] == "if found locally; used: random-init"
+    assert rows["pretrained"] == "if found locally; used: random initialisation"
     assert rows["deterministic"] in {"yes", "no"} and "True" not in rows.values()
     assert rows["augment.hflip"] == "no"
 

@@ -58,9 +58,15 @@ def test_form_shows_defaults_help_and_catalog(
     page = client.get(f"/projects/{project.id}/training").text
     assert 'data-testid="experiment-form"' in page
     assert "Training epochs (1-1000)." in page  # help text from the pydantic model
+    # Number inputs carry the model's bounds (whole numbers step by 1) and the form leaves
+    # judging them to the server, which names the field in plain words. The form starts from
+    # the task's recipe, the same the API applies.
     assert re.search(
-        r'name="epochs" type="number" step="any" value="10"[^>]*min="1.0"[^>]*max="1000.0"', page
+        r'name="epochs" type="number" step="1" value="20"[^>]*min="1.0"[^>]*max="1000.0"', page
     )
+    assert re.search(r'name="augment_mixup_alpha" type="number"[^>]*value="0.2"', page)
+    assert re.search(r'name="lr" type="number" step="any"[^>]*min="0.0"[^>]*max="10.0"', page)
+    assert "novalidate" in page
     for model_id in ("small_cnn", "resnet50", "mobilenet_v3_large", "efficientnet_b3"):
         assert f'value="{model_id}"' in page
     assert "No experiments yet" in page
@@ -186,3 +192,29 @@ def test_a_completed_experiment_shows_the_task_s_test_metrics(
         assert "F1 (macro) 0.7500" in page.text
     listing = client.get(f"/projects/{project.id}/training").text
     assert "<th>Test Accuracy</th>" in listing and ">0.8000<" in listing
+
+
+def test_compare_shows_differences_first_and_the_weights_actually_used(
+    client: TestClient, session: Session, storage: Storage, project: Project
+) -> None:
+    from app.models import Experiment
+
+    split_id = make_data(session, storage, project)
+    ids = []
+    for name, weights in (("a", "pretrained:resnet18-f37072fd.pth"), ("b", "random-init")):
+        body = {"name": name, "split_id": split_id, "model": "resnet18", "image_size": 32}
+        eid = client.post(f"/api/projects/{project.id}/experiments", json=body).json()["id"]
+        row = session.get(Experiment, eid)
+        assert row is not None
+        row.provenance = {"weights": weights}  # what a finished run records
+        session.add(row)
+        session.commit()
+        ids.append(eid)
+    page = client.get(f"/projects/{project.id}/training/compare?ids={ids[0]}&ids={ids[1]}").text
+    differing = page.split('data-testid="same-settings"')[0]
+    # Both asked for pretrained weights; only one got them: that is the difference shown.
+    assert differing.count('data-testid="diff-row"') == 1 and "<td>pretrained</td>" in differing
+    assert "used: pretrained (resnet18-f37072fd.pth)" in differing
+    assert "used: random initialisation" in differing and "True" not in differing
+    same = page.split('data-testid="same-settings"')[1]
+    assert "<td>lr</td>" in same and "<td>momentum</td>" not in page  # momentum: SGD only

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, Invalid, NotFound
 from app.models import Export
 from workers.context import JobContext
 from workers.handlers import register_handler
@@ -56,8 +56,20 @@ def run_prediction(
         ctx.storage.remove_tree(folder / "inputs")
     for item, result in zip(files, outcome["results"], strict=True):
         result["file"] = item["name"]
+    results = outcome["results"]
+    readable = sum(1 for r in results if r.get("ok"))
+    if results and not readable:
+        # Nothing was predicted: the job failed (the jobs list must not say "succeeded").
+        raise Invalid(
+            f"None of the {len(results)} file(s) is a readable image; send PNG, JPEG, BMP, "
+            "GIF, TIFF or WebP files.",
+            code="no_valid_images",
+            details={"results": results},
+        )
     meta = predictor.meta
     return {
+        "summary": f"{readable} of {len(results)} file(s) predicted"
+        + (f"; {len(results) - readable} could not be read" if readable < len(results) else ""),
         "model": {
             "export_id": export_id,
             "format": export.format,

@@ -131,6 +131,7 @@ def run_experiment(
         kind = event["type"]
         with open_session() as session:
             if kind == "step" and event.get("loss") is not None:
+                # The step curves: loss, and the learning rate (warm-up and schedule shape).
                 experiment_service.add_points(
                     session,
                     experiment_id,
@@ -138,9 +139,11 @@ def run_experiment(
                         {
                             "step": event["step"],
                             "epoch": event["epoch"],
-                            "key": "train/step_loss",
-                            "value": float(event["loss"]),
+                            "key": key,
+                            "value": float(event[field]),
                         }
+                        for key, field in (("train/step_loss", "loss"), ("train/step_lr", "lr"))
+                        if event.get(field) is not None
                     ],
                 )
             elif kind == "epoch":
@@ -158,6 +161,10 @@ def run_experiment(
                     ],
                 )
                 experiment_service.record_epoch(session, experiment_id, event["epoch"])
+            elif kind == "started":
+                experiment_service.record_start(
+                    session, experiment_id, weights=event["weights"], device=event["device"]
+                )
             elif kind == "checkpoint":
                 info = {
                     "path": storage.relative(Path(event["path"])),
@@ -337,10 +344,13 @@ def train_handler(ctx: JobContext) -> dict[str, Any]:
         on_event=on_event,
         external_stop=lambda: ctx.cancelled,
     )
-    if result["status"] == "interrupted":
-        # The studio is shutting down (or the job was cancelled): say so to the pool.
-        if ctx.user_cancelled():
+    if result["status"] in ("interrupted", "stopped"):
+        # Stopped on request (the job ends "cancelled", with where it stopped) or by a studio
+        # shutdown (the job ends "interrupted" and resumes): never "succeeded".
+        if result["status"] == "interrupted" and ctx.user_cancelled():
             with ctx.session() as session:
                 experiment_service.finish_run(session, experiment_id, status="stopped")
-        raise JobCancelled
+        raise JobCancelled(
+            f"Stopped after epoch {result['epochs_done']}; resume it from the experiment page."
+        )
     return result

@@ -70,6 +70,12 @@ class StudioModule(L.LightningModule):
     def checkpoint_extras(self) -> dict[str, Any]:
         return {}
 
+    @property
+    def train_metrics(self) -> dict[str, float]:
+        """Metrics of this epoch's training batches as trained (keys without `train/`): the
+        leakage audit compares them with validation's."""
+        return {}
+
     def forward(self, x: Any) -> Any:
         return self.model(x)
 

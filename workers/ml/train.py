@@ -135,6 +135,7 @@ class StudioCallback(Callback):
         self.batch_size_of: Callable[[Any], int] = lambda batch: len(batch[0])
         self.best_metric: float | None = None
         self.best_score: float | None = None  # higher is better, whatever the metric's mode
+        self.best_loss: float | None = None  # breaks ties of the primary metric
         self.best_epoch: int | None = None
         self.wait = 0
         self.history: list[dict[str, Any]] = []
@@ -154,6 +155,7 @@ class StudioCallback(Callback):
         return {
             "best_metric": self.best_metric,
             "best_score": self.best_score,
+            "best_loss": self.best_loss,
             "best_epoch": self.best_epoch,
             "wait": self.wait,
             "best_info": self.best_info,
@@ -162,6 +164,7 @@ class StudioCallback(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best_metric = state_dict.get("best_metric")
         self.best_score = state_dict.get("best_score", self.best_metric)
+        self.best_loss = state_dict.get("best_loss")
         self.best_epoch = state_dict.get("best_epoch")
         self.wait = int(state_dict.get("wait") or 0)
         self.best_info = state_dict.get("best_info")
@@ -217,6 +220,8 @@ class StudioCallback(Callback):
             metrics["train/loss"] = self._epoch_loss / self._epoch_batches
             for name, total in self._epoch_parts.items():
                 metrics[f"train/{name}"] = total / self._epoch_batches
+        for key, value in pl_module.train_metrics.items():
+            metrics[f"train/{key}"] = float(value)
         for key, value in pl_module.val_metrics.items():
             metrics[f"val/{key}"] = float(value)
         lr = _lr(trainer)
@@ -231,10 +236,22 @@ class StudioCallback(Callback):
             score = -metric
         else:
             score = None
-        improved = score is not None and (self.best_score is None or score > self.best_score)
+        loss = metrics.get("val/loss")
+        improved = score is not None and (
+            self.best_score is None
+            or score > self.best_score
+            # A tie on a small validation set (accuracy moves in steps of 1/n) goes to the
+            # lower validation loss: the better-fitted later epoch, not the first lucky one.
+            or (
+                score == self.best_score
+                and loss is not None
+                and (self.best_loss is None or loss < self.best_loss)
+            )
+        )
         if improved:
             self.best_metric, self.best_score = metric, score
             self.best_epoch, self.wait = epoch, 0
+            self.best_loss = loss
         else:
             self.wait += 1
         max_epochs = int(trainer.max_epochs or epoch)
@@ -276,6 +293,9 @@ class StudioCallback(Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
         self._fit_start = time.monotonic()
         self._start_epoch = trainer.current_epoch
+        # A resume from a mid-epoch checkpoint continues the epoch without
+        # on_train_epoch_start: count its time and images from here, not from the clock's zero.
+        self.on_train_epoch_start(trainer, pl_module)
 
     def _save(
         self,
@@ -444,6 +464,8 @@ def fit(
         ]
         if state["provenance"].get("started_at"):
             provenance["started_at"] = state["provenance"]["started_at"]
+    # What the run uses is known now: the page shows it while training, not only at the end.
+    report({"type": "started", "weights": module.weights_note, "device": device})
     status = "completed"
     try:
         trainer.fit(

@@ -57,6 +57,28 @@ class ClassificationModule(StudioModule):
         self.thresholds: list[float] | None = [0.5] * num_classes if multi_label else None
         self._val_logits: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
+        self._train_hits = 0.0
+        self._train_seen = 0
+
+    @property
+    def train_metrics(self) -> dict[str, float]:
+        """Accuracy on this epoch's training batches as trained (augmented, train mode; a
+        MixUp/CutMix image counts against its dominant label): the curve the leakage audit
+        compares with val/acc."""
+        return {"acc": self._train_hits / self._train_seen} if self._train_seen else {}
+
+    def on_train_epoch_start(self) -> None:
+        self._train_hits, self._train_seen = 0.0, 0
+
+    def _count_hits(self, logits: torch.Tensor, y: torch.Tensor) -> None:
+        with torch.no_grad():
+            if self.multi_label:
+                cut = torch.tensor(self.thresholds or [0.5] * self.num_classes, device=y.device)
+                hits = ((torch.sigmoid(logits) >= cut) == y.bool()).all(1)
+            else:
+                hits = logits.argmax(1) == y
+            self._train_hits += float(hits.sum())
+            self._train_seen += int(y.shape[0])
 
     def checkpoint_extras(self) -> dict[str, Any]:
         return {"thresholds": list(self.thresholds) if self.thresholds else None}
@@ -74,6 +96,7 @@ class ClassificationModule(StudioModule):
             soft = y.float() if self.multi_label else F.one_hot(y, self.num_classes).float()
             x, soft = mix_batch(x, soft, mixup, cutmix)
             logits = self.model(x)
+            self._count_hits(logits, (soft >= 0.5).long() if self.multi_label else soft.argmax(1))
             if self.multi_label:
                 loss = F.binary_cross_entropy_with_logits(logits, soft)
             else:
@@ -81,7 +104,9 @@ class ClassificationModule(StudioModule):
                     logits, soft, label_smoothing=float(self.config["label_smoothing"])
                 )
         else:
-            loss = self._loss(self.model(x), y)
+            logits = self.model(x)
+            loss = self._loss(logits, y)
+            self._count_hits(logits, y)
         self.last_loss = float(loss.detach())
         return loss
 
