@@ -101,6 +101,16 @@ def test_target_range_filter_and_histogram(
     )
     assert_api_error(client.get(url, params={"target_min": 1}), 422, "unknown_target")  # two
     assert client.get(url, params={"target_min": "nan"}).status_code == 422
+    # Keyset pages keep the target range; a cursor does not carry over to another range.
+    ranged = {"target": "length", "target_min": 10, "target_max": 19.5, "page_size": 4}
+    first = client.get(url, params=ranged).json()
+    assert first["total"] == 10 and first["next_cursor"]
+    second = client.get(url, params={**ranged, "cursor": first["next_cursor"]})
+    assert second.status_code == 200, second.text
+    lengths = [i["values"]["length"] for i in first["items"] + second.json()["items"]]
+    assert len(lengths) == 8 and all(10 <= v <= 19.5 for v in lengths)
+    moved = {**ranged, "target_min": 0, "cursor": first["next_cursor"]}
+    assert client.get(url, params=moved).status_code == 422
 
     stats = client.get(f"/api/projects/{project_id}/stats").json()
     histograms = {h["name"]: h for h in stats["target_histograms"]}
