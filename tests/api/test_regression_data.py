@@ -37,6 +37,22 @@ def write_table(folder: Path, rows: list[tuple[str, str, str]]) -> None:
     (folder / "targets.csv").write_text("\n".join(lines) + "\n")
 
 
+def import_table(
+    session: Session, engine: Engine, storage: Storage, settings: Settings, folder: Path, name: str
+) -> tuple[int, dict]:  # type: ignore[type-arg]
+    """A regression project with `folder`'s CSV imported by the real importer: (id, report)."""
+    project = make_project(session, name=name, task_type="regression")
+    assert project.id is not None
+    _, row = import_service.start_folder_import(
+        session,
+        settings=settings,
+        project_id=project.id,
+        data=import_service.FolderImport(path=str(folder), format="csv"),
+    )
+    assert row.id is not None
+    return project.id, run_now(engine, storage, row.id)
+
+
 @pytest.fixture
 def regression(
     session: Session, engine: Engine, storage: Storage, settings: Settings, tmp_path: Path
@@ -44,16 +60,7 @@ def regression(
     rows = [(f"{i:03d}.png", str(float(i)), str(float(i % 7 - 3))) for i in range(40)]
     rows += [("bad1.png", "abc", "1.0"), ("bad2.png", "", "2.0"), ("bad3.png", "3.0", "inf")]
     write_table(tmp_path / "data" / "bars", rows)
-    project = make_project(session, name="Bars", task_type="regression")
-    assert project.id is not None
-    _, row = import_service.start_folder_import(
-        session,
-        settings=settings,
-        project_id=project.id,
-        data=import_service.FolderImport(path=str(tmp_path / "data" / "bars"), format="csv"),
-    )
-    assert row.id is not None
-    return project.id, run_now(engine, storage, row.id)
+    return import_table(session, engine, storage, settings, tmp_path / "data" / "bars", "Bars")
 
 
 def test_csv_targets_import_with_warnings_for_bad_cells(
@@ -160,20 +167,13 @@ def test_constant_target_cannot_train(
     tmp_path: Path,
 ) -> None:
     write_table(tmp_path / "data" / "flat", [(f"{i}.png", "5.0", str(float(i))) for i in range(12)])
-    project = make_project(session, name="Flat", task_type="regression")
-    assert project.id is not None
-    _, row = import_service.start_folder_import(
-        session,
-        settings=settings,
-        project_id=project.id,
-        data=import_service.FolderImport(path=str(tmp_path / "data" / "flat"), format="csv"),
+    project_id, _ = import_table(
+        session, engine, storage, settings, tmp_path / "data" / "flat", "Flat"
     )
-    assert row.id is not None
-    run_now(engine, storage, row.id)
-    split_id = client.post(f"/api/projects/{project.id}/splits", json={"name": "s"}).json()["id"]
+    split_id = client.post(f"/api/projects/{project_id}/splits", json={"name": "s"}).json()["id"]
     error = assert_api_error(
         client.post(
-            f"/api/projects/{project.id}/experiments", json={"name": "x", "split_id": split_id}
+            f"/api/projects/{project_id}/experiments", json={"name": "x", "split_id": split_id}
         ),
         422,
         "constant_target",

@@ -19,18 +19,14 @@ from sqlmodel import Session, select
 from app.config import Settings
 from app.models import EvaluationMatch, EvaluationResult, Export, ExportCreate, Job
 from app.models.evaluation import EvaluationStart
-from app.models.split import SplitRequest
 from app.services import evaluations as evaluation_service
 from app.services import experiments as experiment_service
 from app.services import exports as export_service
-from app.services import imports as import_service
 from app.services import jobs as job_service
-from app.services import splits as split_service
 from app.storage import Storage
 from app.tasks import get_task, list_tasks
-from benchmarks.synthetic import TINY_RECIPES, tasks, write_dataset
-from tests.factories import make_project
-from tests.importers.builders import run_now
+from benchmarks.synthetic import TINY_RECIPES, tasks
+from tests.support.tasks import imported_project
 from workers.context import JobContext
 
 pytestmark = [pytest.mark.slow]
@@ -74,22 +70,18 @@ def test_task_runs_the_whole_workflow(
 
     spec = get_task(task)
     data = tmp_path / "data" / task
-    info = write_dataset(task, data, images=IMAGES, size=SIZE)
-    project = make_project(session, name=f"Conformance {task}", task_type=task)
+    project, split = imported_project(
+        session,
+        engine,
+        storage,
+        settings,
+        task,
+        data,
+        images=IMAGES,
+        size=SIZE,
+        name=f"Conformance {task}",
+    )
     assert project.id is not None
-    _, row = import_service.start_folder_import(
-        session,
-        settings=settings,
-        project_id=project.id,
-        data=import_service.FolderImport(path=str(data), format=info["format"]),
-    )
-    assert row.id is not None
-    run_now(engine, storage, row.id)
-    (split,) = split_service.create_split(
-        session,
-        project.id,
-        SplitRequest(name="main", ratios={"train": 0.6, "val": 0.2, "test": 0.2}, seed=0),
-    )
     experiment = experiment_service.create_experiment(
         session, project.id, {"name": "tiny", "split_id": split.id, **TINY_RECIPES[task]}
     )
