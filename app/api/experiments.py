@@ -16,7 +16,9 @@ from app.catalog.weights import WeightLocations
 from app.config import Settings
 from app.deps import get_session, get_settings, get_storage
 from app.errors import Conflict, Invalid, NotFound
+from app.services import decisions as decision_service
 from app.services import experiments as service
+from app.services import hardware
 from app.services import jobs as job_service
 from app.storage import Storage
 from app.tasks import get_task
@@ -36,11 +38,16 @@ def _object(body: Any) -> dict[str, Any]:
 @router.get("/catalog/models", summary="Models available for a task")
 def catalog_models(
     task: str | None = Query(None, max_length=40, description="A task key; all when absent"),
+    storage: Storage = Depends(get_storage),
 ) -> dict[str, Any]:
-    """Ids, titles, families, tasks, parameter counts (millions) and default image sizes."""
+    """Ids, titles, families, tasks, parameter counts (millions) and default image sizes;
+    `unavailable` says why a model cannot train on these workers (feature-memory anomaly
+    methods without local pretrained weights), null when it can."""
     if task is not None:
         get_task(task)  # 422 naming the task types when unknown
-    items = [m.as_dict() for m in list_models(task)]
+    models = list_models(task)
+    reasons = hardware.model_availability(storage, models)
+    items = [{**m.as_dict(), "unavailable": reasons.get(m.id)} for m in models]
     return {"items": items, "total": len(items), "page": 1, "page_size": len(items)}
 
 
@@ -210,3 +217,39 @@ def events(
 
 # GET .../experiments/{experiment_id}/checkpoints is served by app/api/evaluations.py: only
 # the checkpoint files that exist, which is what evaluation and export can use.
+
+
+@router.get(BASE + "/{experiment_id}/decision", summary="Decision settings (e.g. a threshold)")
+def get_decision(
+    project_id: int, experiment_id: int, session: Session = Depends(get_session)
+) -> dict[str, Any]:
+    """How the trained model's outputs are read, changeable without retraining (anomaly
+    detection: `threshold` on the image score). `decision` holds the values in use, `trained`
+    those training calibrated on the validation subset; 409 for tasks without any."""
+    return decision_service.get_decision(
+        session, project_id=project_id, experiment_id=experiment_id
+    )
+
+
+@router.put(BASE + "/{experiment_id}/decision", summary="Change decision settings")
+def set_decision(
+    project_id: int,
+    experiment_id: int,
+    body: Any = Body(..., examples=[{"threshold": 0.42}]),
+    session: Session = Depends(get_session),
+) -> dict[str, Any]:
+    """Stored with the experiment: evaluations and exports made afterwards and the studio's
+    predictions use it (an export made before keeps the value in its metadata). Retraining
+    calibrates afresh and drops the change."""
+    return decision_service.set_decision(
+        session, project_id=project_id, experiment_id=experiment_id, data=_object(body)
+    )
+
+
+@router.delete(BASE + "/{experiment_id}/decision", summary="Restore the trained decision settings")
+def reset_decision(
+    project_id: int, experiment_id: int, session: Session = Depends(get_session)
+) -> dict[str, Any]:
+    return decision_service.reset_decision(
+        session, project_id=project_id, experiment_id=experiment_id
+    )

@@ -35,10 +35,11 @@ def list_images(
     query: Annotated[ImageQuery, Query()],
     session: Session = Depends(get_session),
 ) -> ImagePage:
-    """Filter by class, annotation presence, split and subset, attribute (key=value) and file
-    name; sort by name, date, size or class (prefix `-` for descending). Page by `page`, or by
+    """Filter by class, annotation presence, split and subset, attribute (key=value), file
+    name and a numeric target's range (`target`, `target_min`, `target_max`; regression);
+    sort by name, date, size or class (prefix `-` for descending). Page by `page`, or by
     `cursor` = the `next_cursor` / `prev_cursor` of an earlier answer (as fast deep in a large
-    result as on its first page)."""
+    result as on its first page). Items carry `values`, their numeric targets by name."""
     return service.list_images(session=session, project_id=project_id, query=query)
 
 

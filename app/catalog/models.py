@@ -22,11 +22,15 @@ class ModelSpec:
     family: str
     params_m: float
     default_image_size: int
-    tasks: tuple[str, ...] = ("classification",)
+    # Image-level heads (a class or a value per image) go on every backbone.
+    tasks: tuple[str, ...] = ("classification", "regression")
     description: str = ""
     pretrained_source: str = ""
     speed: str = "medium"
     tags: tuple[str, ...] = field(default_factory=tuple)
+    # Methods that only work on pretrained features (feature-memory anomaly detectors): the
+    # backbone id whose local weights they need; offered only where the workers found them.
+    requires_pretrained: str = ""
     min_image_size: int = 16  # smaller inputs break the network (SSD's extra layers, ...)
     # Pretrained weights (app/catalog/weights.py looks for them): the published file names,
     # a Hugging Face repository whose cached snapshot counts too, and the catalog model whose
@@ -133,6 +137,53 @@ for _spec in (
         pretrained_source="torchvision",
         weight_files=("mobilenet_v3_large-8738ca79.pth", "mobilenet_v3_large-5c1a4163.pth"),
     ),
+    ModelSpec(
+        "anomaly_unet",
+        "Defect segmenter (self-supervised U-Net)",
+        "anomaly",
+        0.5,
+        96,
+        tasks=("anomaly",),
+        description="Learns from random initialisation on a CPU: a small U-Net finds blobs of "
+        "foreign texture pasted onto normal images (unsupervised), or real defects with BCE "
+        "(supervised). Score: the map's peak.",
+        speed="fast",
+    ),
+    ModelSpec(
+        "conv_autoencoder",
+        "Convolutional autoencoder (SSIM)",
+        "anomaly",
+        0.4,
+        64,
+        tasks=("anomaly",),
+        description="Learns from random initialisation: reconstructs normal images through a "
+        "bottleneck; the anomaly map is the SSIM and squared reconstruction error.",
+        speed="fast",
+    ),
+    ModelSpec(
+        "padim_resnet18",
+        "PaDiM (ResNet-18 features)",
+        "anomaly",
+        11.7,
+        128,
+        tasks=("anomaly",),
+        description="A Gaussian per feature-map position over pretrained ResNet-18 features of "
+        "normal images; the map is the Mahalanobis distance. No gradient training.",
+        pretrained_source="torchvision",
+        requires_pretrained="resnet18",
+    ),
+    ModelSpec(
+        "patchcore_resnet18",
+        "PatchCore (ResNet-18 features)",
+        "anomaly",
+        11.7,
+        128,
+        tasks=("anomaly",),
+        description="A memory bank of pretrained ResNet-18 patch features of normal images "
+        "(coreset); the map is each patch's distance to its nearest normal patch.",
+        pretrained_source="torchvision",
+        requires_pretrained="resnet18",
+    ),
 ):
     register_model(_spec)
 
@@ -157,6 +208,8 @@ for _spec in (
         256,
         tasks=("segmentation",),
         pretrained_source="torchvision",
+        weight_files=("fcn_resnet50_coco-1167a1af.pth",),
+        weights_fallback="resnet50",
         speed="slow",
     ),
     ModelSpec(
@@ -167,6 +220,8 @@ for _spec in (
         256,
         tasks=("segmentation",),
         pretrained_source="torchvision",
+        weight_files=("deeplabv3_resnet50_coco-cd0a2569.pth",),
+        weights_fallback="resnet50",
         speed="slow",
     ),
     ModelSpec(
@@ -177,6 +232,8 @@ for _spec in (
         256,
         tasks=("segmentation",),
         pretrained_source="torchvision",
+        weight_files=("deeplabv3_mobilenet_v3_large-fc3c493d.pth",),
+        weights_fallback="mobilenet_v3_large",
     ),
     ModelSpec(
         "lraspp_mobilenet_v3_large",
@@ -187,6 +244,8 @@ for _spec in (
         tasks=("segmentation",),
         description="Lite R-ASPP: fast with pretrained weights; learns slowly from scratch.",
         pretrained_source="torchvision",
+        weight_files=("lraspp_mobilenet_v3_large-d234d4ea.pth",),
+        weights_fallback="mobilenet_v3_large",
         speed="fast",
     ),
     ModelSpec(

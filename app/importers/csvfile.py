@@ -191,7 +191,7 @@ def _read_table(
     onehot_cols: list[int] = []
     if task_type == "regression":
         named = [i for i in rest if lowered[i] in TARGET_COLUMNS]
-        target_cols = named or [i for i in rest if _all_numeric(rows, i)]
+        target_cols = named or [i for i in rest if _mostly_numeric(rows, i)]
     elif label_col is None and box_cols is None and bbox_col is None:
         onehot_cols = [i for i in rest if _all_binary(rows, i)]
     attr_cols = [i for i in rest if i not in target_cols and i not in onehot_cols]
@@ -216,6 +216,10 @@ def _read_table(
         path = index.find(row[image_col], table.parent)
         if path is None:
             result.warn(where, f"image {row[image_col]!r} not found; row skipped")
+            continue
+        bad = _bad_target(row, header, target_cols)
+        if bad:
+            result.warn(where, f"{bad}; row skipped")
             continue
         sample = by_image.get(path)
         if sample is None:
@@ -244,8 +248,10 @@ def _row_annotations(
     label = row[label_col] if label_col is not None else None
     if target_cols:
         values = [finite(row[i]) for i in target_cols]
-        sample.annotations.append(SampleAnnotation("value", None, {"values": values}))
-        sample.attributes["targets"] = [header[i] for i in target_cols]
+        names = [header[i] for i in target_cols]
+        sample.annotations.append(
+            SampleAnnotation("value", None, {"values": values, "names": names})
+        )
         return
     box: list[float] | None = None
     layout = "xyxy"
@@ -286,11 +292,30 @@ def _cell(row: list[str], i: int) -> Any:
         return row[i]
 
 
-def _all_numeric(rows: list[list[str]], i: int) -> bool:
+def _number_or_none(text: str) -> float | None:
     try:
-        return bool(rows) and all(finite(r[i]) is not None for r in rows if i < len(r))
+        return finite(text)
     except ValueError:
-        return False
+        return None
+
+
+def _mostly_numeric(rows: list[list[str]], i: int) -> bool:
+    """A target column in a regression table: most of its cells are finite numbers (the rest
+    are reported row by row and skipped, instead of turning the column into text)."""
+    cells = [r[i] for r in rows if i < len(r)]
+    numeric = sum(1 for c in cells if _number_or_none(c) is not None)
+    return numeric > 0 and numeric >= 0.5 * len(cells)
+
+
+def _bad_target(row: list[str], header: list[str], target_cols: list[int]) -> str:
+    """Why a row's target cells cannot be used ('' when they can)."""
+    for i in target_cols:
+        cell = row[i].strip() if i < len(row) else ""
+        if not cell:
+            return f"target {header[i]!r} is missing"
+        if _number_or_none(cell) is None:
+            return f"target {header[i]!r} is {cell[:40]!r}, not a finite number"
+    return ""
 
 
 def _all_binary(rows: list[list[str]], i: int) -> bool:

@@ -32,6 +32,11 @@ class ImageQuery(BaseModel):
         max_length=200,
         description="original file name contains (starts with, on PostgreSQL without pg_trgm)",
     )
+    target: str | None = Field(
+        None, max_length=100, description="numeric target to filter on (regression)"
+    )
+    target_min: float | None = Field(None, allow_inf_nan=False, description="target at least")
+    target_max: float | None = Field(None, allow_inf_nan=False, description="target at most")
     sort: ImageSort = "name"
     cursor: str | None = Field(
         None,
@@ -56,6 +61,7 @@ class ImageRead(BaseModel):
     annotation_count: int
     file_url: str
     thumbnail_url: str
+    values: dict[str, float] = {}  # numeric targets by name (regression datasets)
 
 
 class ImagePage(Page[ImageRead]):
@@ -182,6 +188,19 @@ class DuplicateGroup(BaseModel):
     distance: int = 0  # near duplicates: the largest Hamming distance to the group's first
 
 
+class TargetHistogram(BaseModel):
+    """One numeric target's distribution over the dataset (regression)."""
+
+    name: str
+    count: int
+    min: float
+    max: float
+    mean: float
+    std: float
+    edges: list[float]
+    counts: list[int]
+
+
 class DatasetStats(BaseModel):
     image_count: int
     annotated_images: int
@@ -198,3 +217,4 @@ class DatasetStats(BaseModel):
     near_duplicate_threshold: int
     near_duplicates_checked: int  # images that had a perceptual hash
     near_duplicates_truncated: bool
+    target_histograms: list[TargetHistogram] = []

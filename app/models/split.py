@@ -87,6 +87,14 @@ class SplitRequest(BaseModel):
     subset_attribute: str = PydanticField(
         "subset", max_length=100, description="Image attribute naming the subset (predefined)"
     )
+    keep_out_of_train: list[Annotated[str, StringConstraints(max_length=100)]] | None = (
+        PydanticField(
+            None,
+            max_length=50,
+            description="Classes (stratification tokens) whose images never go to train; "
+            "None: the task's default (anomaly detection keeps `anomalous` out), [] for none",
+        )
+    )
     near_duplicates: Literal["group", "report"] = "group"
     near_duplicate_threshold: int = PydanticField(
         NEAR_DUPLICATE_BITS,

@@ -157,8 +157,11 @@ class _Links:
             for entry in prediction.get(key) or []:
                 geometry = entry.get("geometry") if isinstance(entry, dict) else None
                 name = geometry.get("artefact") if isinstance(geometry, dict) else None
-                if isinstance(name, str):
+                if isinstance(name, str):  # a class mask: background classes left clear
                     entry = {**entry, "href": f"{self.url(name)}?hide={self.hidden}"}
+                elif isinstance(entry, dict) and isinstance(entry.get("artefact"), str):
+                    # a map the evaluation wrote (an anomaly heatmap), drawn like a mask
+                    entry = {**entry, "href": self.url(entry["artefact"])}
                 entries.append(entry)
             out[key] = entries
         artefacts = prediction.get("artefacts")

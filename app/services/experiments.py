@@ -39,6 +39,7 @@ from app.models import (
     Split,
 )
 from app.services import jobs as job_service
+from app.services import split_strata
 from app.storage import Storage
 from app.tasks import TaskSpec, get_task, list_tasks
 from app.tasks.hyperparams import validate_config
@@ -91,6 +92,16 @@ def _get_split(session: Session, project_id: int, split_id: int) -> Split:
             details={"field": "split_id"},
         )
     return split
+
+
+def check_data(session: Session, project: Project, split_id: int, config: dict[str, Any]) -> None:
+    """The task's check of the split's data before a run (a StudioError naming what is
+    missing, such as normal images for an anomaly detector or a varying target)."""
+    spec = get_task(project.task_type)
+    if spec.check_training is None or project.id is None:
+        return
+    rows = split_strata.subset_annotation_rows(session, project.id, split_id, ("train", "val"))
+    spec.check_training(rows, config)
 
 
 def resolve_config(data: dict[str, Any], task: str) -> dict[str, Any]:
@@ -169,6 +180,7 @@ def create_experiment(
     config = bind_classes(session, project, resolve_config(overrides, project.task_type))
     _get_split(session, project_id, data.split_id)
     check_weights(config, locations)
+    check_data(session, project, data.split_id, config)
     name = data.name or default_name(session, project_id, config["model"])
     _ensure_unique_name(session, project_id, name)
     experiment = Experiment(
@@ -399,6 +411,8 @@ def start_training(
         )
     if not resume:  # a fresh run follows the taxonomy as it is now
         experiment.config = bind_classes(session, project, dict(experiment.config))
+        if experiment.split_id is not None:
+            check_data(session, project, experiment.split_id, experiment.config)
     experiment.status = "queued"
     experiment.finished_at = None
     return job_service.submit_job_for(

@@ -37,3 +37,26 @@ def check_device(storage: Storage, device: str) -> None:
             code="device_unavailable",
             details={"valid": valid},
         )
+
+
+def pretrained_backbones(storage: Storage) -> list[str] | None:
+    """Backbone ids with local pretrained weights as the workers found them; None until a
+    compute worker has looked."""
+    found = read_hardware(storage).get("pretrained")
+    return [str(x) for x in found] if isinstance(found, list) else None
+
+
+def model_availability(storage: Storage, models: list[Any]) -> dict[str, str]:
+    """Why a catalog model cannot train here (model id -> reason), for models that need
+    pretrained weights the workers did not find; models missing here are available."""
+    found = pretrained_backbones(storage)
+    reasons = {}
+    for model in models:
+        needed = getattr(model, "requires_pretrained", "")
+        if needed and (found is None or needed not in found):
+            reasons[model.id] = (
+                f"needs pretrained {needed} weights in the local weights folder "
+                f"(STUDIO_WEIGHTS_DIR or the torch hub cache); "
+                + ("none were found" if found is not None else "no worker has looked yet")
+            )
+    return reasons

@@ -32,7 +32,9 @@ SORT_COLUMNS: dict[str, Any] = {
     # The image's first class in class order (Image.sort_class); unlabelled last.
     "class": Image.sort_class,
 }
-_FILTER_FIELDS = ("class_id", "annotated", "split_id", "subset", "attr", "q", "sort", "page_size")
+# Every filter the list takes (a cursor is only valid for the same filters): all query fields
+# but the position, so a filter added to ImageQuery is covered without touching this module.
+_FILTER_FIELDS = tuple(name for name in ImageQuery.model_fields if name not in ("page", "cursor"))
 
 
 def _column(sort: str) -> Any:

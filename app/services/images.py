@@ -21,7 +21,7 @@ from app.models.browse import (
     ImageRead,
 )
 from app.services import image_paging as paging
-from app.services import name_search
+from app.services import name_search, targets
 from app.services.projects import get_project
 
 
@@ -100,6 +100,12 @@ def _filtered(session: Session, project_id: int, query: ImageQuery) -> _Filters:
                 col(ImageAttribute.value) == value,
             )
         )
+    if query.target is not None or query.target_min is not None or query.target_max is not None:
+        members.append(
+            targets.range_filter(
+                session, project_id, query.target, query.target_min, query.target_max
+            )
+        )
     scoped = True
     if query.q:
         found = name_search.name_filter(session, query.q)
@@ -155,7 +161,13 @@ def _class_ids(session: Session, image_ids: list[int]) -> dict[int, tuple[list[i
     return found
 
 
-def _read(project_id: int, image: Image, classes: list[int], count: int) -> ImageRead:
+def _read(
+    project_id: int,
+    image: Image,
+    classes: list[int],
+    count: int,
+    values: dict[str, float] | None = None,
+) -> ImageRead:
     assert image.id is not None
     file_url, thumb_url = _urls(project_id, image)
     return ImageRead(
@@ -174,6 +186,7 @@ def _read(project_id: int, image: Image, classes: list[int], count: int) -> Imag
         annotation_count=count,
         file_url=file_url,
         thumbnail_url=thumb_url,
+        values=values or {},
     )
 
 
@@ -216,8 +229,12 @@ def list_images(*, session: Session, project_id: int, query: ImageQuery) -> Imag
         has_next, has_prev = page < pages, page > 1
     rows = {i.id: i for i in session.exec(select(Image).where(col(Image.id).in_(ids))).all()}
     images = [rows[i] for i in ids if i in rows]
-    extra = _class_ids(session, [i.id for i in images if i.id is not None])
-    items = [_read(project_id, i, *extra[i.id]) for i in images if i.id is not None]
+    page_ids = [i.id for i in images if i.id is not None]
+    extra = _class_ids(session, page_ids)
+    values = targets.image_values(session, page_ids)
+    items = [
+        _read(project_id, i, *extra[i.id], values.get(i.id)) for i in images if i.id is not None
+    ]
 
     def cursor_from(image: Image, to: int, forward: bool) -> str:
         return paging.cursor_at(image, query, page=to, forward=forward, total=total)
@@ -347,7 +364,9 @@ def get_image_detail(*, session: Session, project_id: int, image_id: int) -> Ima
     for a in annotations:
         if a.class_id is not None and a.class_id not in classes:
             classes.append(a.class_id)
-    read = _read(project_id, image, classes, len(annotations))
+    assert image.id is not None
+    values = targets.image_values(session, [image.id]).get(image.id)
+    read = _read(project_id, image, classes, len(annotations), values)
     return ImageDetail(
         **read.model_dump(),
         annotations=annotations,

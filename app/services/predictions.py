@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from app.errors import BadRequest, Conflict, Invalid, TooLarge
 from app.models import Export, Job, JobQueue, JobStatus
+from app.services import decisions
 from app.services import exports as export_service
 from app.services.jobs import submit_job
 from app.storage import Storage, atomic_write_bytes
@@ -92,7 +93,11 @@ def submit_prediction(
         stored = storage.new_name("")
         atomic_write_bytes(folder / stored, upload.data)
         files.append({"stored": f"inputs/{stored}", "name": upload.name[:300]})
-    options: dict[str, Any] = {"top_k": TOP_K}
+    # Decision settings changed since the export (a threshold) apply to predictions at once.
+    options: dict[str, Any] = {
+        **decisions.decision_for_experiment(session, export.experiment_id),
+        "top_k": TOP_K,
+    }
     if score_threshold is not None:
         if not 0 <= score_threshold <= 1:
             raise Invalid(

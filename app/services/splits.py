@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.errors import Conflict, Invalid, not_found
-from app.models import Annotation, Experiment, Image, LabelClass, Project, Split, SplitMember
+from app.models import Experiment, Image, Project, Split, SplitMember
 from app.models.split import (
     GROUP_STRATEGIES,
     KFOLD_STRATEGIES,
@@ -47,6 +47,12 @@ from app.models.split import (
     SubsetSummary,
 )
 from app.services.projects import get_project
+from app.services.split_strata import (
+    expected_shares,
+    image_tokens,
+    kept_out,
+    stratify_keeping_out,
+)
 from app.services.split_strategies import (
     Item,
     Unit,
@@ -93,25 +99,15 @@ class _Data:
     missing_group: int = 0
 
 
-def _load(session: Session, project_id: int, group_attribute: str | None) -> _Data:
-    """The project's images ordered by content (sha256), each with its class names."""
+def _load(session: Session, project_id: int, group_attribute: str | None, task: str) -> _Data:
+    """The project's images ordered by content (sha256), each with its stratification tokens
+    (the classes it shows, or the task's own tokens: app/services/split_strata.py)."""
     rows = session.exec(
         select(Image.id, Image.sha256, Image.phash, Image.attributes)
         .where(Image.project_id == project_id)
         .order_by(col(Image.sha256), col(Image.id))
     ).all()
-    class_rows = session.exec(
-        select(LabelClass.id, LabelClass.name).where(LabelClass.project_id == project_id)
-    ).all()
-    class_name = {cid: name for cid, name in class_rows}
-    labels: dict[int, set[str]] = {}
-    for image_id, class_id in session.exec(
-        select(Annotation.image_id, Annotation.class_id)
-        .where(Annotation.project_id == project_id, col(Annotation.class_id).is_not(None))
-        .distinct()
-    ).all():
-        if class_id in class_name:
-            labels.setdefault(image_id, set()).add(class_name[class_id])
+    labels = image_tokens(session, project_id, task)
     items: list[Item] = []
     image_ids: list[int] = []
     missing = 0
@@ -204,9 +200,13 @@ def _summaries(planned: _Planned, items: list[Item]) -> list[SubsetSummary]:
     return result
 
 
-def _check_subsets(plan: _Plan, planned: _Planned, wanted: dict[str, float]) -> None:
-    """Warn about classes missing from a subset and subsets far from their ratio."""
+def _check_subsets(
+    plan: _Plan, planned: _Planned, wanted: dict[str, float], kept: set[str] | None = None
+) -> None:
+    """Warn about classes missing from a subset and subsets far from their ratio; `kept`
+    classes are meant to be missing from train."""
     items = plan.data.items
+    kept_set = kept or set()
     prefix = f"{planned.name}: " if planned.family else ""
     summaries = _summaries(planned, items)
     totals = class_counts(items, sorted({i for i, _, _ in planned.members}))
@@ -215,7 +215,11 @@ def _check_subsets(plan: _Plan, planned: _Planned, wanted: dict[str, float]) -> 
         where = (
             summary.subset if summary.fold is None else f"{summary.subset} of fold {summary.fold}"
         )
-        missing = [c for c in sorted(totals) if summary.classes.get(c, 0) == 0]
+        missing = [
+            c
+            for c in sorted(totals)
+            if summary.classes.get(c, 0) == 0 and not (summary.subset == "train" and c in kept_set)
+        ]
         if missing:
             shown = ", ".join(missing[:10]) + (" …" if len(missing) > 10 else "")
             _warn(
@@ -288,7 +292,8 @@ def _warn_large_units(plan: _Plan, units: list[Unit], targets: dict[str, float],
 
 def _plan(session: Session, project_id: int, request: SplitRequest) -> _Plan:
     group_attribute = request.group_attribute if request.strategy in GROUP_STRATEGIES else None
-    data = _load(session, project_id, group_attribute)
+    task = get_project(session=session, project_id=project_id).task_type
+    data = _load(session, project_id, group_attribute, task)
     items = data.items
     if not items:
         raise Invalid(
@@ -330,6 +335,17 @@ def _plan(session: Session, project_id: int, request: SplitRequest) -> _Plan:
     n = len(items)
     strategy = request.strategy
     members: list[Member] = []
+    kept = kept_out(task, request.keep_out_of_train) & set(data.classes)
+    if kept and strategy != "predefined":
+        count = sum(1 for item in items if kept & item.labels)
+        _warn(
+            plan.warnings,
+            "kept_out_of_train",
+            f"{count} images showing {', '.join(sorted(kept))} are kept out of train (val and "
+            "test only); pass keep_out_of_train=[] to let them in",
+            classes=sorted(kept),
+            images=count,
+        )
 
     if strategy == "predefined":
         # An image's subset: its own attribute, else the subset its import found (train/
@@ -417,7 +433,7 @@ def _plan(session: Session, project_id: int, request: SplitRequest) -> _Plan:
                     if a in position and b in position
                 ],
             )
-            per_unit = iterative_stratification(rest_units, ratios, request.seed)
+            per_unit = stratify_keeping_out(rest_units, ratios, request.seed, kept)
             subsets = expand(rest_units, per_unit, len(rest_items))
             members = [(i, "test", None) for i in unit.members]
             members += [(rest_index[j], subsets[j], None) for j in range(len(rest_items))]
@@ -428,7 +444,8 @@ def _plan(session: Session, project_id: int, request: SplitRequest) -> _Plan:
             plan.splits.append(planned)
             # the ratios apply to the images that are not held out
             rest_share = len(rest_items) / n
-            _check_subsets(plan, planned, {k: v * rest_share for k, v in ratios.items()})
+            expected = expected_shares(rest_units, ratios, kept)
+            _check_subsets(plan, planned, {k: v * rest_share for k, v in expected.items()}, kept)
         return plan
 
     units = build_units(items, near_pairs=near_pairs, by_group=group_attribute is not None)
@@ -436,10 +453,21 @@ def _plan(session: Session, project_id: int, request: SplitRequest) -> _Plan:
     if strategy in KFOLD_STRATEGIES:
         k = request.k
         test_ratio = request.test_ratio
+        if kept and test_ratio <= 0:
+            raise Invalid(
+                f"k-fold trains on every image outside test, but images showing "
+                f"{', '.join(sorted(kept))} must stay out of train; give test_ratio > 0 (they "
+                "go to test) or pass keep_out_of_train=[].",
+                code="nowhere_to_keep_out",
+            )
         if test_ratio > 0:
             outer = iterative_stratification(
                 units, {"pool": 1 - test_ratio, "test": test_ratio}, request.seed
             )
+            outer = [
+                "test" if kept & set(unit.labels) else o
+                for unit, o in zip(units, outer, strict=True)
+            ]
         else:
             outer = ["pool"] * len(units)
         pool_units = [unit for unit, where in zip(units, outer, strict=True) if where == "pool"]
@@ -464,10 +492,10 @@ def _plan(session: Session, project_id: int, request: SplitRequest) -> _Plan:
         plan.splits.append(planned)
         pool_size = sum(unit.size for unit in pool_units)
         _warn_large_units(plan, units, {"a validation fold": pool_size / k}, what)
-        _check_subsets(plan, planned, {})
+        _check_subsets(plan, planned, {}, kept)
         return plan
 
-    per_unit = iterative_stratification(units, ratios, request.seed)
+    per_unit = stratify_keeping_out(units, ratios, request.seed, kept)
     subsets = expand(units, per_unit, n)
     planned = _Planned(
         name=name,
@@ -477,7 +505,7 @@ def _plan(session: Session, project_id: int, request: SplitRequest) -> _Plan:
     )
     plan.splits.append(planned)
     _warn_large_units(plan, units, {s: r * n for s, r in ratios.items()}, what)
-    _check_subsets(plan, planned, ratios)
+    _check_subsets(plan, planned, expected_shares(units, ratios, kept), kept)
     return plan
 
 
@@ -694,15 +722,8 @@ def subset_summaries(session: Session, split: Split) -> list[SubsetSummary]:
             SplitMember.split_id == split.id
         )
     ).all()
-    labels: dict[int, set[str]] = {}
-    for image_id, name in session.exec(
-        select(Annotation.image_id, LabelClass.name)
-        .join(LabelClass, col(LabelClass.id) == col(Annotation.class_id))
-        .join(SplitMember, col(SplitMember.image_id) == col(Annotation.image_id))
-        .where(SplitMember.split_id == split.id)
-        .distinct()
-    ).all():
-        labels.setdefault(image_id, set()).add(name)
+    project = get_project(session=session, project_id=split.project_id)
+    labels = image_tokens(session, split.project_id, project.task_type)
     buckets: dict[tuple[str, int | None], list[int]] = {}
     for image_id, subset, fold in members:
         buckets.setdefault((subset, fold), []).append(image_id)

@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 from app.models import Annotation, Image, LabelClass
 from app.models.browse import ClassCount, DatasetStats, Dimension, DuplicateGroup, SizeBucket
 from app.models.split import NEAR_DUPLICATE_BITS
+from app.services import targets
 from app.services.projects import get_project
 
 # Longest side, in pixels: where images of a dataset usually differ.
@@ -287,4 +288,5 @@ def dataset_stats(
         near_duplicate_threshold=near_threshold,
         near_duplicates_checked=len(hashes),
         near_duplicates_truncated=truncated,
+        target_histograms=targets.histograms(session, project_id) if by_kind.get("value") else [],
     )

@@ -55,6 +55,14 @@ class Augmentations(BaseModel):
     )
 
 
+class StillAugmentations(Augmentations):
+    """No geometric change by default, for tasks whose truth a rotation or a flip can change:
+    a measured angle or position (regression), a scratch whose direction is the defect
+    (anomaly detection). Users may still turn them on."""
+
+    rotation: float = Field(0.0, ge=0, le=180, description="Random rotation, ± degrees (0-180).")
+
+
 class TrainConfig(BaseModel):
     """The fields every task's recipe has; stored resolved in experiment.config and checkpoints."""
 

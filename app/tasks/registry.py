@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from app.errors import Invalid
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from app.tasks.hyperparams import TrainConfig
     from app.tasks.mapping import ClassBook, Mapped, Warn
 
@@ -53,6 +55,9 @@ Stratify = Callable[[list[AnnotationRow]], dict[int, set[str]]]
 # (resolved config, the project's classes {name: parent name or None}) -> the config completed
 # with what it takes from the classes (a taxonomy); raises Invalid naming the classes at fault.
 BindClasses = Callable[[dict[str, Any], dict[str, "str | None"]], dict[str, Any]]
+# Before training: the annotations of a split's subsets ({"train": [...], "val": [...]}) and
+# the resolved recipe; raises a StudioError naming what the data lacks (nothing to learn).
+CheckTraining = Callable[[dict[str, list[AnnotationRow]], dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -117,10 +122,23 @@ class TaskSpec:
     # Built-in sample datasets a project of this task can import (name -> description).
     samples: dict[str, str] = field(default_factory=dict)
     # Splits: tokens to stratify on; None stratifies on the classes present in each image.
+    # `strata_title` names them on the split pages ("classes", "target bins"); images showing
+    # a token of `kept_out_of_train` go to val/test only unless a split request says otherwise
+    # (anomaly detection keeps defects out of train).
     stratify: Stratify | None = None
+    strata_title: str = "classes"
+    kept_out_of_train: tuple[str, ...] = ()
     # Training: a recipe that depends on the project's classes (hierarchical levels from the
     # taxonomy) is checked and completed when an experiment is saved and when it is queued.
     bind_classes: BindClasses | None = None
+    # Training: a check of the split's data before a run is queued (None: no check).
+    check_training: CheckTraining | None = None
+    # Settings a trained model's outputs are read with that may change without retraining
+    # (an anomaly threshold): a pydantic model; the experiment stores them (app.services.
+    # decisions), evaluation and export read them, prediction passes them as options.
+    decision_model: type[BaseModel] | None = None
+    # Evaluation grid: whether a result's score is a 0-1 share (shown as %) or a raw number.
+    score_percent: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def defaults(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from app.deps import get_session, get_storage
 from app.errors import StudioError
 from app.models.browse import IMAGE_SORTS, SUBSETS, AnnotationRead, ClassUpdate, ImageQuery
 from app.services import classes as class_service
-from app.services import image_files, name_search
+from app.services import image_files, name_search, targets
 from app.services import images as image_service
 from app.services import projects as project_service
 from app.services import stats as stats_service
@@ -36,7 +36,19 @@ SORT_LABELS = {
     "class": "Class",
     "-class": "Class (reversed)",
 }
-FILTER_KEYS = ("class_id", "annotated", "split_id", "subset", "attr", "q", "sort", "page_size")
+FILTER_KEYS = (
+    "class_id",
+    "annotated",
+    "split_id",
+    "subset",
+    "attr",
+    "q",
+    "target",
+    "target_min",
+    "target_max",
+    "sort",
+    "page_size",
+)
 
 
 def _query(request: Request) -> ImageQuery:
@@ -126,6 +138,7 @@ def dataset_page(
         p=read,
         project_id=project_id,
         splits=image_service.split_choices(session=session, project_id=project_id),
+        target_names=targets.target_names(session, project_id),
         subsets=SUBSETS,
         sorts=[(key, SORT_LABELS[key]) for key in IMAGE_SORTS],
         **context,

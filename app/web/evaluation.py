@@ -14,9 +14,9 @@ from app.errors import Invalid, NotFound
 from app.models import Experiment
 from app.models.evaluation import EVALUATION_SUBSETS, EvaluationStart
 from app.services import classes as class_service
+from app.services import decisions, hardware
 from app.services import evaluation_results as results_service
 from app.services import evaluations as service
-from app.services import hardware
 from app.services import projects as project_service
 from app.storage import Storage
 from app.tasks import get_task
@@ -55,6 +55,7 @@ def _panel_context(
         "devices": hardware.devices(storage),
         "checkpoints": service.list_checkpoints(storage, experiment),
         "subset_counts": {s: counts.get(s, 0) for s in EVALUATION_SUBSETS},
+        "decision": decisions.effective_decision(experiment, project.task_type),
         "running": active is not None and active.status in service.ACTIVE_STATUSES,
         "stale": evaluation is not None and service.is_stale(session, evaluation),
     }
@@ -289,3 +290,24 @@ def result_detail(
         classes=(evaluation.aggregate or {}).get("classes", []),
         colors=class_service.class_colors(session=session, project_id=project_id),
     )
+
+
+@router.post("/projects/{project_id}/evaluation/{experiment_id}/decision")
+async def set_decision(
+    request: Request,
+    project_id: int,
+    experiment_id: int,
+    session: Session = Depends(get_session),
+    storage: Storage = Depends(get_storage),
+) -> Response:
+    """Store decision settings from the page (the threshold the histogram's line was dragged
+    to); an empty form restores the trained values. The panel comes back re-rendered."""
+    form = await request.form()
+    values = {k: v for k, v in form.items() if isinstance(v, str) and v.strip()}
+    if values:
+        decisions.set_decision(
+            session, project_id=project_id, experiment_id=experiment_id, data=values
+        )
+    else:
+        decisions.reset_decision(session, project_id=project_id, experiment_id=experiment_id)
+    return _panel(request, session, storage, project_id, experiment_id)

@@ -19,6 +19,7 @@ from app.models.split import (
 )
 from app.services import projects as project_service
 from app.services import splits as service
+from app.tasks import get_task
 from app.templating import render
 from app.web.common import nav_context, parse_form
 from app.web.nav import register_project_page
@@ -55,6 +56,8 @@ def _request(
     test_percent: str = Form("0"),
     group_attribute: str = Form(""),
     near_duplicates: str = Form("group"),
+    keep_out_asked: str = Form(""),
+    keep_out_of_train: str = Form(""),
 ) -> SplitRequest:
     """The form's fields (percentages) as the API's request body; a dependency, so preview
     and save read the same form the same way."""
@@ -78,6 +81,8 @@ def _request(
         data["ratios"] = {key: value / total for key, value in values.items() if value > 0}
     if strategy in GROUP_STRATEGIES:
         data["group_attribute"] = group_attribute or None
+    if keep_out_asked and not keep_out_of_train:  # the task's keep-out box was cleared
+        data["keep_out_of_train"] = []
     return parse_form(SplitRequest, data)
 
 
@@ -139,12 +144,14 @@ def preview(
 ) -> Response:
     result: SplitPreview = service.preview_split(session, project_id, data)
     charts = [_chart(planned, result.classes) for planned in result.splits[:8]]
+    project = project_service.get_project(session=session, project_id=project_id)
     return render(
         request,
         "partials/_split_preview.html",
         preview=result,
         charts=charts,
         project_id=project_id,
+        strata=get_task(project.task_type).strata_title,
     )
 
 

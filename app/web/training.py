@@ -11,10 +11,12 @@ from sqlmodel import Session
 from app.catalog import list_models
 from app.catalog.weights import WeightLocations
 from app.config import Settings
-from app.deps import get_session, get_settings
+from app.deps import get_session, get_settings, get_storage
 from app.errors import Invalid
 from app.services import experiments as service
+from app.services import hardware
 from app.services import projects as project_service
+from app.storage import Storage
 from app.tasks import get_task, list_tasks
 from app.tasks.hyperparams import APPLIES_WHEN, form_fields
 from app.templating import render
@@ -90,7 +92,10 @@ def form_to_body(form: dict[str, Any], task: str) -> dict[str, Any]:
 
 
 def _page_context(
-    session: Session, project_id: int, settings: Settings | None = None
+    session: Session,
+    project_id: int,
+    settings: Settings | None = None,
+    storage: Storage | None = None,
 ) -> dict[str, Any]:
     project = project_service.get_project(session=session, project_id=project_id)
     read = project_service.read_project(session=session, project=project)
@@ -112,6 +117,9 @@ def _page_context(
         "trainable": [t.title for t in list_tasks() if t.supports("train")],
         "experiments": [service.read_experiment(e) for e in experiments],
         "models": list_models(project.task_type),
+        "unavailable": hardware.model_availability(storage, list_models(project.task_type))
+        if storage is not None
+        else {},
         "task_spec": spec,
         "form": form,
         "controllers": controllers,
@@ -127,9 +135,12 @@ def _page_context(
 
 @router.get("/projects/{project_id}/training")
 def training_page(
-    request: Request, project_id: int, session: Session = Depends(get_session)
+    request: Request,
+    project_id: int,
+    session: Session = Depends(get_session),
+    storage: Storage = Depends(get_storage),
 ) -> Response:
-    context = _page_context(session, project_id, get_settings(request))
+    context = _page_context(session, project_id, get_settings(request), storage)
     return render(request, "pages/training/index.html", **context)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from app.errors import StudioError
 from app.models import Evaluation, Experiment
 from app.services import annotations as annotation_service
+from app.services import decisions as decision_service
 from app.services import evaluations as service
 from app.services.evaluation_audit import leakage_audit
 from app.storage import atomic_write_json
@@ -67,6 +68,7 @@ def _run(ctx: JobContext, evaluation_id: int) -> dict[str, Any]:
         project_id = experiment.project_id
         experiment_id = experiment.id
         assert experiment_id is not None
+        decision = decision_service.decision_for_experiment(session, experiment_id)
     options = evaluation.options
     ctx.progress(0, len(rows), message="Loading the model", unit="images", force=True)
 
@@ -78,6 +80,7 @@ def _run(ctx: JobContext, evaluation_id: int) -> dict[str, Any]:
     record_hardware(ctx.storage)
     device = _device(str(options.get("device", "auto")))
     model = load_for_inference(ctx.storage.resolve(checkpoint.path), device=device)
+    model.info.update(decision)  # a threshold changed since training, for instance
     code = get_task_code(model.task)
     folder = service.evaluation_dir(ctx.storage, project_id, experiment_id, evaluation_id)
     folder.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from app.db import utcnow
 from app.errors import Conflict, NotFound
 from app.models import Experiment, Export
 from app.services import annotations as annotation_service
+from app.services import decisions as decision_service
 from app.storage import atomic_write_json
 from app.tasks import get_task
 from workers.context import JobCancelled, JobContext
@@ -87,6 +88,8 @@ def _export(ctx: JobContext, export_id: int) -> dict[str, Any]:
         model = load_for_inference(checkpoint, device="cpu")
         code = get_task_code(model.task)
         limit = min(PARITY_LIMIT, code.parity_images(model))
+        # Decision settings changed since training (a threshold) go into the metadata.
+        model.info.update(decision_service.decision_for_experiment(session, experiment.id or 0))
         subset, rows = "none", []
         if experiment.split_id is not None:
             for subset in PARITY_SUBSETS:

@@ -344,7 +344,8 @@ class StudioCallback(Callback):
 
 
 def _lr(trainer: L.Trainer) -> float | None:
-    if not trainer.optimizers:
+    """The first optimizer's rate; None for a module that fits statistics without one."""
+    if not trainer.optimizers or not trainer.optimizers[0].param_groups:
         return None
     return float(trainer.optimizers[0].param_groups[0]["lr"])
 

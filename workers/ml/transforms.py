@@ -47,27 +47,33 @@ class EvalTransform:
         return to_normalized_tensor(image, self.mean, self.std)
 
 
+def augmentation(image_size: int, augment: dict[str, Any]) -> Any:
+    """The recipe's augmentations as one torchvision v2 transform (None when it asks for
+    none). v2 moves masks and boxes passed along with the image; colour changes the image only."""
+    from torchvision.transforms import v2
+
+    ops: list[Any] = []
+    if augment.get("random_resized_crop"):
+        ops.append(v2.RandomResizedCrop(image_size, scale=(0.7, 1.0), antialias=True))
+    if augment.get("hflip"):
+        ops.append(v2.RandomHorizontalFlip())
+    if augment.get("vflip"):
+        ops.append(v2.RandomVerticalFlip())
+    if augment.get("rotation"):
+        ops.append(v2.RandomRotation(float(augment["rotation"])))
+    strength = float(augment.get("color_jitter") or 0.0)
+    if strength > 0:
+        ops.append(v2.ColorJitter(strength, strength, strength))
+    return v2.Compose(ops) if ops else None
+
+
 class TrainTransform:
     """Resize (or random resized crop), flips, rotation, colour jitter, then the eval tail."""
 
     def __init__(
         self, image_size: int, mean: list[float], std: list[float], augment: dict[str, Any]
     ) -> None:
-        from torchvision.transforms import v2
-
-        ops: list[Any] = []
-        if augment.get("random_resized_crop"):
-            ops.append(v2.RandomResizedCrop(image_size, scale=(0.7, 1.0), antialias=True))
-        if augment.get("hflip"):
-            ops.append(v2.RandomHorizontalFlip())
-        if augment.get("vflip"):
-            ops.append(v2.RandomVerticalFlip())
-        if augment.get("rotation"):
-            ops.append(v2.RandomRotation(float(augment["rotation"])))
-        strength = float(augment.get("color_jitter") or 0.0)
-        if strength > 0:
-            ops.append(v2.ColorJitter(strength, strength, strength))
-        self.ops = v2.Compose(ops) if ops else None
+        self.ops = augmentation(image_size, augment)
         self.image_size = image_size
         self.mean = mean
         self.std = std

@@ -29,7 +29,6 @@ from workers.ml.backbones import (
     backbone_ids,
     build_backbone,
     find_pretrained,
-    find_weight_file,
 )
 
 PLUS_PREFIX = "deeplabv3plus_"
@@ -162,13 +161,6 @@ TORCHVISION = {
 }
 
 
-def _segmentation_weight_file(enum_name: str) -> Any:
-    import torchvision.models.segmentation as tvs
-
-    names = [w.url.rsplit("/", 1)[-1] for w in getattr(tvs, enum_name)]
-    return find_weight_file(names)
-
-
 def _load_matching(module: nn.Module, state: dict[str, torch.Tensor], prefix: str = "") -> int:
     """Copy the tensors of `state` (keys optionally under `prefix`) whose names and shapes
     match; returns how many were loaded."""
@@ -211,7 +203,7 @@ def _rebuild_head(model_id: str, net: nn.Module, num_classes: int, width: int) -
 def _torchvision(model_id: str, num_classes: int, width: int | None, pretrained: bool) -> Any:
     import torchvision.models.segmentation as tvs
 
-    builder, enum_name, backbone_id = TORCHVISION[model_id]
+    builder, _weights_enum, backbone_id = TORCHVISION[model_id]
     kwargs: dict[str, Any] = {"weights": None, "weights_backbone": None, "num_classes": num_classes}
     if not model_id.startswith("lraspp"):
         kwargs["aux_loss"] = False
@@ -220,7 +212,7 @@ def _torchvision(model_id: str, num_classes: int, width: int | None, pretrained:
         _rebuild_head(model_id, net, num_classes, width)
     note = "random-init"
     if pretrained:
-        path = _segmentation_weight_file(enum_name)
+        path = find_pretrained(model_id)  # the segmenter's own (COCO/VOC) weights
         if path is not None:
             state = torch.load(path, map_location="cpu", weights_only=True)
             # The class layer (21 VOC classes) never matches; a rebuilt head loads nothing.

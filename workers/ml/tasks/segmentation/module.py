@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from workers.ml.backbones import pretrained_wanted
 from workers.ml.module import StudioModule
 from workers.ml.tasks.segmentation.losses import segmentation_loss
 from workers.ml.tasks.segmentation.metrics import PixelMetrics
@@ -19,7 +20,7 @@ class SegmentationModule(StudioModule):
             config["model"],
             len(classes),
             width=config.get("decoder_channels"),
-            pretrained=bool(config["pretrained"]),
+            pretrained=pretrained_wanted(config),
         )
         if config["freeze_backbone"]:
             for parameter in model.backbone.parameters():
