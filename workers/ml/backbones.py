@@ -168,8 +168,11 @@ def register_backbone(model_id: str) -> Callable[[BackboneBuilder], BackboneBuil
     return decorate
 
 
-def backbone_ids() -> list[str]:
-    return list(_BACKBONES)
+def backbone_ids(*, dinov3: bool = True) -> list[str]:
+    """Registered backbone ids; `dinov3=False` leaves out the DINOv3 ones for the task types
+    that do not offer them yet (their frozen default and size multiples are wired for
+    classification and detection only)."""
+    return [b for b in _BACKBONES if dinov3 or not b.startswith("dinov3_")]
 
 
 def weight_dirs() -> list[Path]:

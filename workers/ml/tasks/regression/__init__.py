@@ -87,7 +87,8 @@ class RegressionCode(TaskCode):
     def model_ids(self) -> set[str]:
         from workers.ml.backbones import backbone_ids
 
-        return set(backbone_ids())  # a regression head goes on every registered backbone
+        # A regression head goes on every registered backbone but DINOv3 (not offered yet).
+        return set(backbone_ids(dinov3=False))
 
     def build_model(self, provenance: dict[str, Any]) -> Any:
         from workers.ml.heads import build_classifier

@@ -234,7 +234,8 @@ Builder = Callable[[int, "int | None", bool], "tuple[nn.Module, str]"]
 
 
 def segmenter_ids() -> set[str]:
-    return {"unet_small", *TORCHVISION, *(PLUS_PREFIX + b for b in backbone_ids())}
+    plus = (PLUS_PREFIX + b for b in backbone_ids(dinov3=False))  # DINOv3: not offered yet
+    return {"unet_small", *TORCHVISION, *plus}
 
 
 def build_segmenter(
