@@ -315,17 +315,19 @@ def reconcile(
         return row
     # The row is still open, so the import's commit never happened: whatever it had moved
     # into the project has no rows and goes (the commit and the row's status are one step).
+    # Files first, then the status: an import shown as closed has nothing left behind (the
+    # removal is idempotent, so a reconciler that dies in between is finished by the next).
+    if storage is not None and row.id is not None:
+        removed = _roll_back_moves(storage, row.project_id, row.id)
+        if removed:
+            log.warning("import %s died before its commit; removed %d moved files", row.id, removed)
+        shutil.rmtree(work_dir(storage, row.project_id, row.id), ignore_errors=True)
     row.status = "succeeded" if job.status == "succeeded" else job.status
     row.errors = [{"file": "", "message": job.error or job.message or job.status}, *row.errors]
     row.finished_at = job.finished_at
     session.add(row)
     session.commit()
     session.refresh(row)
-    if storage is not None and row.id is not None:
-        removed = _roll_back_moves(storage, row.project_id, row.id)
-        if removed:
-            log.warning("import %s died before its commit; removed %d moved files", row.id, removed)
-        shutil.rmtree(work_dir(storage, row.project_id, row.id), ignore_errors=True)
     return row
 
 
