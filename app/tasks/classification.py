@@ -97,9 +97,15 @@ SHARE_METRICS = (
 # Hierarchical models add per-level keys (app/tasks/hierarchy.py); absent keys are not shown.
 LEVEL_METRICS = (
     ("fine/accuracy", "Fine accuracy"),
+    ("fine/macro_f1", "Fine F1 (macro)"),
+    ("fine/balanced_accuracy", "Fine balanced accuracy"),
     ("coarse/accuracy", "Coarse accuracy (coarse head)"),
+    ("coarse/macro_f1", "Coarse F1 (macro, coarse head)"),
+    ("coarse/balanced_accuracy", "Coarse balanced accuracy (coarse head)"),
     ("coarse/implied_accuracy", "Coarse accuracy (implied by fine)"),
     ("binary/accuracy", "Binary accuracy (binary head)"),
+    ("binary/macro_f1", "Binary F1 (macro, binary head)"),
+    ("binary/balanced_accuracy", "Binary balanced accuracy (binary head)"),
     ("binary/implied_accuracy", "Binary accuracy (implied by fine)"),
     ("hierarchical_accuracy", "Hierarchical accuracy (every level right)"),
 )

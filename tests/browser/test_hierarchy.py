@@ -100,6 +100,8 @@ def test_taxonomy_hierarchical_evaluation_and_dg_report(
     expect(page.get_by_test_id("eval-metrics")).to_be_visible(timeout=SLOW)
     expect(page.get_by_test_id("metric-coarse/accuracy")).to_be_visible()
     expect(page.get_by_test_id("metric-hierarchical_accuracy")).to_be_visible()
+    expect(page.get_by_test_id("metric-fine/macro_f1")).to_be_visible()
+    expect(page.get_by_test_id("level-coarse-f1")).to_contain_text("macro F1")
     levels = page.get_by_test_id("eval-levels")
     expect(levels.get_by_test_id("level-coarse")).to_contain_text("hollow")
     expect(levels.get_by_test_id("level-fine")).to_contain_text("wedge")

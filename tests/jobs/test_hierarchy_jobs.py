@@ -73,7 +73,14 @@ def test_hierarchical_experiment_trains_evaluates_and_exports_in_workers(
     assert started.status_code == 202, started.text
     wait_job(session, started.json()["job"]["id"])
     aggregate = client.get(f"{base}/evaluation").json()["aggregate"]
-    for key in ("fine/accuracy", "coarse/accuracy", "hierarchical_accuracy"):
+    for key in (
+        "fine/accuracy",
+        "coarse/accuracy",
+        "hierarchical_accuracy",
+        "fine/macro_f1",
+        "coarse/macro_f1",
+        "coarse/balanced_accuracy",
+    ):
         assert 0.0 <= aggregate[key] <= 1.0
     assert aggregate["fine/accuracy"] == aggregate["accuracy"]
     assert aggregate["hierarchical_accuracy"] <= min(

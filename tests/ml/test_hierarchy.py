@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from sqlmodel import Session, select
@@ -24,6 +25,7 @@ from workers.ml.tasks.classification.hierarchy import (
     HierarchicalModule,
     group_factor,
     hierarchy_info,
+    level_scores,
     stage_plan,
 )
 
@@ -129,6 +131,23 @@ def test_fine_loss_gives_gradient_only_to_the_true_group() -> None:
     parts["fine"].backward()
     grad = module.net.heads["fine"].fc.weight.grad
     assert grad is not None and grad[2].abs().sum() > 0 and grad[3:].abs().sum() == 0
+
+
+def test_level_scores_carry_macro_f1_and_balanced_accuracy_per_level() -> None:
+    # fine classes a, b (group 0) and c (group 1); the coarse head never predicts group 1
+    class_group = {"coarse": np.array([0, 0, 1])}
+    truth = np.array([0, 0, 0, 1, 1, 2])
+    fine = np.array([0, 0, 1, 1, 1, 0])
+    coarse = np.array([0, 0, 0, 0, 0, 0])
+    scores = level_scores(fine, truth, {"coarse": coarse}, class_group)
+    assert scores["coarse/accuracy"] == pytest.approx(5 / 6)
+    # group 0: precision 5/6, recall 1 -> F1 10/11; group 1: F1 0 (never predicted)
+    assert scores["coarse/macro_f1"] == pytest.approx((10 / 11) / 2)
+    assert scores["coarse/balanced_accuracy"] == pytest.approx(0.5)
+    # fine: a F1 = 2*2/(4+1+1) = 2/3, b F1 = 2*2/(4+1+0) = 0.8, c F1 = 0
+    assert scores["fine/macro_f1"] == pytest.approx((2 / 3 + 0.8 + 0) / 3)
+    assert scores["fine/balanced_accuracy"] == pytest.approx((2 / 3 + 1 + 0) / 3)
+    assert scores["fine/accuracy"] == pytest.approx(4 / 6)
 
 
 @pytest.mark.slow

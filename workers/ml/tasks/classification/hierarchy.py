@@ -29,7 +29,7 @@ from app.tasks.hierarchy import stages
 from workers.ml.backbones import build_backbone, pretrained_wanted
 from workers.ml.heads import ClassificationHead
 from workers.ml.module import StudioModule
-from workers.ml.tasks.classification.metrics import multiclass_metrics
+from workers.ml.tasks.classification.metrics import _f1_per_class, multiclass_metrics
 from workers.ml.tasks.classification.module import mix_batch
 
 NEG = -1e4  # a masked logit: finite, so softmax and ONNX stay well defined
@@ -261,21 +261,42 @@ class HierarchicalModule(StudioModule):
         self.val_metrics = metrics
 
 
+def class_scores(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Macro F1 (over the classes that occur in the truth or the predictions) and balanced
+    accuracy (mean recall over the classes in the truth) of one level's labels: a level's
+    accuracy hides a rare group that is never predicted, these two do not."""
+    if not len(truth):
+        return {"macro_f1": 0.0, "balanced_accuracy": 0.0}
+    size = int(max(predicted.max(), truth.max())) + 1
+    onehot_pred = np.eye(size, dtype=bool)[predicted]
+    onehot_true = np.eye(size, dtype=bool)[truth]
+    present = onehot_true.any(0) | onehot_pred.any(0)
+    support = onehot_true.sum(0)
+    recall = (onehot_pred & onehot_true).sum(0)[support > 0] / support[support > 0]
+    return {
+        "macro_f1": float(_f1_per_class(onehot_pred, onehot_true)[present].mean()),
+        "balanced_accuracy": float(recall.mean()),
+    }
+
+
 def level_scores(
     fine_pred: np.ndarray,
     fine_true: np.ndarray,
     level_pred: dict[str, np.ndarray],
     class_group: dict[str, np.ndarray],
 ) -> dict[str, float]:
-    """Per-level accuracy, hierarchical accuracy (every level right) and violations (the fine
-    prediction outside the coarse head's group) of one set of predictions."""
+    """Per-level accuracy, macro F1 and balanced accuracy, hierarchical accuracy (every level
+    right) and violations (the fine prediction outside the coarse head's group) of one set of
+    predictions."""
     n = len(fine_true)
     right = fine_pred == fine_true
     scores: dict[str, float] = {"fine/accuracy": float(right.mean()) if n else 0.0}
+    scores.update({f"fine/{k}": v for k, v in class_scores(fine_pred, fine_true).items()})
     for level, predicted in level_pred.items():
         truth = class_group[level][fine_true]
         hit = predicted == truth
         scores[f"{level}/accuracy"] = float(hit.mean()) if n else 0.0
+        scores.update({f"{level}/{k}": v for k, v in class_scores(predicted, truth).items()})
         scores[f"{level}/implied_accuracy"] = (
             float((class_group[level][fine_pred] == truth).mean()) if n else 0.0
         )
