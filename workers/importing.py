@@ -80,7 +80,12 @@ SessionFactory = Callable[[], AbstractContextManager[Session]]
 
 
 def run_import(
-    sessions: SessionFactory, storage: Storage, import_id: int, reporter: Reporter
+    sessions: SessionFactory,
+    storage: Storage,
+    import_id: int,
+    reporter: Reporter,
+    *,
+    taxonomy_from_folders: bool = False,
 ) -> dict[str, Any]:
     """Run one DatasetImport to completion; raises StudioError (import marked failed)."""
     with sessions() as session:
@@ -99,7 +104,18 @@ def run_import(
         source, fmt = row.source, row.format
     work = work_dir(storage, project.id, import_id)
     try:
-        summary = _run(sessions, storage, project, import_id, source, fmt, existing, work, reporter)
+        summary = _run(
+            sessions,
+            storage,
+            project,
+            import_id,
+            source,
+            fmt,
+            existing,
+            work,
+            reporter,
+            taxonomy_from_folders,
+        )
     except StudioError as exc:
         files = exc.details.get("errors") if isinstance(exc.details.get("errors"), list) else []
         _fail(sessions, import_id, "failed", scrub(exc.message, storage.root), files)
@@ -171,13 +187,16 @@ def _run(
     existing: dict[str, int],
     work: Path,
     reporter: Reporter,
+    taxonomy_from_folders: bool = False,
 ) -> dict[str, Any]:
     assert project.id is not None
     clock = [time.perf_counter()]
     reporter.progress(0, None, message="Reading the source", force=True)
     skipped: list[dict[str, str]] = []
     root, forced = _source_root(source, work, skipped)
-    result = read_checked(root, project.task_type, fmt or forced)
+    result = read_checked(
+        root, project.task_type, fmt or forced, taxonomy_from_folders=taxonomy_from_folders
+    )
     report = Report(warnings=[*skipped, *result.warnings])
     out_images, out_thumbs, out_masks = work / "images", work / "thumbs", work / "masks"
     for folder in (out_images, out_thumbs, out_masks):

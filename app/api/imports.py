@@ -21,7 +21,9 @@ from app.storage import Storage
 
 router = APIRouter(tags=["imports"])
 
-BODY_DOC = file_or_path_doc({"format": {"type": "string"}}, [])
+BODY_DOC = file_or_path_doc(
+    {"format": {"type": "string"}, "taxonomy_from_folders": {"type": "boolean"}}, []
+)
 
 
 async def _source(request: Request, settings: Settings) -> service.ImportSource:
@@ -32,7 +34,8 @@ async def _source(request: Request, settings: Settings) -> service.ImportSource:
             request,
             settings,
             service.FolderImport,
-            '{"path": "<folder below an import root>", "format": "<optional>"}',
+            '{"path": "<folder below an import root>", "format": "<optional>", '
+            '"taxonomy_from_folders": false}',
         )
         return service.ImportSource(folder=folder)
     if kind not in {"multipart/form-data", "application/x-www-form-urlencoded"}:
@@ -50,12 +53,14 @@ async def _source(request: Request, settings: Settings) -> service.ImportSource:
     form = await request.form(max_files=1, max_fields=5)
     upload = form.get("file")
     fmt = form.get("format")
+    nested = service.form_flag("taxonomy_from_folders", form.get("taxonomy_from_folders"))
     if not isinstance(upload, UploadFile):
         raise BadRequest("The form needs a zip file in the `file` field.", code="file_missing")
     return service.ImportSource(
         stream=upload.file,
         filename=upload.filename or "upload.zip",
         fmt=fmt if isinstance(fmt, str) and fmt else None,
+        taxonomy_from_folders=nested,
     )
 
 
@@ -73,7 +78,9 @@ async def start_import(
     storage: Storage = Depends(get_storage),
 ) -> JSONResponse:
     """202 with `{"job": {...}, "import": {...}}`; follow GET /api/jobs/{id}. The format is
-    detected unless `format` names one (see GET /api/projects/{pid}/imports/formats)."""
+    detected unless `format` names one (see GET /api/projects/{pid}/imports/formats).
+    `taxonomy_from_folders`: class folders nested coarse/fine/... give the fine classes with
+    their coarse parents (off: deeper folders are the `folder` attribute)."""
     source = await _source(request, settings)
     job, row = await run_in_threadpool(
         service.start_import,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.importers.base import ImportProblem, ReadResult
-from app.importers.taxonomy import read_taxonomy
+from app.importers.taxonomy import apply_folder_taxonomy, read_taxonomy
 
 Detect = Callable[[Path, str], float]
 Read = Callable[[Path, str], ReadResult]
@@ -77,7 +77,9 @@ def detect_format(root: Path, task_type: str) -> Importer:
     return scored[0][2]
 
 
-def read_source(root: Path, task_type: str, format: str | None = None) -> ReadResult:
+def read_source(
+    root: Path, task_type: str, format: str | None = None, *, taxonomy_from_folders: bool = False
+) -> ReadResult:
     importer = get_importer(format) if format else detect_format(root, task_type)
     if task_type not in importer.tasks:
         raise ImportProblem(
@@ -94,6 +96,8 @@ def read_source(root: Path, task_type: str, format: str | None = None) -> ReadRe
             details={"warnings": result.warnings[:50]},
         )
     result.taxonomy = read_taxonomy(root)
+    if taxonomy_from_folders:
+        apply_folder_taxonomy(result)
     return result
 
 

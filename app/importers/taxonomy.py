@@ -1,8 +1,9 @@
-"""A dataset's class taxonomy: `taxonomy.csv` (`class,parent`) at the source root.
+"""A dataset's class taxonomy: `taxonomy.csv` (`class,parent`) at the source root, or (an
+import option) class folders nested `coarse/fine/...`.
 
-Any format may carry one; the import creates parent classes that are not in the data yet (the
-coarse groups) and sets each listed class's parent. Cycles are refused with the classes named,
-here for the file and again at commit time against the project's existing parents.
+Any format may carry a taxonomy.csv; the import creates parent classes that are not in the data
+yet (the coarse groups) and sets each listed class's parent. Cycles are refused with the classes
+named, here for the file and again at commit time against the project's existing parents.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import csv
 import io
 from pathlib import Path
 
-from app.importers.base import ImportProblem, read_text
+from app.importers.base import ImportProblem, ReadResult, SampleAnnotation, read_text
 
 TAXONOMY_FILE = "taxonomy.csv"
 MAX_BYTES = 4 * 1024 * 1024
@@ -83,3 +84,67 @@ def read_taxonomy(root: Path) -> dict[str, str]:
     if cycle:
         raise cycle_problem(cycle, path.name)
     return parents
+
+
+def apply_folder_taxonomy(result: ReadResult) -> None:
+    """Class folders `coarse/fine/...` (the `taxonomy_from_folders` import option): each image
+    is labelled with its second folder, whose parent is the first; folders below the second stay
+    the `folder` attribute. Without the option the first folder is the class and everything
+    below it the `folder` attribute (what a domain-per-folder set needs), so this is opt-in.
+    Merged into `result.taxonomy` (a taxonomy.csv may add the levels above the coarse one)."""
+    if result.format != "folders":
+        raise ImportProblem(
+            f"taxonomy_from_folders reads nested class folders (coarse/fine/image); this source "
+            f"was read as {result.format!r}. Import it without the option, or ship a "
+            "taxonomy.csv.",
+            code="taxonomy_needs_folders",
+        )
+    flat = [s.path for s in result.samples if not s.attributes.get("folder")]
+    if flat:
+        nested = len(result.samples) - len(flat)
+        raise ImportProblem(
+            f"taxonomy_from_folders needs every image two folders deep (coarse/fine/image); "
+            f"{len(flat)} of {len(result.samples)} sit directly in a class folder (first: "
+            f"{flat[0]}) while {nested} are nested. Move them into a fine-class folder, or "
+            "import without the option.",
+            code="taxonomy_folder_depth",
+            details={"files": flat[:50], "flat": len(flat), "nested": nested},
+        )
+    parents: dict[str, str] = {}
+    for sample in result.samples:
+        coarse = str(sample.annotations[0].label)
+        fine, _, rest = str(sample.attributes["folder"]).partition("/")
+        if parents.get(fine, coarse) != coarse:
+            raise ImportProblem(
+                f"Fine class folder {fine!r} sits under two coarse folders ({parents[fine]!r} "
+                f"and {coarse!r}); give each fine class one coarse group (rename one folder).",
+                code="invalid_taxonomy",
+                details={"classes": [fine]},
+            )
+        parents[fine] = coarse
+        sample.annotations = [SampleAnnotation("label", fine)]
+        sample.attributes = {k: v for k, v in sample.attributes.items() if k != "folder"}
+        if rest:
+            sample.attributes["folder"] = rest
+    both = sorted(set(parents) & set(parents.values()))
+    if both:
+        raise ImportProblem(
+            f"{', '.join(both[:20])} is both a coarse folder and a fine-class folder; a class "
+            "is either a group or a fine class.",
+            code="invalid_taxonomy",
+            details={"classes": both},
+        )
+    for child, parent in result.taxonomy.items():
+        if parents.get(child, parent) != parent:
+            raise ImportProblem(
+                f"{TAXONOMY_FILE} gives {child!r} the parent {parent!r}; its folder says "
+                f"{parents[child]!r}.",
+                code="invalid_taxonomy",
+                details={"classes": [child]},
+            )
+    merged = {**result.taxonomy, **parents}
+    cycle = find_cycle(merged)
+    if cycle:
+        raise cycle_problem(cycle, "the class folders with taxonomy.csv")
+    result.taxonomy = merged
+    result.classes = sorted(parents)

@@ -37,6 +37,7 @@ class Analysis(BaseModel):
     warnings: list[dict[str, str]]
     errors: list[dict[str, str]]  # per file, among the checked images
     examples: list[str]
+    taxonomy: dict[str, str] = {}  # {class: parent} from taxonomy.csv or nested class folders
 
 
 def _pick(total: int, limit: int) -> list[int]:
@@ -46,11 +47,13 @@ def _pick(total: int, limit: int) -> list[int]:
     return sorted({int(i * step) for i in range(limit)})
 
 
-def read_checked(root: Path, task_type: str, fmt: str | None) -> ReadResult:
+def read_checked(
+    root: Path, task_type: str, fmt: str | None, *, taxonomy_from_folders: bool = False
+) -> ReadResult:
     """read_source, except that a source whose image files are all unreadable says exactly
     that instead of "could not recognise the format" (its layout may be fine)."""
     try:
-        return read_source(root, task_type, fmt)
+        return read_source(root, task_type, fmt, taxonomy_from_folders=taxonomy_from_folders)
     except ImportProblem as exc:
         if exc.code not in {"format_not_detected", "no_images"}:
             raise
@@ -77,13 +80,15 @@ def no_readable_image(files: int, errors: list[dict[str, str]]) -> ImportProblem
     )
 
 
-def analyze(root: Path, task_type: str, fmt: str | None) -> Analysis:
+def analyze(
+    root: Path, task_type: str, fmt: str | None, *, taxonomy_from_folders: bool = False
+) -> Analysis:
     """Read the annotations, open the images (or an even sample of them), count."""
     # numpy comes with the mapping: imported on the first analyze, not at start-up.
     from app.tasks import get_task, map_sample
     from app.tasks.mapping import ClassBook, MaskProblem, stored_rows
 
-    result = read_checked(root, task_type, fmt)
+    result = read_checked(root, task_type, fmt, taxonomy_from_folders=taxonomy_from_folders)
     samples = result.samples
     picked = _pick(len(samples), OPEN_LIMIT)
     warnings = list(result.warnings)
@@ -132,4 +137,5 @@ def analyze(root: Path, task_type: str, fmt: str | None) -> Analysis:
         warnings=warnings[:200],
         errors=errors[:200],
         examples=[s.path for s in samples[:5]],
+        taxonomy=dict(list(result.taxonomy.items())[:500]),
     )

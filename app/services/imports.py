@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pydantic import BaseModel
+from pydantic import BaseModel, StrictBool
 from sqlmodel import Session, col, func, select
 
 from app.config import Settings
@@ -79,6 +79,24 @@ class ImportRead(BaseModel):
 class FolderImport(BaseModel):
     path: str
     format: str | None = None
+    # Class folders nested coarse/fine/...: the second folder is the class, the first its
+    # parent (app.importers.taxonomy.apply_folder_taxonomy). Off: deeper folders are the
+    # `folder` attribute.
+    taxonomy_from_folders: StrictBool = False
+
+
+def form_flag(name: str, value: object) -> bool:
+    """A multipart field as a switch: a checkbox sends "on", scripts "true"/"false"."""
+    text = value.strip().lower() if isinstance(value, str) else ""
+    if text in {"", "false", "0", "off", "no"}:
+        return False
+    if text in {"true", "1", "on", "yes"}:
+        return True
+    raise Invalid(
+        f"{name} must be true or false (got {str(value)[:40]!r}).",
+        code="invalid_option",
+        details={"field": name},
+    )
 
 
 def read_import(row: DatasetImport) -> ImportRead:
@@ -173,7 +191,13 @@ def resolve_below_roots(settings: Settings, path: str, *, folder: bool) -> Path:
 
 
 def _submit(
-    session: Session, *, project: Project, source: str, fmt: str | None, title: str
+    session: Session,
+    *,
+    project: Project,
+    source: str,
+    fmt: str | None,
+    title: str,
+    taxonomy_from_folders: bool = False,
 ) -> tuple[Job, DatasetImport]:
     row = DatasetImport(project_id=project.id, source=source[:2000], format=fmt)  # type: ignore[arg-type]
     session.add(row)
@@ -186,7 +210,8 @@ def _submit(
         project_id=project.id,
         target=f"import:{row.id}",
         title=title,
-        params={"import_id": row.id},
+        params={"import_id": row.id}
+        | ({"taxonomy_from_folders": True} if taxonomy_from_folders else {}),
     )
     return job, row
 
@@ -198,7 +223,12 @@ def start_folder_import(
     fmt = _check_format(data.format, project.task_type)
     folder = resolve_folder(settings, data.path)
     return _submit(
-        session, project=project, source=f"folder:{folder}", fmt=fmt, title=f"Import {folder.name}"
+        session,
+        project=project,
+        source=f"folder:{folder}",
+        fmt=fmt,
+        title=f"Import {folder.name}",
+        taxonomy_from_folders=data.taxonomy_from_folders,
     )
 
 
@@ -232,6 +262,7 @@ def start_upload_import(
     filename: str,
     stream: BinaryIO,
     fmt: str | None,
+    taxonomy_from_folders: bool = False,
 ) -> tuple[Job, DatasetImport]:
     project = get_project(session=session, project_id=project_id)
     assert project.id is not None
@@ -252,6 +283,7 @@ def start_upload_import(
             source=f"upload:{Path(filename).name}",
             fmt=fmt,
             title=f"Import {Path(filename).name}",
+            taxonomy_from_folders=taxonomy_from_folders,
         )
     except BaseException:
         temp.unlink(missing_ok=True)
@@ -379,7 +411,12 @@ def analyze_folder(
 ) -> Analysis:
     project = get_project(session=session, project_id=project_id)
     fmt = _check_format(data.format, project.task_type)
-    return analyze(resolve_folder(settings, data.path), project.task_type, fmt)
+    return analyze(
+        resolve_folder(settings, data.path),
+        project.task_type,
+        fmt,
+        taxonomy_from_folders=data.taxonomy_from_folders,
+    )
 
 
 def analyze_upload(
@@ -390,6 +427,7 @@ def analyze_upload(
     project_id: int,
     stream: BinaryIO,
     fmt: str | None,
+    taxonomy_from_folders: bool = False,
 ) -> Analysis:
     """Extract into a throw-away staging folder, analyze, delete; nothing else is written."""
     project = get_project(session=session, project_id=project_id)
@@ -402,7 +440,12 @@ def analyze_upload(
         save_upload(storage, folder / "upload.zip", stream, settings.max_upload_bytes)
         skipped: list[dict[str, str]] = []
         extract_zip(folder / "upload.zip", folder / "src", skipped=skipped)
-        analysis = analyze(single_root(folder / "src"), project.task_type, fmt)
+        analysis = analyze(
+            single_root(folder / "src"),
+            project.task_type,
+            fmt,
+            taxonomy_from_folders=taxonomy_from_folders,
+        )
         analysis.warnings = [*skipped, *analysis.warnings][:200]
         return analysis
     finally:
@@ -412,12 +455,14 @@ def analyze_upload(
 @dataclass(frozen=True)
 class ImportSource:
     """What the API (JSON or multipart) and the import dialog (form) both hand over: a server
-    folder or an uploaded zip stream, and an optional format override."""
+    folder or an uploaded zip stream, an optional format override and (uploads; a folder
+    carries its own) the nested-folder taxonomy option."""
 
     folder: FolderImport | None = None
     stream: BinaryIO | None = None
     filename: str = "upload.zip"
     fmt: str | None = None
+    taxonomy_from_folders: bool = False
 
 
 def start_import(
@@ -436,6 +481,7 @@ def start_import(
         filename=source.filename,
         stream=source.stream,
         fmt=source.fmt,
+        taxonomy_from_folders=source.taxonomy_from_folders,
     )
 
 
@@ -452,6 +498,7 @@ def analyze_source(
         project_id=project_id,
         stream=source.stream,
         fmt=source.fmt,
+        taxonomy_from_folders=source.taxonomy_from_folders,
     )
 
 

@@ -26,13 +26,18 @@ async def _form(request: Request) -> service.ImportSource:
     fmt = str(form.get("format") or "") or None
     upload = form.get("file")
     path = str(form.get("path") or "").strip()
+    nested = service.form_flag("taxonomy_from_folders", form.get("taxonomy_from_folders"))
     if source == "upload":
         if not isinstance(upload, UploadFile) or not upload.filename:
             raise BadRequest("Choose a .zip file to upload.", code="file_missing")
-        return service.ImportSource(stream=upload.file, filename=upload.filename, fmt=fmt)
+        return service.ImportSource(
+            stream=upload.file, filename=upload.filename, fmt=fmt, taxonomy_from_folders=nested
+        )
     if not path:
         raise BadRequest("Enter a server folder below an import root.", code="bad_path")
-    return service.ImportSource(folder=service.FolderImport(path=path, format=fmt))
+    return service.ImportSource(
+        folder=service.FolderImport(path=path, format=fmt, taxonomy_from_folders=nested)
+    )
 
 
 @router.get("/projects/{project_id}/imports/dialog")

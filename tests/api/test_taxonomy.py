@@ -5,16 +5,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
+from httpx import Response
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from app.config import Settings
 from app.models import Project
+from app.services import jobs as job_service
 from app.storage import Storage
 from benchmarks.synthetic.hierarchy import write_hierarchical
 from tests.factories import make_class, make_image, make_split
 from tests.helpers import assert_api_error
-from tests.importers.builders import import_folder
+from tests.importers.builders import class_folders, import_folder, zip_folder
+from workers.context import JobContext
+from workers.handlers.imports import import_dataset
 
 HIERARCHY = {"levels": ["coarse", "fine"], "gated_inference": True}
 
@@ -147,3 +153,111 @@ def test_hierarchical_recipe_needs_a_parent_for_every_fine_class(
         "hierarchy": {**HIERARCHY, "curriculum": list(reversed(staged["hierarchy"]["curriculum"]))},
     }
     assert_api_error(client.post(url, json=backwards), 422, "invalid_hyperparameters")
+
+
+def _nested(root: Path) -> Path:
+    """coarse/fine/image, with one fine class also split by a domain folder below it."""
+    class_folders(root / "solid", {"block": 2, "disc": 2})
+    class_folders(root / "hollow", {"ring": 2})
+    class_folders(root / "hollow" / "frame", {"warm": 1, "cool": 1})
+    return root
+
+
+def test_nested_class_folders_import_as_a_taxonomy_when_asked(
+    client: TestClient,
+    settings: Settings,
+    engine: Engine,
+    storage: Storage,
+    project: Project,
+    tmp_path: Path,
+) -> None:
+    pid = project.id
+    archive = zip_folder(_nested(tmp_path / "nested"), tmp_path / "nested.zip")
+
+    def post(path: str, flag: str | None) -> Response:
+        with archive.open("rb") as handle:
+            data = {"taxonomy_from_folders": flag} if flag is not None else {}
+            return client.post(
+                f"/api/projects/{pid}/{path}",
+                files={"file": (archive.name, handle, "application/zip")},
+                data=data,
+            )
+
+    # off (the default): the outer folder is the class, deeper folders the `folder` attribute
+    plain = post("imports/analyze", None).json()
+    assert plain["classes"] == ["hollow", "solid"] and plain["taxonomy"] == {}
+    analysis = post("imports/analyze", "true")
+    assert analysis.status_code == 200, analysis.text
+    assert analysis.json()["classes"] == ["block", "disc", "frame", "ring"]
+    assert analysis.json()["taxonomy"] == {
+        "block": "solid",
+        "disc": "solid",
+        "frame": "hollow",
+        "ring": "hollow",
+    }
+    assert_api_error(post("imports/analyze", "maybe"), 422, "invalid_option")
+    started = post("imports", "true")
+    assert started.status_code == 202, started.text
+    with Session(engine) as session:
+        job = job_service.claim_next_job(session, queue="light")
+        assert job is not None and job.params["taxonomy_from_folders"] is True
+    summary = import_dataset(JobContext(job, settings, engine))
+    assert summary["images"] == 8
+    tree = _tree(client, pid)  # type: ignore[arg-type]
+    groups = {n["name"]: sorted(c["name"] for c in n["children"]) for n in tree["items"]}
+    assert groups == {"solid": ["block", "disc"], "hollow": ["frame", "ring"]}
+    images = client.get(f"/api/projects/{pid}/images", params={"page_size": 50}).json()["items"]
+    folders = set()
+    for image in images:
+        detail = client.get(f"/api/projects/{pid}/images/{image['id']}").json()
+        folders.add(detail["attributes"].get("folder"))
+    assert folders == {None, "warm", "cool"}  # below the fine class: still the attribute
+
+
+def test_nested_class_folders_of_mixed_depth_are_refused(
+    client: TestClient, settings: Settings, project: Project, tmp_path: Path
+) -> None:
+    from app.main import create_app
+
+    root = tmp_path / "datasets"
+    _nested(root / "mixed")
+    class_folders(root / "mixed", {"solid": 1})  # an image directly in the coarse folder
+    configured = settings.model_copy(update={"import_roots": [root.resolve()]})
+    with TestClient(create_app(configured), base_url="http://127.0.0.1") as api:
+        url = f"/api/projects/{project.id}/imports/analyze"
+        body = {"path": "mixed", "taxonomy_from_folders": True}
+        error = assert_api_error(api.post(url, json=body), 422, "taxonomy_folder_depth")
+        assert error["details"]["files"] == ["solid/solid_0.png"]
+        assert "two folders deep" in error["message"]
+        assert api.post(url, json={**body, "taxonomy_from_folders": False}).status_code == 200
+        assert_api_error(
+            api.post(url, json={**body, "taxonomy_from_folders": "yes please"}),
+            422,
+            "validation_error",
+        )
+
+
+def test_folder_taxonomy_refuses_a_fine_class_under_two_groups_and_other_formats(
+    tmp_path: Path,
+) -> None:
+    from app.importers import read_source
+    from app.importers.base import ImportProblem
+
+    twice = tmp_path / "twice"
+    class_folders(twice / "solid", {"disc": 1})
+    class_folders(twice / "hollow", {"disc": 1})
+    with pytest.raises(ImportProblem) as refused:
+        read_source(twice, "classification", taxonomy_from_folders=True)
+    assert refused.value.code == "invalid_taxonomy" and "'disc'" in refused.value.message
+    both = tmp_path / "both"
+    class_folders(both / "solid", {"disc": 1})
+    class_folders(both / "disc", {"dot": 1})
+    with pytest.raises(ImportProblem) as refused:
+        read_source(both, "classification", taxonomy_from_folders=True)
+    assert refused.value.details["classes"] == ["disc"]
+    write_hierarchical(tmp_path / "csv", images=5, size=32)  # class/domain folders + taxonomy.csv
+    csv_first = read_source(tmp_path / "csv", "classification")
+    assert csv_first.taxonomy["ring"] == "hollow"
+    with pytest.raises(ImportProblem) as refused:  # domains are not fine classes of `ring`
+        read_source(tmp_path / "csv", "classification", taxonomy_from_folders=True)
+    assert refused.value.code == "invalid_taxonomy"  # one domain folder under every class

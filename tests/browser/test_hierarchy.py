@@ -15,7 +15,7 @@ from app.db import engine_for
 from app.storage import Storage
 from benchmarks.synthetic.hierarchy import write_hierarchical
 from tests.browser.conftest import LiveStudio
-from tests.importers.builders import import_folder
+from tests.importers.builders import class_folders, import_folder, zip_folder
 from tests.support.training import train_tiny_experiment
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -124,3 +124,35 @@ def test_taxonomy_hierarchical_evaluation_and_dg_report(
     assert {g["group"] for g in report["groups"]} == {"warm", "cool", "grey"}
     assert report["completed"] == 3 and report["ci95"] is not None
     expect(page.locator("#dg-reports canvas")).to_have_count(1)
+
+
+def test_nested_class_folders_as_a_taxonomy_from_the_import_dialog(
+    page: Page, studio: LiveStudio, tmp_path: Path
+) -> None:
+    pid = studio.api.post(
+        "/api/projects", json={"name": "Nested", "task_type": "classification"}
+    ).json()["id"]
+    class_folders(tmp_path / "nested" / "solid", {"block": 2, "disc": 2})
+    class_folders(tmp_path / "nested" / "hollow", {"ring": 2})
+    archive = zip_folder(tmp_path / "nested", tmp_path / "nested.zip")
+    class_folders(tmp_path / "mixed" / "hollow", {"ring": 1})
+    class_folders(tmp_path / "mixed", {"solid": 1})  # one image directly in a coarse folder
+    mixed = zip_folder(tmp_path / "mixed", tmp_path / "mixed.zip")
+
+    page.goto(f"/projects/{pid}")
+    page.get_by_test_id("import-open").click()
+    page.get_by_test_id("import-file").set_input_files(str(mixed))
+    page.get_by_test_id("import-taxonomy-folders").check()
+    page.get_by_test_id("import-analyze").click()
+    expect(page.locator("#import-error")).to_contain_text("two folders deep")
+
+    page.get_by_test_id("import-file").set_input_files(str(archive))
+    page.get_by_test_id("import-analyze").click()
+    expect(page.get_by_test_id("analysis-taxonomy")).to_contain_text("3 classes under 2 groups")
+    expect(page.get_by_test_id("analysis-taxonomy")).to_contain_text("hollow (ring)")
+    page.get_by_test_id("import-start").click()
+    report = page.get_by_test_id("import-report")
+    expect(report).to_have_attribute("data-status", "succeeded", timeout=90_000)
+    tree = studio.api.get(f"/api/projects/{pid}/taxonomy").json()
+    groups = {n["name"]: sorted(c["name"] for c in n["children"]) for n in tree["items"]}
+    assert groups == {"solid": ["block", "disc"], "hollow": ["ring"]}
