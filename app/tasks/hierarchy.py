@@ -33,6 +33,16 @@ class CurriculumStage(BaseModel):
     freeze: list[Level] = Field(default_factory=list)
 
 
+class DistillConfig(BaseModel):
+    """Distillation from the previous stage's frozen model (from the second stage on)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    feature_weight: float = Field(1.0, ge=0, le=100)  # MSE between image embeddings
+    kl_weight: float = Field(1.0, ge=0, le=100)  # KL on the group heads the stage before trained
+    temperature: float = Field(2.0, gt=0, le=20)
+
+
 class HierarchyConfig(BaseModel):
     """One backbone, one head per level, fine loss masked to the true parent group."""
 
@@ -43,6 +53,12 @@ class HierarchyConfig(BaseModel):
     curriculum: list[CurriculumStage] = Field(default_factory=list)
     gated_inference: StrictBool = False
     head_warmup_epochs: float = Field(1.0, ge=0, le=100)
+    # Optional parts, each off by default (docs/hierarchy.md): the backbone's first N stages
+    # frozen; one FiLM or bottleneck adapter per coarse group before the fine head;
+    # distillation from the previous curriculum stage's frozen model.
+    freeze_early_layers: int = Field(0, ge=0, le=8)
+    adapters: Literal["film", "bottleneck"] | None = None
+    distill: DistillConfig | None = None
     # Filled from the project's taxonomy when the experiment is saved or queued:
     # {level: {fine class: group}} for every level above fine.
     groups: dict[str, dict[str, str]] = Field(default_factory=dict)
@@ -70,6 +86,14 @@ class HierarchyConfig(BaseModel):
             raise ValueError("the last curriculum stage must train the fine level")
         if sum(s.epochs for s in self.curriculum) > 1000:
             raise ValueError("the curriculum's epochs add up to more than 1000")
+        if self.distill is not None:
+            if len(self.curriculum) < 2:
+                raise ValueError(
+                    "distill needs a curriculum of at least two stages (it distils from the "
+                    "model as the previous stage left it)"
+                )
+            if self.distill.feature_weight == 0 and self.distill.kl_weight == 0:
+                raise ValueError("distill needs feature_weight or kl_weight above 0")
         return self
 
 

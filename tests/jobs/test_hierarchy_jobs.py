@@ -1,6 +1,7 @@
 """A tiny hierarchical experiment end to end in real worker processes: taxonomy.csv import,
-staged training, per-level evaluation, ONNX export of the gated model with a valid parity
-check."""
+staged training (with the optional parts on: a frozen first backbone stage, FiLM adapters per
+group, distillation from the coarse stage), per-level evaluation, ONNX export of the gated
+model with a valid parity check."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ HIERARCHY = {
         {"level": "coarse", "epochs": 1, "lr": 0.003},
         {"level": "fine", "epochs": 2, "lr": 0.003},
     ],
+    "freeze_early_layers": 1,
+    "adapters": "film",
+    "distill": {"feature_weight": 1.0, "kl_weight": 1.0},
 }
 
 
@@ -68,6 +72,9 @@ def test_hierarchical_experiment_trains_evaluates_and_exports_in_workers(
     series = client.get(f"{base}/metrics").json()["series"]
     assert [p["value"] for p in series["val/stage"]] == [1.0, 2.0, 2.0]
     assert len(series["train/fine_loss"]) == 2 and len(series["train/coarse_loss"]) == 3
+    # distillation starts with the second stage, from the model the first one left
+    assert len(series["train/distill_kl_loss"]) == 2
+    assert len(series["train/distill_feature_loss"]) == 2
 
     started = client.post(f"{base}/evaluation", json={"subsets": ["val", "test"]})
     assert started.status_code == 202, started.text

@@ -13,6 +13,8 @@ resumes mid-stage; the learning rate of each group is a pure function of the ste
 (stage rate, warm-up of heads new in the stage, cosine within the stage, 0 for inactive or
 frozen heads), and the optimizer's state is cleared at each stage boundary, which is what
 rebuilding it would do, without losing the parameter-group layout a resume loads into.
+Optional parts (frozen early stages, per-group adapters, distillation from the previous
+stage) live in hierarchy_parts.py.
 """
 
 from __future__ import annotations
@@ -29,6 +31,14 @@ from app.tasks.hierarchy import stages
 from workers.ml.backbones import build_backbone, pretrained_wanted
 from workers.ml.heads import ClassificationHead
 from workers.ml.module import StudioModule
+from workers.ml.tasks.classification.hierarchy_parts import (
+    Distiller,
+    GroupAdapters,
+    adapted_logits,
+    early_stages,
+    freeze,
+    hold_statistics,
+)
 from workers.ml.tasks.classification.metrics import _f1_per_class, multiclass_metrics
 from workers.ml.tasks.classification.module import mix_batch
 
@@ -43,6 +53,7 @@ def hierarchy_info(config: dict[str, Any], classes: list[str]) -> dict[str, Any]
     info: dict[str, Any] = {
         "levels": list(block["levels"]),
         "gated": bool(block["gated_inference"]),
+        "adapters": block.get("adapters"),
         "groups": {},
         "class_group": {},
     }
@@ -68,6 +79,9 @@ class HierarchicalClassifier(nn.Module):
             {lv: ClassificationHead(channels, len(info["groups"][lv])) for lv in info["groups"]}
         )
         self.heads["fine"] = ClassificationHead(channels, num_classes)
+        self.adapters: GroupAdapters | None = None
+        if info.get("adapters"):
+            self.adapters = GroupAdapters(info["adapters"], len(info["groups"]["coarse"]), channels)
         for level, index in info["class_group"].items():
             self.register_buffer(f"group_{level}", torch.tensor(index, dtype=torch.long))
         self.register_buffer("leaf", torch.tensor(info["leaves"], dtype=torch.bool))
@@ -76,11 +90,23 @@ class HierarchicalClassifier(nn.Module):
     def group_of(self, level: str) -> torch.Tensor:
         return getattr(self, f"group_{level}")  # type: ignore[no-any-return]
 
-    def levels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def levels_and_features(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         features = self.backbone.embed(x)
-        out = {level: head(features) for level, head in self.heads.items()}
-        out["fine"] = out["fine"].masked_fill(~self.leaf, NEG)
-        return out
+        out = {level: head(features) for level, head in self.heads.items() if level != "fine"}
+        if self.adapters is not None:
+            fine = adapted_logits(
+                self.heads["fine"],
+                self.adapters(features),
+                self.group_of("coarse"),
+                self.heads["coarse"].fc.out_features,
+            )
+        else:
+            fine = self.heads["fine"](features)
+        out["fine"] = fine.masked_fill(~self.leaf, NEG)
+        return out, features
+
+    def levels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.levels_and_features(x)[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.levels(x)
@@ -152,10 +178,13 @@ class HierarchicalModule(StudioModule):
         model = HierarchicalClassifier(
             config["model"], len(classes), info["hierarchy"], pretrained_wanted(config)
         )
+        block = config["hierarchy"]
         if config["freeze_backbone"]:
-            for parameter in model.backbone.parameters():
-                parameter.requires_grad = False
+            freeze([model.backbone])
+        self.frozen_stages = early_stages(model.backbone, int(block.get("freeze_early_layers", 0)))
+        freeze(self.frozen_stages)
         super().__init__(config, model, model.weights_note)
+        self.distiller = Distiller(block["distill"]) if block.get("distill") else None
         self.num_classes = len(classes)
         self.weights = dict(config["hierarchy"]["loss_weights"])
         self.plan = stage_plan(config, 1.0)
@@ -198,8 +227,13 @@ class HierarchicalModule(StudioModule):
         mixup, cutmix = float(augment["mixup_alpha"]), float(augment["cutmix_alpha"])
         if (mixup > 0 or cutmix > 0) and x.shape[0] > 1:
             x, soft = mix_batch(x, soft, mixup, cutmix)
-        parts = self.losses(self.net.levels(x), soft, self.stage()["active"])
+        out, features = self.net.levels_and_features(x)
+        parts = self.losses(out, soft, self.stage()["active"])
         loss: torch.Tensor = sum(self.weights[lv] * value for lv, value in parts.items())  # type: ignore[assignment]
+        if self.distiller is not None:
+            extra = self.distiller.losses(x, features, out)
+            loss = loss + sum(extra.values())
+            parts.update(extra)
         self.last_loss = float(loss.detach())
         self.loss_parts = {f"{lv}_loss": float(v.detach()) for lv, v in parts.items()}
         return loss
@@ -209,12 +243,32 @@ class HierarchicalModule(StudioModule):
         if self.current_epoch == stage["start_epoch"] and self.current_epoch > 0:
             for optimizer in self.trainer.optimizers:
                 optimizer.state.clear()  # a fresh optimizer for the new stage's heads
+            if self.distiller is not None:  # the model as the previous stage left it
+                previous = self.plan[self.plan.index(stage) - 1]
+                self.distiller.start(self.net, previous["active"])
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        hold_statistics(self.frozen_stages)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.distiller is not None:
+            self.distiller.save(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.distiller is not None:
+            self.distiller.load(checkpoint, self.net)
 
     def parameter_groups(self) -> list[dict[str, Any]]:
-        parts = [("backbone", self.net.backbone), *list(self.net.heads.items())]
+        parts: list[tuple[str, list[nn.Module]]] = [("backbone", [self.net.backbone])]
+        parts += [(name, [head]) for name, head in self.net.heads.items()]
+        if self.net.adapters is not None:  # the adapters learn with the fine head
+            parts = [(n, [*m, self.net.adapters] if n == "fine" else m) for n, m in parts]
         groups = [
-            {"params": [p for p in module.parameters() if p.requires_grad], "name": name}
-            for name, module in parts
+            {
+                "params": [p for m in modules for p in m.parameters() if p.requires_grad],
+                "name": name,
+            }
+            for name, modules in parts
         ]
         return [g for g in groups if g["params"]]
 
