@@ -9,6 +9,9 @@ the studio's way (generator → folder importer with taxonomy.csv → split → 
 evaluation). Prints one JSON line per run and a summary; record `uptime` beside the figures.
 
     python benchmarks/hierarchy_quality.py --images 300 --size 64 --epochs 30 --seeds 0,1,2 --dg
+    python benchmarks/hierarchy_quality.py --hard --images 400 --size 48 --epochs 15 --seeds 0,1
+
+`--hard`: the generator's subtle-sibling variant (fine classes differ only in corner count).
 """
 
 from __future__ import annotations
@@ -105,11 +108,12 @@ def main() -> None:
     parser.add_argument("--coarse-share", type=float, default=0.2)
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--dg", action="store_true", help="also a leave-one-domain-out report")
+    parser.add_argument("--hard", action="store_true", help="siblings differ by corner count")
     args = parser.parse_args()
     flat_acc, hier_acc = [], []
     with tempfile.TemporaryDirectory() as data:
         folder = Path(data) / "hier"
-        info = write_hierarchical(folder, images=args.images, size=args.size)
+        info = write_hierarchical(folder, images=args.images, size=args.size, hard=args.hard)
         from app.importers import read_source
 
         taxonomy = read_source(folder, TASK, "folders").taxonomy
@@ -117,7 +121,7 @@ def main() -> None:
         classes = leaves + sorted(set(taxonomy.values()))
         parents = {c: taxonomy.get(c) for c in classes}
         for seed in (int(s) for s in args.seeds.split(",")):
-            parts = split(samples, seed)
+            parts = split(TASK, samples, seed)
             for hierarchical in (False, True):
                 config = bind_taxonomy(recipe(args, seed, hierarchical), parents)
                 run = train_and_score(config, classes, parts, ["test"])
@@ -144,7 +148,7 @@ def main() -> None:
             for domain in info["domains"]:
                 held = [s for s in samples if f"/{domain}/" in s.path.as_posix()]
                 rest = [s for s in samples if s not in held]
-                parts = split(rest, 0)
+                parts = split(TASK, rest, 0)
                 parts = {"train": parts["train"] + parts["test"], "val": parts["val"], "test": held}
                 config = bind_taxonomy(recipe(args, 0, True), parents)
                 run = train_and_score(config, classes, parts, ["val", "test"])

@@ -5,6 +5,9 @@ masks...) with scenes of shapes on textured backgrounds whose colour never tells
 so a model has to learn shape. Benchmarks use them at a few hundred images; the task
 conformance suite (tests/conformance) at a few dozen. Register a task's generator with
 `@generator("task")`; `TINY_RECIPES` holds the recipe overrides a conformance run trains with.
+A variant of a task (a recipe block with data of its own, e.g. hierarchical classification)
+registers with `@generator("task", variant="name")` under the key "task/name", and the
+conformance suite runs it too.
 
     python -m benchmarks.synthetic detection /tmp/shapes-det --images 300 --size 96
 """
@@ -23,15 +26,24 @@ GENERATORS: dict[str, Generator] = {}
 TINY_RECIPES: dict[str, dict[str, Any]] = {}
 
 
-def generator(task: str, tiny: dict[str, Any] | None = None) -> Callable[[Generator], Generator]:
-    """Register `task`'s generator and the small recipe a conformance run trains with."""
+def generator(
+    task: str, tiny: dict[str, Any] | None = None, variant: str | None = None
+) -> Callable[[Generator], Generator]:
+    """Register `task`'s generator (or a variant's, key "task/variant") and the small recipe a
+    conformance run trains with."""
+    key = f"{task}/{variant}" if variant else task
 
     def decorate(function: Generator) -> Generator:
-        GENERATORS[task] = function
-        TINY_RECIPES[task] = dict(tiny or {})
+        GENERATORS[key] = function
+        TINY_RECIPES[key] = dict(tiny or {})
         return function
 
     return decorate
+
+
+def task_of(key: str) -> str:
+    """The task type of a generator key ("classification/hierarchy" → "classification")."""
+    return key.split("/", 1)[0]
 
 
 def _load() -> None:
@@ -52,6 +64,13 @@ def write_dataset(
 
 
 def tasks() -> list[str]:
+    """Task types with a generator."""
+    _load()
+    return sorted({task_of(key) for key in GENERATORS})
+
+
+def variants() -> list[str]:
+    """Every generator key: the task types and their variants ("task/variant")."""
     _load()
     return sorted(GENERATORS)
 

@@ -3,7 +3,8 @@ through the same service and handler code the studio runs, with no task-specific
 
 import (real importer) → stratified split → tiny fit → evaluate (handler) → pages render →
 ONNX export with parity (handler) → prediction envelope from the exported file.
-A new task type is covered as soon as it registers a generator in benchmarks/synthetic."""
+A new task type (or a variant such as hierarchical classification) is covered as soon as it
+registers a generator in benchmarks/synthetic."""
 
 from __future__ import annotations
 
@@ -25,13 +26,14 @@ from app.services import exports as export_service
 from app.services import jobs as job_service
 from app.storage import Storage
 from app.tasks import get_task, list_tasks
-from benchmarks.synthetic import TINY_RECIPES, tasks
+from benchmarks.synthetic import TINY_RECIPES, task_of, tasks, variants
 from tests.support.tasks import imported_project
 from workers.context import JobContext
 
 pytestmark = [pytest.mark.slow]
 
 TRAINABLE = [t.key for t in list_tasks() if t.supports("train")]
+CASES = [key for key in variants() if task_of(key) in TRAINABLE]
 IMAGES = 36
 SIZE = 48
 
@@ -53,9 +55,9 @@ def _run_job(session: Session, settings: Settings, engine: Engine, handler) -> d
     return result
 
 
-@pytest.mark.parametrize("task", TRAINABLE)
+@pytest.mark.parametrize("case", CASES)
 def test_task_runs_the_whole_workflow(
-    task: str,
+    case: str,
     tmp_path: Path,
     session: Session,
     storage: Storage,
@@ -68,22 +70,23 @@ def test_task_runs_the_whole_workflow(
     from workers.handlers.train import run_experiment
     from workers.ml.predict import Predictor
 
+    task = task_of(case)
     spec = get_task(task)
-    data = tmp_path / "data" / task
+    data = tmp_path / "data" / case.replace("/", "-")
     project, split = imported_project(
         session,
         engine,
         storage,
         settings,
-        task,
+        case,
         data,
         images=IMAGES,
         size=SIZE,
-        name=f"Conformance {task}",
+        name=f"Conformance {case}",
     )
     assert project.id is not None
     experiment = experiment_service.create_experiment(
-        session, project.id, {"name": "tiny", "split_id": split.id, **TINY_RECIPES[task]}
+        session, project.id, {"name": "tiny", "split_id": split.id, **TINY_RECIPES[case]}
     )
     assert experiment.id is not None
 

@@ -19,7 +19,7 @@ from app.services import experiments as experiment_service
 from app.services import imports as import_service
 from app.services import splits as split_service
 from app.storage import Storage
-from benchmarks.synthetic import TINY_RECIPES, write_dataset
+from benchmarks.synthetic import TINY_RECIPES, task_of, write_dataset
 from tests.factories import make_project
 from tests.importers.builders import run_now
 
@@ -36,10 +36,10 @@ def imported_project(
     size: int = 48,
     name: str | None = None,
 ) -> tuple[Project, Split]:
-    """`images` synthetic images of the task imported into a new project, split 60/20/20.
-    `folder` must lie under one of `settings.import_roots`."""
+    """`images` synthetic images of the task (or a variant's: "task/variant") imported into a
+    new project, split 60/20/20. `folder` must lie under one of `settings.import_roots`."""
     info = write_dataset(task, folder, images=images, size=size)
-    project = make_project(session, name=name or f"{task} project", task_type=task)
+    project = make_project(session, name=name or f"{task} project", task_type=task_of(task))
     assert project.id is not None
     _, row = import_service.start_folder_import(
         session,
