@@ -51,7 +51,9 @@ class ClassificationConfig(TrainConfig):
         None,
         description='Hierarchical coarse → fine model (JSON), e.g. {"levels": ["coarse", '
         '"fine"], "curriculum": [{"level": "coarse", "epochs": 3, "lr": 0.003}, {"level": '
-        '"fine", "epochs": 7, "lr": 0.003}], "gated_inference": true}; empty = flat.',
+        '"fine", "epochs": 7, "lr": 0.003}], "gated_inference": true}; optional '
+        '"freeze_early_layers": N, "adapters": "film"|"bottleneck", "distill": '
+        '{"feature_weight": 1, "kl_weight": 1} (docs/hierarchy.md); empty = flat.',
         **task_field(label="Hierarchy"),
     )
 
