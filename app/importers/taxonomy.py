@@ -38,6 +38,11 @@ def find_cycle(parents: dict[str, str]) -> list[str] | None:
     return None
 
 
+def taxonomy_problem(message: str, classes: list[str]) -> ImportProblem:
+    """A taxonomy that cannot be read as one tree, naming the classes at fault."""
+    return ImportProblem(message, code="invalid_taxonomy", details={"classes": classes})
+
+
 def cycle_problem(cycle: list[str], source: str) -> ImportProblem:
     chain = " → ".join([*cycle, cycle[0]])
     return ImportProblem(
@@ -73,11 +78,10 @@ def read_taxonomy(root: Path) -> dict[str, str]:
         if child == parent:
             raise cycle_problem([child], path.name)
         if parents.get(child, parent) != parent:
-            raise ImportProblem(
+            raise taxonomy_problem(
                 f"{path.name}: class {child!r} has two parents ({parents[child]!r} and "
                 f"{parent!r}); give each class one parent.",
-                code="invalid_taxonomy",
-                details={"classes": [child]},
+                [child],
             )
         parents[child] = parent
     cycle = find_cycle(parents)
@@ -115,11 +119,10 @@ def apply_folder_taxonomy(result: ReadResult) -> None:
         coarse = str(sample.annotations[0].label)
         fine, _, rest = str(sample.attributes["folder"]).partition("/")
         if parents.get(fine, coarse) != coarse:
-            raise ImportProblem(
+            raise taxonomy_problem(
                 f"Fine class folder {fine!r} sits under two coarse folders ({parents[fine]!r} "
                 f"and {coarse!r}); give each fine class one coarse group (rename one folder).",
-                code="invalid_taxonomy",
-                details={"classes": [fine]},
+                [fine],
             )
         parents[fine] = coarse
         sample.annotations = [SampleAnnotation("label", fine)]
@@ -128,19 +131,17 @@ def apply_folder_taxonomy(result: ReadResult) -> None:
             sample.attributes["folder"] = rest
     both = sorted(set(parents) & set(parents.values()))
     if both:
-        raise ImportProblem(
+        raise taxonomy_problem(
             f"{', '.join(both[:20])} is both a coarse folder and a fine-class folder; a class "
             "is either a group or a fine class.",
-            code="invalid_taxonomy",
-            details={"classes": both},
+            both,
         )
     for child, parent in result.taxonomy.items():
         if parents.get(child, parent) != parent:
-            raise ImportProblem(
+            raise taxonomy_problem(
                 f"{TAXONOMY_FILE} gives {child!r} the parent {parent!r}; its folder says "
                 f"{parents[child]!r}.",
-                code="invalid_taxonomy",
-                details={"classes": [child]},
+                [child],
             )
     merged = {**result.taxonomy, **parents}
     cycle = find_cycle(merged)
