@@ -31,6 +31,7 @@ HIERARCHY = {
 }
 
 
+@pytest.mark.timeout(900)  # three DG experiments trained by real workers: minutes under load
 def test_taxonomy_hierarchical_evaluation_and_dg_report(
     page: Page, studio: LiveStudio, tmp_path: Path
 ) -> None:
