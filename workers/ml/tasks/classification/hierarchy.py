@@ -26,7 +26,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from app.tasks.hierarchy import stages
-from workers.ml.backbones import build_backbone, pretrained_wanted
+from workers.ml.backbones import build_backbone, freeze_backbone, pretrained_wanted
 from workers.ml.heads import ClassificationHead
 from workers.ml.module import StudioModule
 from workers.ml.tasks.classification.metrics import multiclass_metrics
@@ -59,9 +59,18 @@ def hierarchy_info(config: dict[str, Any], classes: list[str]) -> dict[str, Any]
 class HierarchicalClassifier(nn.Module):
     """Backbone + binary/coarse heads over groups + a fine head over classes."""
 
-    def __init__(self, model_id: str, num_classes: int, info: dict[str, Any], pretrained: bool):
+    def __init__(
+        self,
+        model_id: str,
+        num_classes: int,
+        info: dict[str, Any],
+        pretrained: bool,
+        arch: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
-        self.backbone, self.weights_note = build_backbone(model_id, pretrained=pretrained)
+        self.backbone, self.weights_note = build_backbone(
+            model_id, pretrained=pretrained, arch=arch
+        )
         channels = self.backbone.embed_channels
         self.levels_order: list[str] = list(info["levels"])
         self.heads = nn.ModuleDict(
@@ -137,6 +146,8 @@ def group_factor(
             return 0.0
         into = step - stage["start_step"]
         value = float(stage["lr"]) / base
+        if part == "backbone" and config.get("freeze_backbone"):
+            value *= float(config.get("backbone_lr_factor", 0.1))  # unfrozen last blocks
         if cosine:
             progress = min(1.0, into / stage["steps"])
             value *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
@@ -152,10 +163,9 @@ class HierarchicalModule(StudioModule):
         model = HierarchicalClassifier(
             config["model"], len(classes), info["hierarchy"], pretrained_wanted(config)
         )
-        if config["freeze_backbone"]:
-            for parameter in model.backbone.parameters():
-                parameter.requires_grad = False
+        slow = freeze_backbone(model.backbone, config)
         super().__init__(config, model, model.weights_note)
+        self.slow_params = slow  # the "backbone" group: its factor has backbone_lr_factor
         self.num_classes = len(classes)
         self.weights = dict(config["hierarchy"]["loss_weights"])
         self.plan = stage_plan(config, 1.0)
