@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from app.config import Settings
-from app.models import EvaluationMatch, EvaluationResult, Export, ExportCreate, Job
+from app.models import EvaluationMatch, EvaluationResult, Experiment, Export, ExportCreate, Job
 from app.models.evaluation import EvaluationStart
 from app.services import evaluations as evaluation_service
 from app.services import experiments as experiment_service
@@ -63,6 +64,21 @@ def test_task_runs_the_whole_workflow(
     engine: Engine,
     client: TestClient,
 ) -> None:
+    run_workflow(task, TINY_RECIPES[task], tmp_path, session, storage, settings, engine, client)
+
+
+def run_workflow(
+    task: str,
+    recipe: dict[str, Any],
+    tmp_path: Path,
+    session: Session,
+    storage: Storage,
+    settings: Settings,
+    engine: Engine,
+    client: TestClient,
+) -> Experiment:
+    """The whole workflow of one task with one recipe (other suites run it with other
+    models); returns the trained experiment."""
     from workers.handlers.evaluate import evaluate
     from workers.handlers.export import run_export_job
     from workers.handlers.train import run_experiment
@@ -83,7 +99,7 @@ def test_task_runs_the_whole_workflow(
     )
     assert project.id is not None
     experiment = experiment_service.create_experiment(
-        session, project.id, {"name": "tiny", "split_id": split.id, **TINY_RECIPES[task]}
+        session, project.id, {"name": "tiny", "split_id": split.id, **recipe}
     )
     assert experiment.id is not None
 
@@ -152,3 +168,5 @@ def test_task_runs_the_whole_workflow(
         session.exec(select(Job).where(Job.status == "queued", Job.queue == "compute")).first()
         is None
     )
+    session.refresh(experiment)
+    return experiment
