@@ -83,3 +83,42 @@ def test_dinov3_runs_the_whole_workflow(
     if weights is not None:
         assert provenance["weights_used"]["file"] == str(weights)
         assert provenance["weights"] == f"pretrained:{weights.name}"
+
+
+def test_dinov3_hierarchical_classifier_runs_the_whole_workflow(
+    tmp_path: Path,
+    session: Session,
+    storage: Storage,
+    settings: Settings,
+    engine: Engine,
+    client: TestClient,
+) -> None:
+    """Coarse and fine heads on the ViT's CLS token (taxonomy.csv import), gated export."""
+    from app.models.split import SplitRequest
+    from app.services import splits as split_service
+    from benchmarks.synthetic.hierarchy import write_hierarchical
+    from tests.factories import make_project
+    from tests.importers.builders import import_folder
+
+    data = tmp_path / "data" / "classification"
+    write_hierarchical(data, images=36, size=48)
+    project = make_project(session, name="Hierarchy")
+    assert project.id is not None
+    assert import_folder(session, engine, storage, project.id, data).status == "succeeded"
+    (split,) = split_service.create_split(
+        session,
+        project.id,
+        SplitRequest(name="main", ratios={"train": 0.6, "val": 0.2, "test": 0.2}, seed=0),
+    )
+    hierarchy = {"levels": ["coarse", "fine"], "gated_inference": True,
+                 "curriculum": [{"level": "coarse", "epochs": 1, "lr": 0.003},
+                                {"level": "fine", "epochs": 1, "lr": 0.003}]}  # fmt: skip
+    recipe = {**TINY, "model": "dinov3_vit_small", "image_size": 32, "hierarchy": hierarchy,
+              "unfreeze_last_blocks": 1}  # fmt: skip
+    experiment = run_workflow(
+        "classification", recipe, tmp_path, session, storage, settings, engine, client,
+        imported=(project, split),
+    )  # fmt: skip
+    provenance = experiment.provenance
+    assert provenance["arch"]["kind"] == "vit" and provenance["task_info"]["hierarchy"]
+    assert provenance["config"]["freeze_backbone"] is True

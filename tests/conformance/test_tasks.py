@@ -18,7 +18,16 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from app.config import Settings
-from app.models import EvaluationMatch, EvaluationResult, Experiment, Export, ExportCreate, Job
+from app.models import (
+    EvaluationMatch,
+    EvaluationResult,
+    Experiment,
+    Export,
+    ExportCreate,
+    Job,
+    Project,
+    Split,
+)
 from app.models.evaluation import EvaluationStart
 from app.services import evaluations as evaluation_service
 from app.services import experiments as experiment_service
@@ -76,9 +85,11 @@ def run_workflow(
     settings: Settings,
     engine: Engine,
     client: TestClient,
+    imported: tuple[Project, Split] | None = None,
 ) -> Experiment:
     """The whole workflow of one task with one recipe (other suites run it with other
-    models); returns the trained experiment."""
+    models, or on a project they imported from `tmp_path/data/<task>`); returns the
+    trained experiment."""
     from workers.handlers.evaluate import evaluate
     from workers.handlers.export import run_export_job
     from workers.handlers.train import run_experiment
@@ -86,7 +97,7 @@ def run_workflow(
 
     spec = get_task(task)
     data = tmp_path / "data" / task
-    project, split = imported_project(
+    project, split = imported or imported_project(
         session,
         engine,
         storage,
