@@ -73,6 +73,7 @@ def test_task_runs_the_whole_workflow(
     engine: Engine,
     client: TestClient,
 ) -> None:
+    assert task in tasks()  # loads the generators, which register their tiny recipes
     run_workflow(task, TINY_RECIPES[task], tmp_path, session, storage, settings, engine, client)
 
 
