@@ -1,5 +1,5 @@
-"""Catalog entries built from the backbones' declarations: the DINOv3 backbones, DeepLabV3+ on
-every backbone with dense features, PaDiM and PatchCore on every backbone with memory features.
+"""The DINOv3 backbones, and the models built on declared backbone features: DeepLabV3+ on every
+backbone with dense features, PaDiM and PatchCore on every backbone with memory features.
 
 Registered when app/catalog/models.py is imported (its last line), so every reader of the
 catalog sees them.
@@ -39,6 +39,7 @@ for _id, _title, _params, _repo, _multiple in _DINOV3:
             description="DINOv3 self-supervised backbone (LVD-1689M); head-only training by "
             "default, the last blocks can be unfrozen. Detection: a feature pyramid, FPN and "
             f"FCOS heads on it. Input sides are multiples of {_multiple} px.",
+            # (segmentation and anomaly offer it as deeplabv3plus_/padim_/patchcore_<id>)
             pretrained_source="huggingface",
             speed="slow" if _params > 60 else "medium",
             min_image_size=_multiple * 2,

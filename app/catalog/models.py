@@ -23,7 +23,8 @@ class ModelSpec:
     family: str
     params_m: float
     default_image_size: int
-    # Image-level heads (a class or a value per image) go on every backbone.
+    # A backbone's: image-level heads (a class or a value per image) on its "embedding"
+    # features (the task registry test holds these lists equal to the workers' model ids).
     tasks: tuple[str, ...] = ("classification", "regression")
     description: str = ""
     pretrained_source: str = ""
