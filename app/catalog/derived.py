@@ -112,7 +112,8 @@ for _method, (_name, _text) in _MEMORY.items():
                 title=f"{_name} ({_backbone.title} features)",
                 family="anomaly",
                 params_m=_backbone.params_m,
-                default_image_size=128,
+                # ResNet-18's layer 1 at 128 px is a 32x32 grid; a ViT's 1/16 grid wants 224.
+                default_image_size=128 if _backbone.id == "resnet18" else 224,
                 tasks=("anomaly",),
                 description=_text.format(title=_backbone.title),
                 requires_pretrained=_backbone.id,
