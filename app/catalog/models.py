@@ -13,6 +13,7 @@ from app.errors import Invalid
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+BACKBONE_KINDS = ("embedding", "dense")
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,8 @@ class ModelSpec:
     family: str
     params_m: float
     default_image_size: int
-    # Image-level heads (a class or a value per image) go on every backbone.
+    # A backbone's: image-level heads (a class or a value per image) on its "embedding"
+    # features (the task registry test holds these lists equal to the workers' model ids).
     tasks: tuple[str, ...] = ("classification", "regression")
     description: str = ""
     pretrained_source: str = ""
@@ -43,12 +45,18 @@ class ModelSpec:
     std: tuple[float, float, float] = IMAGENET_STD
     size_multiple: int = 1  # the input side is rounded up to a multiple (ViT patch, strides)
     frozen_by_default: bool = False  # train the head only unless the recipe says otherwise
+    # Backbones only: the kinds of features it serves, which decide the heads built on it
+    # (`backbones_with`): "embedding" (one vector per image: classification, regression,
+    # hierarchical heads), "dense" (feature maps a decoder can use: DeepLabV3+),
+    # "memory" (pretrained patch features a PaDiM/PatchCore memory is fitted on).
+    feature_kinds: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["tasks"] = list(self.tasks)
         data["tags"] = list(self.tags)
         data["weight_files"] = list(self.weight_files)
+        data["feature_kinds"] = list(self.feature_kinds)
         data["mean"], data["std"] = list(self.mean), list(self.std)
         return data
 
@@ -70,6 +78,7 @@ for _spec in (
         32,
         description="Four conv blocks; trains in seconds on a CPU. Good for small images.",
         speed="fast",
+        feature_kinds=BACKBONE_KINDS,
     ),
     ModelSpec(
         "resnet18",
@@ -79,6 +88,7 @@ for _spec in (
         224,
         pretrained_source="torchvision",
         weight_files=("resnet18-f37072fd.pth",),
+        feature_kinds=(*BACKBONE_KINDS, "memory"),
     ),
     ModelSpec(
         "resnet34",
@@ -88,6 +98,7 @@ for _spec in (
         224,
         pretrained_source="torchvision",
         weight_files=("resnet34-b627a593.pth",),
+        feature_kinds=BACKBONE_KINDS,
     ),
     ModelSpec(
         "resnet50",
@@ -98,6 +109,7 @@ for _spec in (
         pretrained_source="torchvision",
         weight_files=("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth"),
         speed="slow",
+        feature_kinds=BACKBONE_KINDS,
     ),
     ModelSpec(
         "efficientnet_b0",
@@ -107,6 +119,7 @@ for _spec in (
         224,
         pretrained_source="torchvision",
         weight_files=("efficientnet_b0_rwightman-7f5810bc.pth",),
+        feature_kinds=BACKBONE_KINDS,
     ),
     ModelSpec(
         "efficientnet_b3",
@@ -117,6 +130,7 @@ for _spec in (
         pretrained_source="torchvision",
         weight_files=("efficientnet_b3_rwightman-b3899882.pth",),
         speed="slow",
+        feature_kinds=BACKBONE_KINDS,
     ),
     ModelSpec(
         "mobilenet_v3_small",
@@ -127,6 +141,7 @@ for _spec in (
         pretrained_source="torchvision",
         weight_files=("mobilenet_v3_small-047dcff4.pth",),
         speed="fast",
+        feature_kinds=BACKBONE_KINDS,
     ),
     ModelSpec(
         "mobilenet_v3_large",
@@ -136,6 +151,7 @@ for _spec in (
         224,
         pretrained_source="torchvision",
         weight_files=("mobilenet_v3_large-8738ca79.pth", "mobilenet_v3_large-5c1a4163.pth"),
+        feature_kinds=BACKBONE_KINDS,
     ),
     ModelSpec(
         "anomaly_unet",
@@ -159,30 +175,6 @@ for _spec in (
         description="Learns from random initialisation: reconstructs normal images through a "
         "bottleneck; the anomaly map is the SSIM and squared reconstruction error.",
         speed="fast",
-    ),
-    ModelSpec(
-        "padim_resnet18",
-        "PaDiM (ResNet-18 features)",
-        "anomaly",
-        11.7,
-        128,
-        tasks=("anomaly",),
-        description="A Gaussian per feature-map position over pretrained ResNet-18 features of "
-        "normal images; the map is the Mahalanobis distance. No gradient training.",
-        pretrained_source="torchvision",
-        requires_pretrained="resnet18",
-    ),
-    ModelSpec(
-        "patchcore_resnet18",
-        "PatchCore (ResNet-18 features)",
-        "anomaly",
-        11.7,
-        128,
-        tasks=("anomaly",),
-        description="A memory bank of pretrained ResNet-18 patch features of normal images "
-        "(coreset); the map is each patch's distance to its nearest normal patch.",
-        pretrained_source="torchvision",
-        requires_pretrained="resnet18",
     ),
 ):
     register_model(_spec)
@@ -337,86 +329,11 @@ for _spec in (
 ):
     register_model(_spec)
 
-# DeepLabV3+ (written in workers/ml/tasks/segmentation/models.py) on every backbone the
-# classification catalog lists, which is the backbone registry (a registry test holds both
-# to the same ids): ASPP 6/12/18 plus a low-level skip decoder, ~3-13 M parameters on top.
-_PLUS_PARAMS = {
-    "small_cnn": 2.9,
-    "resnet18": 16.6,
-    "resnet34": 26.7,
-    "resnet50": 40.4,
-    "efficientnet_b0": 15.1,
-    "efficientnet_b3": 23.7,
-    "mobilenet_v3_small": 6.8,
-    "mobilenet_v3_large": 11.7,
-}
-for _backbone in [m for m in _MODELS.values() if "classification" in m.tasks]:
-    register_model(
-        ModelSpec(
-            f"deeplabv3plus_{_backbone.id}",
-            f"DeepLabV3+ {_backbone.title}",
-            "deeplabv3plus",
-            _PLUS_PARAMS.get(_backbone.id, _backbone.params_m),
-            128 if _backbone.id == "small_cnn" else 256,
-            tasks=("segmentation",),
-            description="ASPP (rates 6/12/18) and a stride-4 skip decoder on this backbone.",
-            pretrained_source=_backbone.pretrained_source and "backbone",
-            speed="fast" if _backbone.id == "small_cnn" else _backbone.speed,
-        )
-    )
 
-
-# DINOv3 (Meta, through transformers): self-supervised backbones whose frozen features are
-# strong enough for a linear head, hence head-only training by default. The weights are the
-# Hugging Face checkpoints (gated: the licence is accepted on huggingface.co once).
-_DINOV3 = (
-    # id, title, params (M), Hugging Face repository, size multiple (ViT patch / ConvNeXt stride)
-    ("dinov3_vit_small", "DINOv3 ViT-S/16", 21.6, "facebook/dinov3-vits16-pretrain-lvd1689m", 16),
-    ("dinov3_vit_base", "DINOv3 ViT-B/16", 85.7, "facebook/dinov3-vitb16-pretrain-lvd1689m", 16),
-    ("dinov3_vit_large", "DINOv3 ViT-L/16", 303.1, "facebook/dinov3-vitl16-pretrain-lvd1689m", 16),
-    (
-        "dinov3_convnext_small",
-        "DINOv3 ConvNeXt-S",
-        49.5,
-        "facebook/dinov3-convnext-small-pretrain-lvd1689m",
-        32,
-    ),
-    (
-        "dinov3_convnext_base",
-        "DINOv3 ConvNeXt-B",
-        87.6,
-        "facebook/dinov3-convnext-base-pretrain-lvd1689m",
-        32,
-    ),
-    (
-        "dinov3_convnext_large",
-        "DINOv3 ConvNeXt-L",
-        196.2,
-        "facebook/dinov3-convnext-large-pretrain-lvd1689m",
-        32,
-    ),
-)
-for _id, _title, _params, _repo, _multiple in _DINOV3:
-    register_model(
-        ModelSpec(
-            _id,
-            _title,
-            "dinov3_vit" if "_vit_" in _id else "dinov3_convnext",
-            _params,
-            224,
-            tasks=("classification", "detection"),
-            description="DINOv3 self-supervised backbone (LVD-1689M); head-only training by "
-            "default, the last blocks can be unfrozen. Detection: a feature pyramid, FPN and "
-            f"FCOS heads on it. Input sides are multiples of {_multiple} px.",
-            pretrained_source="huggingface",
-            speed="slow" if _params > 60 else "medium",
-            min_image_size=_multiple * 2,
-            weight_files=(f"{_repo.split('/')[1]}.safetensors",),
-            hf_repo=_repo,
-            size_multiple=_multiple,
-            frozen_by_default=True,
-        )
-    )
+def backbones_with(kind: str) -> list[ModelSpec]:
+    """The backbones that serve a kind of features (`ModelSpec.feature_kinds`): what every
+    task asks to know which heads it may put on which backbone."""
+    return [m for m in _MODELS.values() if kind in m.feature_kinds]
 
 
 def list_models(task: str | None = None) -> list[ModelSpec]:
@@ -433,3 +350,7 @@ def get_model(model_id: str, task: str | None = None) -> ModelSpec:
             details={"field": "model", "valid": valid},
         )
     return spec
+
+
+# Models built on the backbones above (DINOv3, DeepLabV3+, the feature-memory anomaly methods).
+import app.catalog.derived  # noqa: E402,F401

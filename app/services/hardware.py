@@ -55,8 +55,8 @@ def model_availability(storage: Storage, models: list[Any]) -> dict[str, str]:
         needed = getattr(model, "requires_pretrained", "")
         if needed and (found is None or needed not in found):
             reasons[model.id] = (
-                f"needs pretrained {needed} weights in the local weights folder "
-                f"(STUDIO_WEIGHTS_DIR or the torch hub cache); "
+                f"needs pretrained {needed} weights in a local weights folder "
+                "(the Weights page, STUDIO_WEIGHTS_DIR, the torch hub or Hugging Face cache); "
                 + ("none were found" if found is not None else "no worker has looked yet")
             )
     return reasons

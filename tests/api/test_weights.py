@@ -230,3 +230,29 @@ def test_dinov3_in_the_catalog_with_its_constraints(
     assert unfrozen["config"]["image_size"] == 96 and unfrozen["config"]["freeze_backbone"] is False
     resnet = wclient.post(url, json={"name": "r", "split_id": split_id, "model": "resnet18"})
     assert resnet.json()["config"]["freeze_backbone"] is False
+
+
+def test_dinov3_models_listed_for_every_task_they_serve(wclient: TestClient) -> None:
+    def listed(task: str) -> dict[str, dict]:  # type: ignore[type-arg]
+        body = wclient.get("/api/catalog/models", params={"task": task}).json()
+        return {m["id"]: m for m in body["items"]}
+
+    expected = {
+        "classification": "dinov3_convnext_small",
+        "regression": "dinov3_convnext_small",
+        "detection": "dinov3_convnext_small",
+        "segmentation": "deeplabv3plus_dinov3_convnext_small",
+        "anomaly": "patchcore_dinov3_convnext_small",
+    }
+    for task, model_id in expected.items():
+        model = listed(task)[model_id]
+        assert (model["size_multiple"], model["frozen_by_default"]) == (32, True), task
+        assert model["mean"] == [0.485, 0.456, 0.406] and model["min_image_size"] == 64
+    backbone = listed("classification")["dinov3_vit_small"]
+    assert backbone["feature_kinds"] == ["embedding", "dense", "memory"]
+    anomaly = listed("anomaly")
+    # offered only with the backbone's weights (no worker has looked here yet)
+    assert (
+        "needs pretrained dinov3_vit_small weights"
+        in anomaly["padim_dinov3_vit_small"]["unavailable"]
+    )

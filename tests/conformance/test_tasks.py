@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -18,7 +19,16 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from app.config import Settings
-from app.models import EvaluationMatch, EvaluationResult, Export, ExportCreate, Job
+from app.models import (
+    EvaluationMatch,
+    EvaluationResult,
+    Experiment,
+    Export,
+    ExportCreate,
+    Job,
+    Project,
+    Split,
+)
 from app.models.evaluation import EvaluationStart
 from app.services import evaluations as evaluation_service
 from app.services import experiments as experiment_service
@@ -65,6 +75,24 @@ def test_task_runs_the_whole_workflow(
     engine: Engine,
     client: TestClient,
 ) -> None:
+    assert task_of(case) in tasks()  # loads the generators, which register their tiny recipes
+    run_workflow(case, TINY_RECIPES[case], tmp_path, session, storage, settings, engine, client)
+
+
+def run_workflow(
+    case: str,
+    recipe: dict[str, Any],
+    tmp_path: Path,
+    session: Session,
+    storage: Storage,
+    settings: Settings,
+    engine: Engine,
+    client: TestClient,
+    imported: tuple[Project, Split] | None = None,
+) -> Experiment:
+    """The whole workflow of one case (a task, or `task/variant`) with one recipe (other
+    suites run it with other models, or on a project they imported from
+    `tmp_path/data/<task>`); returns the trained experiment."""
     from workers.handlers.evaluate import evaluate
     from workers.handlers.export import run_export_job
     from workers.handlers.train import run_experiment
@@ -73,7 +101,7 @@ def test_task_runs_the_whole_workflow(
     task = task_of(case)
     spec = get_task(task)
     data = tmp_path / "data" / case.replace("/", "-")
-    project, split = imported_project(
+    project, split = imported or imported_project(
         session,
         engine,
         storage,
@@ -86,7 +114,7 @@ def test_task_runs_the_whole_workflow(
     )
     assert project.id is not None
     experiment = experiment_service.create_experiment(
-        session, project.id, {"name": "tiny", "split_id": split.id, **TINY_RECIPES[case]}
+        session, project.id, {"name": "tiny", "split_id": split.id, **recipe}
     )
     assert experiment.id is not None
 
@@ -155,3 +183,5 @@ def test_task_runs_the_whole_workflow(
         session.exec(select(Job).where(Job.status == "queued", Job.queue == "compute")).first()
         is None
     )
+    session.refresh(experiment)
+    return experiment

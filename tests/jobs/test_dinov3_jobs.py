@@ -1,6 +1,7 @@
-"""A tiny DINOv3 classifier end to end in real worker processes: train (frozen backbone, last
-block unfrozen), evaluate, export to ONNX with parity, predict. STUDIO_DINOV3_ARCH=tiny
-builds a two-layer, 32-wide DINOv3 ViT from transformers' own code with random weights."""
+"""Tiny DINOv3 classifier, detector and segmenter end to end in real worker processes: train
+(frozen backbone; the classifier with its last block unfrozen), evaluate, export to ONNX with
+parity, predict. STUDIO_DINOV3_ARCH=tiny builds a two-layer, 32-wide DINOv3 ViT from
+transformers' own code with random weights."""
 
 from __future__ import annotations
 
@@ -96,19 +97,26 @@ def test_tiny_dinov3_trains_evaluates_exports_and_predicts(
     assert {r["top"][0]["class"] for r in results} <= {str(i) for i in range(10)}
 
 
-def test_tiny_dinov3_detector_trains_evaluates_exports_and_predicts(
-    client: TestClient, tiny_pool: PoolRunner, tmp_path
+# task -> (model, image size, headline metric): the ViT's simple feature pyramid into the
+# FCOS heads, and into the DeepLabV3+ decoder.
+DENSE = {
+    "detection": ("dinov3_vit_small", 64, "map50"),
+    "segmentation": ("deeplabv3plus_dinov3_vit_small", 32, "miou"),
+}
+
+
+@pytest.mark.parametrize("task", list(DENSE))
+def test_tiny_dinov3_dense_model_trains_evaluates_exports_and_predicts(
+    task: str, client: TestClient, tiny_pool: PoolRunner, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
-    """The ViT's simple feature pyramid into the FCOS heads, through every stage."""
     from benchmarks.synthetic import write_dataset
     from tests.jobs.test_detection_jobs import wait_job as wait_api_job
     from tests.jobs.test_detection_jobs import zipped
 
+    model, size, metric = DENSE[task]
     data = tmp_path / "shapes"
-    write_dataset("detection", data, images=24, size=64, seed=2)
-    pid = client.post("/api/projects", json={"name": "Shapes", "task_type": "detection"}).json()[
-        "id"
-    ]
+    write_dataset(task, data, images=24, size=size, seed=2)
+    pid = client.post("/api/projects", json={"name": "Shapes", "task_type": task}).json()["id"]
     started = client.post(
         f"/api/projects/{pid}/imports",
         files={"file": ("shapes.zip", zipped(data), "application/zip")},
@@ -120,8 +128,8 @@ def test_tiny_dinov3_detector_trains_evaluates_exports_and_predicts(
     ).json()
     created = client.post(
         f"/api/projects/{pid}/experiments",
-        json={"name": "dino-det", "split_id": split["id"], "model": "dinov3_vit_small",
-              "epochs": 1, "image_size": 64, "batch_size": 8, "warmup_epochs": 0},
+        json={"name": "dino", "split_id": split["id"], "model": model, "epochs": 1,
+              "image_size": size, "batch_size": 8, "warmup_epochs": 0},
     )  # fmt: skip
     assert created.status_code == 201, created.text
     base = f"/api/projects/{pid}/experiments/{created.json()['id']}"
@@ -129,14 +137,16 @@ def test_tiny_dinov3_detector_trains_evaluates_exports_and_predicts(
     wait_api_job(client, client.post(f"{base}/train").json()["job"]["id"], timeout=400)
     trained = client.get(base).json()
     assert trained["status"] == "completed" and trained["provenance"]["arch"]["scale"] == "tiny"
-    assert isinstance(trained["test_metrics"]["map50"], float)
+    assert isinstance(trained["test_metrics"][metric], float)
     evaluation = client.post(f"{base}/evaluation", json={"subsets": ["test"]})
     wait_api_job(client, evaluation.json()["job"]["id"])
-    assert "map50" in client.get(f"{base}/evaluation").json()["aggregate"]
+    assert metric in client.get(f"{base}/evaluation").json()["aggregate"]
     exported = client.post(f"{base}/exports", json={"format": "onnx"})
     wait_api_job(client, exported.json()["job"]["id"])
     export = client.get(f"{base}/exports").json()["items"][0]
     assert export["status"] == "completed" and export["valid"] is True, export["validation"]
+    # a detector exports at batch 1 (torchvision's detectors), a segmenter with a dynamic batch
+    assert export["metadata"]["input"]["batch"] == (1 if task == "detection" else "dynamic")
     assert export["metadata"]["pretrained_weights"]["source"] == "random initialisation"
     image = sorted((data / "images").glob("*.png"))[0]
     answer = client.post(
@@ -147,5 +157,10 @@ def test_tiny_dinov3_detector_trains_evaluates_exports_and_predicts(
     )
     assert answer.status_code == 200, answer.text
     result = answer.json()["results"][0]
-    assert result["ok"] and result["task"] == "detection"
-    assert all(o["class"] in {"circle", "square", "triangle"} for o in result["objects"])
+    assert result["ok"] and result["task"] == task
+    assert result["image"] == {"width": size, "height": size}
+    shapes = {"circle", "square", "triangle"}
+    if task == "detection":
+        assert all(o["class"] in shapes for o in result["objects"])
+    else:
+        assert {c["class"] for c in result["classes"]} <= {"background", *shapes}

@@ -236,3 +236,26 @@ def test_form_knows_which_models_would_start_from_random_initialisation(
     assert hints["weights"]["small_cnn"] is False and "dinov3_vit_small" in hints["weights"]
     assert hints["train"][str(split_id)] > 0 and hints["photos"] is False
     assert '<option value="required"' in page  # the pretrained choice
+
+
+def test_segmentation_and_anomaly_forms_offer_the_dinov3_models(
+    client: TestClient, session: Session, storage: Storage
+) -> None:
+    """DeepLabV3+ on DINOv3 is offered; PaDiM/PatchCore on DINOv3 are greyed out until a
+    worker has found the backbone's weights."""
+    from app.storage import atomic_write_json
+    from tests.factories import make_project
+
+    atomic_write_json(storage.hardware_path, {"cuda": False, "pretrained": ["dinov3_vit_small"]})
+    for task, offered, greyed in (
+        ("segmentation", "deeplabv3plus_dinov3_convnext_small", None),
+        ("anomaly", "padim_dinov3_vit_small", "patchcore_dinov3_convnext_small"),
+    ):
+        project = make_project(session, name=f"DINOv3 {task}", task_type=task)
+        assert project.id is not None
+        images = [make_image(session, storage, project.id) for _ in range(4)]
+        make_split(session, project.id, images, ratios=(0.5, 0.25, 0.25), name="main")
+        page = client.get(f"/projects/{project.id}/training").text
+        assert re.search(rf'<option value="{offered}"(?!\s+disabled)', page), task
+        if greyed:
+            assert re.search(rf'<option value="{greyed}"\s+disabled', page)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from app.catalog import backbones_with
 from app.catalog.weights import WeightLocations, find_weights
 
 
@@ -168,11 +169,14 @@ def register_backbone(model_id: str) -> Callable[[BackboneBuilder], BackboneBuil
     return decorate
 
 
-def backbone_ids(*, dinov3: bool = True) -> list[str]:
-    """Registered backbone ids; `dinov3=False` leaves out the DINOv3 ones for the task types
-    that do not offer them yet (their frozen default and size multiples are wired for
-    classification and detection only)."""
-    return [b for b in _BACKBONES if dinov3 or not b.startswith("dinov3_")]
+def backbone_ids(kind: str | None = None) -> list[str]:
+    """Registered backbone ids; with `kind`, those whose catalog entry declares that kind of
+    features ("embedding", "dense", "memory": `ModelSpec.feature_kinds`), which is how a task
+    asks which backbones its heads go on."""
+    if kind is None:
+        return list(_BACKBONES)
+    declared = {m.id for m in backbones_with(kind)}
+    return [b for b in _BACKBONES if b in declared]
 
 
 def weight_dirs() -> list[Path]:
@@ -185,16 +189,18 @@ def pretrained_wanted(config: dict[str, Any]) -> bool:
     return config.get("pretrained") in (True, "auto", "required")
 
 
-def freeze_backbone(backbone: Backbone, config: dict[str, Any]) -> list[nn.Parameter]:
-    """Head-only training when the recipe freezes the backbone, except its last
-    `unfreeze_last_blocks` blocks, whose parameters are returned: they train at
-    lr x backbone_lr_factor (StudioModule.slow_params)."""
+def freeze_backbone(backbone: nn.Module, config: dict[str, Any]) -> list[nn.Parameter]:
+    """Head-only training when the recipe freezes the backbone, except the last
+    `unfreeze_last_blocks` blocks of a registered backbone, whose parameters are returned:
+    they train at lr x backbone_lr_factor (StudioModule.slow_params). Other encoders (a
+    U-Net's, torchvision's segmenters') freeze whole."""
     if not config.get("freeze_backbone"):
         return []
     for parameter in backbone.parameters():
         parameter.requires_grad = False
     slow: list[nn.Parameter] = []
-    for block in backbone.last_blocks(int(config.get("unfreeze_last_blocks") or 0)):
+    blocks = backbone.last_blocks if isinstance(backbone, Backbone) else lambda n: []
+    for block in blocks(int(config.get("unfreeze_last_blocks") or 0)):
         for parameter in block.parameters():
             parameter.requires_grad = True
             slow.append(parameter)

@@ -118,14 +118,15 @@ class DINOv3ConvNeXt(Backbone):
 def build_dinov3(
     model_id: str, pretrained: bool, arch: dict[str, Any] | None = None
 ) -> tuple[Backbone, str]:
-    """The backbone with its local weights when wanted and present (full size only)."""
+    """The backbone with its local weights when wanted and present (the tiny test
+    architecture loads only a file made for it)."""
     from workers.ml.weights import load_into
 
     arch = arch or architecture(model_id)
     net = build_network(arch)
     note = "random-init"
-    if pretrained and arch["scale"] == "full":
-        note = load_into(net, model_id)
+    if pretrained:
+        note = load_into(net, model_id, only_if_fits=arch["scale"] != "full")
     backbone = DINOv3ViT(net, arch) if arch["kind"] == "vit" else DINOv3ConvNeXt(net, arch)
     return backbone, note
 

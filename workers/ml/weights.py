@@ -119,12 +119,16 @@ def verify(model_id: str, path: Path) -> dict[str, Any]:
     return result
 
 
-def load_into(net: nn.Module, model_id: str) -> str:
-    """Load the model's local weights into `net` (strict); the weights note."""
+def load_into(net: nn.Module, model_id: str, *, only_if_fits: bool = False) -> str:
+    """Load the model's local weights into `net` (strict); the weights note. `only_if_fits`:
+    a file that does not fit is left unused (a reduced test architecture beside real files)."""
     found = find_weights(model_id, fallback=False)
     if found is None:
         return "random-init"
-    state = align_keys(read_state(found.path), set(net.state_dict()))
+    state = read_state(found.path)
+    if only_if_fits and mismatches(state, net):
+        return "random-init"
+    state = align_keys(state, set(net.state_dict()))
     net.load_state_dict(state)
     return f"pretrained:{found.path.name}"
 

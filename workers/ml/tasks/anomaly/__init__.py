@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.catalog import backbones_with
 from workers.ml.tasks import register_task_code
 from workers.ml.tasks.anomaly.decode import AnomalyDecoder
 from workers.ml.tasks.anomaly.labels import label_of
 from workers.ml.tasks.base import Prepared, Sample, TaskCode
 
 SUPERVISED_METHODS = ("anomaly_unet",)
-METHOD_IDS = ("anomaly_unet", "conv_autoencoder", "padim_resnet18", "patchcore_resnet18")
+LEARNED_METHODS = ("anomaly_unet", "conv_autoencoder")
+MEMORY_KINDS = ("padim", "patchcore")  # on every backbone declaring "memory" features
 CALIBRATION_EVERY = 10  # one normal training image in ten calibrates when there is no val
 CALIBRATION_FACTS = ("threshold", "threshold_rule", "score_range", "map_range")
 
@@ -101,7 +103,8 @@ class AnomalyCode(TaskCode):
         return train, val, None
 
     def model_ids(self) -> set[str]:
-        return set(METHOD_IDS)
+        memory = (f"{kind}_{b.id}" for kind in MEMORY_KINDS for b in backbones_with("memory"))
+        return {*LEARNED_METHODS, *memory}
 
     def build_model(self, provenance: dict[str, Any]) -> Any:
         from workers.ml.tasks.anomaly.nets import build_detector
@@ -112,6 +115,7 @@ class AnomalyCode(TaskCode):
             mean=list(provenance["mean"]),
             std=list(provenance["std"]),
             pretrained=False,  # the checkpoint holds every weight and statistic
+            arch=provenance.get("arch"),
         )
         return model
 

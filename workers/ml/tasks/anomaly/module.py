@@ -22,12 +22,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from app.catalog import get_model
 from workers.ml.backbones import pretrained_wanted
 from workers.ml.module import StudioModule
 from workers.ml.tasks.anomaly.metrics import at_threshold, auroc, calibrate, pixel_auroc
-from workers.ml.tasks.anomaly.nets import MEMORY_METHODS, build_detector, defect_map, peak
+from workers.ml.tasks.anomaly.nets import build_detector, defect_map, memory_method, peak
 from workers.ml.tasks.anomaly.synth import paste_defects
-from workers.ml.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
 class MissingWeights(ValueError):
@@ -90,22 +90,26 @@ def calibration_of(
 class AnomalyModule(StudioModule):
     def __init__(self, config: dict[str, Any], info: dict[str, Any]) -> None:
         method = str(config["model"])
-        memory = method in MEMORY_METHODS
+        found = memory_method(method)
+        memory = found is not None
         if memory:
             config = {**config, "ema": False}  # statistics, not weights: nothing to average
+        spec = get_model(method)  # the backbone's normalisation (memory methods inherit it)
         net, note = build_detector(
             method,
             image_size=int(config["image_size"]),
-            mean=list(IMAGENET_MEAN),
-            std=list(IMAGENET_STD),
+            mean=list(spec.mean),
+            std=list(spec.std),
             pretrained=pretrained_wanted(config),
         )
-        if memory and not note.startswith("pretrained"):
+        if found is not None and not note.startswith("pretrained"):
+            backbone = get_model(found[1])
             raise MissingWeights(
-                f"{method} works on pretrained ResNet-18 features, and no local resnet18 weights "
-                "were found (STUDIO_WEIGHTS_DIR or the torch hub cache), or pretrained=false. "
-                "Put torchvision's resnet18 file there, or choose anomaly_unet or "
-                "conv_autoencoder, which learn from random initialisation."
+                f"{method} works on pretrained {backbone.title} features, and no local "
+                f"{backbone.id} weights were found (the studio's weights folder, "
+                "STUDIO_WEIGHTS_DIR, the torch hub or Hugging Face cache), or pretrained=none. "
+                "Add them on the Weights page, or choose anomaly_unet or conv_autoencoder, "
+                "which learn from random initialisation."
             )
         super().__init__(config, net, note)
         self.method = method
@@ -114,8 +118,8 @@ class AnomalyModule(StudioModule):
         if memory:
             self.automatic_optimization = False
         self.generator = torch.Generator().manual_seed(int(config["seed"]))
-        self.mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        self.std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        self.mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(spec.std).view(1, 3, 1, 1)
         self.calibration: dict[str, Any] = {}
         self._val: list[tuple[torch.Tensor, ...]] = []
 

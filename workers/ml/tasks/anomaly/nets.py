@@ -6,16 +6,20 @@ scale, so a threshold on the score also outlines the anomalous region of the map
   random initialisation on synthetic defects (unsupervised) or real ones (supervised, BCE).
 - ConvAutoencoder (`conv_autoencoder`): reconstructs its input through a bottleneck; the map
   is the squared error plus the structural (SSIM) error of the reconstruction.
-- PaDiM (`padim_resnet18`): a Gaussian per feature-map position over pretrained ResNet-18
-  features (layers 1-3, a fixed random subset of channels); the map is the Mahalanobis
-  distance. `fit` gathers the statistics; no gradient step.
-- PatchCore (`patchcore_resnet18`): locally averaged layer 2-3 features of every normal patch,
-  thinned to a coreset by greedy k-centre selection; the map is the distance to the nearest.
+- PaDiM (`padim_<backbone>`): a Gaussian per feature-map position over pretrained features
+  (a ResNet's layers 1-3, a ConvNeXt's stages 1-3, a ViT's patch grid; a fixed random subset
+  of channels); the map is the Mahalanobis distance. `fit` gathers the statistics; no
+  gradient step.
+- PatchCore (`patchcore_<backbone>`): locally averaged level 2-3 features (a ViT's patch
+  grid) of every normal patch, thinned to a coreset by greedy k-centre selection; the map is
+  the distance to the nearest.
+The backbones are those whose catalog entry declares "memory" features (ResNet-18, DINOv3).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -174,12 +178,19 @@ class FeatureMemory(nn.Module):
     """Shared by PaDiM and PatchCore: a frozen pretrained backbone and the smoothing of the
     upsampled distance map. `fit` sees every training batch once, `finish` builds the model."""
 
-    def __init__(self, backbone_id: str, *, pretrained: bool) -> None:
+    def __init__(
+        self, backbone_id: str, *, pretrained: bool, arch: dict[str, Any] | None = None
+    ) -> None:
         super().__init__()
-        self.backbone, self.weights = build_backbone(backbone_id, pretrained=pretrained)
+        self.backbone, self.weights = build_backbone(backbone_id, pretrained=pretrained, arch=arch)
         for parameter in self.backbone.parameters():
             parameter.requires_grad = False
         self.blur = Blur(4.0)
+
+    def levels(self, first: int) -> slice:
+        """Levels `first`..2 of a multi-scale backbone; a single-map one (ViT) has only its
+        patch grid."""
+        return slice(first, 3) if len(self.backbone.strides) > 1 else slice(0, 1)
 
     def train(self, mode: bool = True) -> FeatureMemory:
         super().train(mode)
@@ -196,12 +207,19 @@ class FeatureMemory(nn.Module):
 
 class PaDiM(FeatureMemory):
     def __init__(
-        self, *, pretrained: bool, image_size: int, dims: int = 100, seed: int = 0
+        self,
+        backbone_id: str,
+        *,
+        pretrained: bool,
+        image_size: int,
+        arch: dict[str, Any] | None = None,
+        dims: int = 100,
+        seed: int = 0,
     ) -> None:
-        super().__init__("resnet18", pretrained=pretrained)
+        super().__init__(backbone_id, pretrained=pretrained, arch=arch)
         with torch.no_grad():
             side = int(self.backbone.eval()(torch.zeros(1, 3, image_size, image_size))[0].shape[-1])
-        channels = sum(self.backbone.out_channels[:3])
+        channels = sum(self.backbone.out_channels[self.levels(0)])
         generator = torch.Generator().manual_seed(seed)
         picked = torch.randperm(channels, generator=generator)[: min(dims, channels)]
         self.register_buffer("channels", picked.sort().values)
@@ -213,9 +231,9 @@ class PaDiM(FeatureMemory):
         self._count = 0
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """[N, P, d]: layers 1-3 upsampled to layer 1's grid, the chosen channels."""
+        """[N, P, d]: levels 1-3 upsampled to level 1's grid, the chosen channels."""
         with torch.no_grad():
-            feats = self.backbone(x)[:3]
+            feats = self.backbone(x)[self.levels(0)]
         size = feats[0].shape[-2:]
         joined = torch.cat(
             [feats[0]]
@@ -254,23 +272,34 @@ class PaDiM(FeatureMemory):
 
 class PatchCore(FeatureMemory):
     def __init__(
-        self, *, pretrained: bool, image_size: int, bank_size: int = 2048, seed: int = 0
+        self,
+        backbone_id: str,
+        *,
+        pretrained: bool,
+        image_size: int,
+        arch: dict[str, Any] | None = None,
+        bank_size: int = 2048,
+        seed: int = 0,
     ) -> None:
-        super().__init__("resnet18", pretrained=pretrained)
-        channels = sum(self.backbone.out_channels[1:3])
+        super().__init__(backbone_id, pretrained=pretrained, arch=arch)
+        channels = sum(self.backbone.out_channels[self.levels(1)])
         self.bank_size = bank_size
         self.seed = seed
         self.register_buffer("bank", torch.zeros(bank_size, channels))
         self._patches: list[torch.Tensor] = []
 
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        """[N, P, C] locally averaged layer 2-3 patch features on layer 2's grid."""
+        """[N, P, C] locally averaged level 2-3 patch features on level 2's grid."""
         with torch.no_grad():
-            feats = self.backbone(x)[1:3]
+            feats = self.backbone(x)[self.levels(1)]
         size = feats[0].shape[-2:]
         pooled = [F.avg_pool2d(f, 3, stride=1, padding=1, count_include_pad=False) for f in feats]
         joined = torch.cat(
-            [pooled[0], F.interpolate(pooled[1], size=size, mode="bilinear", align_corners=False)],
+            [pooled[0]]
+            + [
+                F.interpolate(f, size=size, mode="bilinear", align_corners=False)
+                for f in pooled[1:]
+            ],
             dim=1,
         )
         return joined.flatten(2).transpose(1, 2), (int(size[0]), int(size[1]))
@@ -315,22 +344,33 @@ def coreset(features: torch.Tensor, size: int, seed: int) -> torch.Tensor:
     return torch.tensor(chosen)
 
 
-METHODS = ("anomaly_unet", "conv_autoencoder", "padim_resnet18", "patchcore_resnet18")
-MEMORY_METHODS = ("padim_resnet18", "patchcore_resnet18")
+MEMORY = {"padim": PaDiM, "patchcore": PatchCore}
+
+
+def memory_method(method: str) -> tuple[type[FeatureMemory], str] | None:
+    """(class, backbone id) of a feature-memory id such as `padim_dinov3_vit_small`."""
+    kind, _, backbone_id = method.partition("_")
+    return (MEMORY[kind], backbone_id) if kind in MEMORY and backbone_id else None
 
 
 def build_detector(
-    method: str, *, image_size: int, mean: list[float], std: list[float], pretrained: bool
+    method: str,
+    *,
+    image_size: int,
+    mean: list[float],
+    std: list[float],
+    pretrained: bool,
+    arch: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, str]:
-    """The detector for a catalog id and its weights note."""
+    """The detector for a catalog id and its weights note; `arch`: a checkpoint's recorded
+    backbone architecture (DINOv3 sizes)."""
     if method == "anomaly_unet":
         return DefectUNet(), "random-init"
     if method == "conv_autoencoder":
         return ConvAutoencoder(mean, std), "random-init"
-    if method == "padim_resnet18":
-        net: FeatureMemory = PaDiM(pretrained=pretrained, image_size=image_size)
-    elif method == "patchcore_resnet18":
-        net = PatchCore(pretrained=pretrained, image_size=image_size)
-    else:
-        raise ValueError(f"unknown anomaly model {method!r}; known: {', '.join(METHODS)}")
+    found = memory_method(method)
+    if found is None:
+        raise ValueError(f"unknown anomaly model {method!r}")
+    kind, backbone_id = found
+    net = kind(backbone_id, pretrained=pretrained, image_size=image_size, arch=arch)
     return net, net.weights

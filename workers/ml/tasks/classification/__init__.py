@@ -120,7 +120,7 @@ class ClassificationCode(TaskCode):
     def model_ids(self) -> set[str]:
         from workers.ml.backbones import backbone_ids
 
-        return set(backbone_ids())  # a classifier head goes on every registered backbone
+        return set(backbone_ids("embedding"))  # a classifier head goes on any image embedding
 
     def build_model(self, provenance: dict[str, Any]) -> Any:
         from workers.ml.heads import build_classifier
@@ -130,7 +130,11 @@ class ClassificationCode(TaskCode):
             from workers.ml.tasks.classification.hierarchy import HierarchicalClassifier
 
             return HierarchicalClassifier(
-                provenance["model"], len(provenance["classes"]), hierarchy, pretrained=False
+                provenance["model"],
+                len(provenance["classes"]),
+                hierarchy,
+                pretrained=False,
+                arch=provenance.get("arch"),
             )
 
         model, _ = build_classifier(

@@ -28,7 +28,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from app.tasks.hierarchy import stages
-from workers.ml.backbones import build_backbone, pretrained_wanted
+from workers.ml.backbones import build_backbone, freeze_backbone, pretrained_wanted
 from workers.ml.heads import ClassificationHead
 from workers.ml.module import StudioModule
 from workers.ml.tasks.classification.hierarchy_parts import (
@@ -70,9 +70,18 @@ def hierarchy_info(config: dict[str, Any], classes: list[str]) -> dict[str, Any]
 class HierarchicalClassifier(nn.Module):
     """Backbone + binary/coarse heads over groups + a fine head over classes."""
 
-    def __init__(self, model_id: str, num_classes: int, info: dict[str, Any], pretrained: bool):
+    def __init__(
+        self,
+        model_id: str,
+        num_classes: int,
+        info: dict[str, Any],
+        pretrained: bool,
+        arch: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
-        self.backbone, self.weights_note = build_backbone(model_id, pretrained=pretrained)
+        self.backbone, self.weights_note = build_backbone(
+            model_id, pretrained=pretrained, arch=arch
+        )
         channels = self.backbone.embed_channels
         self.levels_order: list[str] = list(info["levels"])
         self.heads = nn.ModuleDict(
@@ -163,6 +172,8 @@ def group_factor(
             return 0.0
         into = step - stage["start_step"]
         value = float(stage["lr"]) / base
+        if part == "backbone" and config.get("freeze_backbone"):
+            value *= float(config.get("backbone_lr_factor", 0.1))  # unfrozen last blocks
         if cosine:
             progress = min(1.0, into / stage["steps"])
             value *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
@@ -179,11 +190,11 @@ class HierarchicalModule(StudioModule):
             config["model"], len(classes), info["hierarchy"], pretrained_wanted(config)
         )
         block = config["hierarchy"]
-        if config["freeze_backbone"]:
-            freeze([model.backbone])
+        slow = freeze_backbone(model.backbone, config)
         self.frozen_stages = early_stages(model.backbone, int(block.get("freeze_early_layers", 0)))
         freeze(self.frozen_stages)
         super().__init__(config, model, model.weights_note)
+        self.slow_params = slow  # the "backbone" group: its factor has backbone_lr_factor
         self.distiller = Distiller(block["distill"]) if block.get("distill") else None
         self.num_classes = len(classes)
         self.weights = dict(config["hierarchy"]["loss_weights"])

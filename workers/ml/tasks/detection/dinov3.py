@@ -1,7 +1,8 @@
 """DINOv3 detectors: the backbone's features through a pyramid and an FPN into the small FCOS.
 
-ViT: a simple feature pyramid (ViTDet) from its single 1/16 map: a stride-2 transposed conv
-to 1/8, the map itself, a stride-2 conv to 1/32. ConvNeXt: its stages at strides 8-32.
+ViT: a simple feature pyramid (ViTDet, workers/ml/pyramid.py) from its single 1/16 map: a
+stride-2 transposed conv to 1/8, the map itself, a stride-2 conv to 1/32. ConvNeXt: its
+stages at strides 8-32.
 With the recipe's frozen backbone (the DINOv3 default) only the DINOv3 network is frozen
 (its last blocks optionally trained); the pyramid, FPN and heads always train.
 """
@@ -15,7 +16,8 @@ import torch
 from torch import nn
 
 from workers.ml.backbones import Backbone, build_backbone
-from workers.ml.dinov3 import DINOv3ViT, dinov3_ids
+from workers.ml.dinov3 import dinov3_ids
+from workers.ml.pyramid import SimplePyramid
 from workers.ml.tasks.detection.models import register_detector, small_fcos
 
 
@@ -25,12 +27,10 @@ class DINOv3Pyramid(nn.Module):
 
         super().__init__()
         self.body = body
-        self.vit = isinstance(body, DINOv3ViT)
-        if self.vit:
-            width = body.out_channels[0]
-            self.up = nn.ConvTranspose2d(width, width // 2, 2, stride=2)
-            self.down = nn.Conv2d(width, width, 3, stride=2, padding=1)
-            levels = [width // 2, width, width]
+        self.pyramid: SimplePyramid | None = None
+        if len(body.strides) == 1:
+            self.pyramid = SimplePyramid(body.out_channels[0], body.strides[0], (8, 16, 32))
+            levels = self.pyramid.out_channels
         else:
             levels = list(body.out_channels[1:])
         self.fpn = FeaturePyramidNetwork(levels, channels)
@@ -38,11 +38,7 @@ class DINOv3Pyramid(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.body(x)
-        if self.vit:
-            grid = features[0]
-            levels = [self.up(grid), grid, self.down(grid)]
-        else:
-            levels = features[1:]
+        levels = self.pyramid(features) if self.pyramid is not None else features[1:]
         return self.fpn(OrderedDict((str(i), level) for i, level in enumerate(levels)))  # type: ignore[no-any-return]
 
 

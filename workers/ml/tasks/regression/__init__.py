@@ -87,14 +87,15 @@ class RegressionCode(TaskCode):
     def model_ids(self) -> set[str]:
         from workers.ml.backbones import backbone_ids
 
-        # A regression head goes on every registered backbone but DINOv3 (not offered yet).
-        return set(backbone_ids(dinov3=False))
+        return set(backbone_ids("embedding"))  # a value head goes on any image embedding
 
     def build_model(self, provenance: dict[str, Any]) -> Any:
         from workers.ml.heads import build_classifier
 
         targets = (provenance.get("task_info") or {}).get("targets") or []
-        model, _ = build_classifier(provenance["model"], len(targets), pretrained=False)
+        model, _ = build_classifier(
+            provenance["model"], len(targets), pretrained=False, arch=provenance.get("arch")
+        )
         return model
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from workers.ml.backbones import pretrained_wanted
+from workers.ml.backbones import freeze_backbone, pretrained_wanted
 from workers.ml.data import ImageDataset
 from workers.ml.heads import build_classifier
 from workers.ml.module import StudioModule
@@ -46,10 +46,9 @@ class RegressionModule(StudioModule):
         model, note = build_classifier(
             config["model"], len(names), pretrained=pretrained_wanted(config)
         )
-        if config["freeze_backbone"]:
-            for parameter in model.backbone.parameters():
-                parameter.requires_grad = False
+        slow = freeze_backbone(model.backbone, config)
         super().__init__(config, model, note)
+        self.slow_params = slow
         self.names = names
         self._val_pred: list[torch.Tensor] = []
         self._val_true: list[torch.Tensor] = []

@@ -95,6 +95,7 @@ class SegmentationCode(TaskCode):
             len(provenance["classes"]),
             width=config.get("decoder_channels"),
             pretrained=False,
+            arch=provenance.get("arch"),
         )
         return model
 

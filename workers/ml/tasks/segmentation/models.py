@@ -30,6 +30,7 @@ from workers.ml.backbones import (
     build_backbone,
     find_pretrained,
 )
+from workers.ml.pyramid import SimplePyramid
 
 PLUS_PREFIX = "deeplabv3plus_"
 ASPP_RATES = (6, 12, 18)
@@ -117,15 +118,21 @@ class DeepLabV3PlusHead(nn.Module):
 
 
 class BackboneSegmenter(nn.Module):
-    """A registered backbone plus a head over its feature list; logits at the input size."""
+    """A registered backbone plus a head over its feature list; logits at the input size. A
+    single-map backbone (a DINOv3 ViT's 1/16 grid) goes through a simple pyramid (`neck`, at
+    strides 4/8/16: the decoder's skip level and its ASPP level), which trains with the head."""
 
-    def __init__(self, backbone: Backbone, head: nn.Module) -> None:
+    def __init__(self, backbone: Backbone, head: nn.Module, neck: nn.Module | None = None) -> None:
         super().__init__()
         self.backbone = backbone
+        self.neck = neck
         self.head = head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.head(self.backbone(x))
+        features = self.backbone(x)
+        if self.neck is not None:
+            features = self.neck(features)
+        logits = self.head(features)
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
@@ -234,25 +241,36 @@ Builder = Callable[[int, "int | None", bool], "tuple[nn.Module, str]"]
 
 
 def segmenter_ids() -> set[str]:
-    plus = (PLUS_PREFIX + b for b in backbone_ids(dinov3=False))  # DINOv3: not offered yet
+    plus = (PLUS_PREFIX + b for b in backbone_ids("dense"))
     return {"unet_small", *TORCHVISION, *plus}
 
 
 def build_segmenter(
-    model_id: str, num_classes: int, *, width: int | None = None, pretrained: bool = False
+    model_id: str,
+    num_classes: int,
+    *,
+    width: int | None = None,
+    pretrained: bool = False,
+    arch: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, str]:
     """The network for a catalog id and its weights note ("random-init", "pretrained:<file>",
-    "pretrained-backbone:<file>")."""
+    "pretrained-backbone:<file>"); `arch`: a checkpoint's recorded backbone architecture."""
     if model_id == "unet_small":
         return UNet(num_classes, width or 16), "random-init"
     if model_id in TORCHVISION:
         return _torchvision(model_id, num_classes, width, pretrained)  # type: ignore[no-any-return]
-    if model_id.startswith(PLUS_PREFIX) and model_id[len(PLUS_PREFIX) :] in backbone_ids():
-        backbone, note = build_backbone(model_id[len(PLUS_PREFIX) :], pretrained=pretrained)
+    if model_id.startswith(PLUS_PREFIX) and model_id[len(PLUS_PREFIX) :] in backbone_ids("dense"):
+        backbone, note = build_backbone(
+            model_id[len(PLUS_PREFIX) :], pretrained=pretrained, arch=arch
+        )
         if note.startswith("pretrained:"):
             note = "pretrained-backbone:" + note.split(":", 1)[1]
+        levels: Backbone | SimplePyramid = backbone
+        neck = None
+        if len(backbone.strides) == 1:
+            neck = levels = SimplePyramid(backbone.out_channels[0], backbone.strides[0], (4, 8, 16))
         head = DeepLabV3PlusHead(
-            list(backbone.out_channels), list(backbone.strides), num_classes, width or 256
+            list(levels.out_channels), list(levels.strides), num_classes, width or 256
         )
-        return BackboneSegmenter(backbone, head), note
+        return BackboneSegmenter(backbone, head, neck), note
     raise ValueError(f"unknown segmentation model {model_id!r}; known: {sorted(segmenter_ids())}")

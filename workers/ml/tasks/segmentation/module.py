@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from workers.ml.backbones import pretrained_wanted
+from workers.ml.backbones import freeze_backbone, pretrained_wanted
 from workers.ml.module import StudioModule
 from workers.ml.tasks.segmentation.losses import segmentation_loss
 from workers.ml.tasks.segmentation.metrics import PixelMetrics
@@ -22,10 +22,9 @@ class SegmentationModule(StudioModule):
             width=config.get("decoder_channels"),
             pretrained=pretrained_wanted(config),
         )
-        if config["freeze_backbone"]:
-            for parameter in model.backbone.parameters():
-                parameter.requires_grad = False
+        slow = freeze_backbone(model.backbone, config)
         super().__init__(config, model, note)
+        self.slow_params = slow
         self.num_classes = len(classes)
         self.background = info.get("background")
         self.dice_weight = float(config.get("dice_weight", 0.0))

@@ -1,0 +1,133 @@
+"""DINOv3 behind the heads of the other tasks (tiny random configurations): which backbones a
+task may use comes from their declared feature kinds; the ViT's single map gets a simple
+pyramid for dense heads; frozen by default with the last blocks at a lower rate; the recorded
+architecture rebuilds the network for export, which keeps a dynamic batch and parity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from app.catalog import backbones_with, get_model, list_models
+from app.services.experiments import resolve_config
+from app.tasks.hierarchy import bind_taxonomy
+from tests.ml.test_dinov3 import tiny  # noqa: F401 - the tiny-architecture environment
+from tests.ml.test_hierarchy import CLASSES, PARENTS
+from workers.ml.backbones import backbone_ids
+from workers.ml.dinov3 import dinov3_ids
+from workers.ml.pyramid import SimplePyramid
+
+
+def onnx_matches(model: nn.Module, x: torch.Tensor, path: Path) -> float:
+    """Export with a dynamic batch axis (traced at batch 1), run a bigger batch, max |diff|."""
+    model.eval()
+    torch.onnx.export(
+        model, (x[:1],), str(path), input_names=["input"], output_names=["out"],
+        dynamic_axes={"input": {0: "batch"}, "out": {0: "batch"}}, opset_version=17,
+        dynamo=False,
+    )  # fmt: skip
+    got = ort.InferenceSession(str(path)).run(None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        want = model(x)
+    assert got.shape == tuple(want.shape)
+    return float(np.abs(got - want.numpy()).max())
+
+
+def test_tasks_take_the_backbones_that_declare_their_feature_kind() -> None:
+    assert backbone_ids("memory") == ["resnet18", *dinov3_ids()]
+    assert set(backbone_ids("embedding")) == set(backbone_ids("dense")) == set(backbone_ids())
+    for task, prefix in (("segmentation", "deeplabv3plus_"), ("regression", "")):
+        ids = {m.id for m in list_models(task)}
+        assert {prefix + b for b in dinov3_ids()} <= ids
+    anomaly = {m.id for m in list_models("anomaly")}
+    memory = {f"{k}_{b.id}" for k in ("padim", "patchcore") for b in backbones_with("memory")}
+    assert memory <= anomaly and "padim_resnet34" not in anomaly
+    # a model built on a DINOv3 backbone inherits its input constraints and weights
+    plus = get_model("deeplabv3plus_dinov3_convnext_small")
+    assert (plus.size_multiple, plus.frozen_by_default) == (32, True)
+    assert plus.weights_fallback == "dinov3_convnext_small" and plus.min_image_size == 64
+    assert get_model("patchcore_dinov3_vit_small").requires_pretrained == "dinov3_vit_small"
+    config = resolve_config({"model": "deeplabv3plus_dinov3_vit_small", "image_size": 40},
+                            "segmentation")  # fmt: skip
+    assert config["image_size"] == 48 and config["freeze_backbone"] is True
+
+
+def test_simple_pyramid_levels() -> None:
+    pyramid = SimplePyramid(32, 16, (4, 8, 16, 32))
+    levels = pyramid([torch.zeros(2, 32, 4, 4)])
+    assert [tuple(f.shape[1:]) for f in levels] == [(8, 16, 16), (16, 8, 8), (32, 4, 4), (32, 2, 2)]
+    assert pyramid.out_channels == [8, 16, 32, 32] and pyramid.strides == [4, 8, 16, 32]
+
+
+@pytest.mark.parametrize("backbone", ["dinov3_vit_small", "dinov3_convnext_small"])
+def test_segmenter_freezes_the_backbone_but_its_last_block_and_exports(
+    backbone: str, tmp_path: Path
+) -> None:
+    from workers.ml.tasks.segmentation.module import SegmentationModule
+
+    model_id = f"deeplabv3plus_{backbone}"
+    config = resolve_config({"model": model_id, "image_size": 64, "decoder_channels": 16,
+                             "unfreeze_last_blocks": 1, "backbone_lr_factor": 0.5},
+                            "segmentation")  # fmt: skip
+    module = SegmentationModule(config, ["background", "a", "b"], {})
+    net = module.model
+    trainable = {n for n, p in net.backbone.named_parameters() if p.requires_grad}
+    assert trainable and len(trainable) < len(list(net.backbone.parameters()))
+    assert all(p.requires_grad for p in net.head.parameters())
+    if backbone.startswith("dinov3_vit"):  # the pyramid is the head's: it trains
+        assert net.neck is not None and all(p.requires_grad for p in net.neck.parameters())
+    groups = module.parameter_groups()
+    assert groups[1]["lr"] == pytest.approx(config["lr"] * 0.5)  # type: ignore[index]
+    assert {id(p) for p in groups[1]["params"]} == {  # type: ignore[index]
+        id(p) for p in net.backbone.parameters() if p.requires_grad
+    }
+    from workers.ml.tasks import get_task_code
+
+    rebuilt = get_task_code("segmentation").build_model(
+        {"model": model_id, "classes": ["background", "a", "b"], "config": config,
+         "arch": module.arch}
+    )  # fmt: skip
+    rebuilt.load_state_dict(net.state_dict())
+    assert onnx_matches(rebuilt, torch.randn(3, 3, 64, 64), tmp_path / "s.onnx") < 1e-4
+
+
+def test_hierarchical_heads_on_dinov3_train_the_last_block_slower_and_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workers.ml.tasks import get_task_code
+    from workers.ml.tasks.classification.hierarchy import (
+        HierarchicalModule,
+        group_factor,
+        hierarchy_info,
+        stage_plan,
+    )
+
+    config = bind_taxonomy(
+        resolve_config(
+            {"model": "dinov3_vit_small", "image_size": 32, "lr": 4e-3, "scheduler": "none",
+             "unfreeze_last_blocks": 1, "backbone_lr_factor": 0.25,
+             "hierarchy": {"levels": ["binary", "coarse", "fine"]}},
+            "classification",
+        ),
+        PARENTS,
+    )  # fmt: skip
+    assert config["freeze_backbone"] is True
+    info = {"hierarchy": hierarchy_info(config, CLASSES)}
+    module = HierarchicalModule(config, CLASSES, info)
+    backbone = module.net.backbone
+    frozen = [n for n, p in backbone.named_parameters() if not p.requires_grad]
+    assert any("layer.0." in n for n in frozen) and not any("layer.1." in n for n in frozen)
+    plan = stage_plan(config, 10)
+    head = group_factor(config, plan, plan[0]["active"][0], 0)(0)
+    assert group_factor(config, plan, "backbone", 0)(0) == pytest.approx(head * 0.25)
+    monkeypatch.delenv("STUDIO_DINOV3_ARCH")  # the recorded architecture says which
+    provenance = {"model": "dinov3_vit_small", "classes": CLASSES, "task_info": info,
+                  "arch": module.arch}  # fmt: skip
+    rebuilt = get_task_code("classification").build_model(provenance)
+    rebuilt.load_state_dict(module.net.state_dict())
+    assert onnx_matches(rebuilt, torch.randn(3, 3, 32, 32), tmp_path / "h.onnx") < 1e-4
