@@ -54,14 +54,15 @@ class LiveStudio:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # a loaded 2-core machine starts slowly
         while True:
             try:
-                if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/api/health", timeout=5).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if self.process.poll() is not None or time.monotonic() > deadline:
+                self._end_process()  # never leave a studio (and its worker pool) behind
                 raise RuntimeError(f"studio did not start:\n{self.log.read_text()[-3000:]}")
             time.sleep(0.1)
         self.api = httpx.Client(base_url=self.url, timeout=30)
@@ -100,6 +101,9 @@ class LiveStudio:
 
     def stop(self) -> None:
         self.api.close()
+        self._end_process()
+
+    def _end_process(self) -> None:
         self.process.terminate()
         try:
             self.process.wait(timeout=30)
