@@ -131,3 +131,19 @@ def test_hierarchical_heads_on_dinov3_train_the_last_block_slower_and_export(
     rebuilt = get_task_code("classification").build_model(provenance)
     rebuilt.load_state_dict(module.net.state_dict())
     assert onnx_matches(rebuilt, torch.randn(3, 3, 32, 32), tmp_path / "h.onnx") < 1e-4
+
+
+def test_a_dinov3_detector_saved_before_the_pyramid_moved_still_loads() -> None:
+    from workers.ml.tasks.detection.dinov3 import _builder
+
+    build = _builder("dinov3_vit_small")
+    trained, _ = build(3, 64, {}, False)
+    saved = {}
+    for key, value in trained.state_dict().items():  # the names the old code saved
+        key = key.replace("pyramid.levels.0.", "up.").replace("pyramid.levels.2.", "down.")
+        saved[key] = value
+    assert any(".up." in key for key in saved) and any(".down." in key for key in saved)
+    fresh, _ = build(3, 64, {}, False)
+    fresh.load_state_dict(saved)  # strict: every old key lands on its new name
+    for key, value in trained.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value), key

@@ -20,6 +20,19 @@ from workers.ml.dinov3 import dinov3_ids
 from workers.ml.pyramid import SimplePyramid
 from workers.ml.tasks.detection.models import register_detector, small_fcos
 
+# Checkpoints saved before the pyramid moved to workers/ml/pyramid.py named its two convs
+# `up` and `down`; they are the pyramid's levels 0 (1/8) and 2 (1/32) now.
+_OLD_PYRAMID_KEYS = {"up.": "pyramid.levels.0.", "down.": "pyramid.levels.2."}
+
+
+def _renamed_pyramid_keys(module: nn.Module, state: dict[str, Any], prefix: str, *_: Any) -> None:
+    """Loads a DINOv3 detector trained before the rename (the studio never drops a model)."""
+    for key in [k for k in state if k.startswith(prefix)]:
+        rest = key[len(prefix) :]
+        for old, new in _OLD_PYRAMID_KEYS.items():
+            if rest.startswith(old):
+                state[prefix + new + rest[len(old) :]] = state.pop(key)
+
 
 class DINOv3Pyramid(nn.Module):
     def __init__(self, body: Backbone, channels: int = 64) -> None:
@@ -35,6 +48,7 @@ class DINOv3Pyramid(nn.Module):
             levels = list(body.out_channels[1:])
         self.fpn = FeaturePyramidNetwork(levels, channels)
         self.out_channels = channels
+        self.register_load_state_dict_pre_hook(_renamed_pyramid_keys)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.body(x)
