@@ -44,10 +44,10 @@ def usable_rings(rings: list[list[list[float]]], warn: Warn) -> list[list[list[f
             warn("polygon with fewer than 3 points; dropped")
             continue
         shape = Polygon(ring)
-        if shape.area <= 0:
-            warn("polygon with no area; dropped")
-        elif not shape.is_valid:
+        if not shape.exterior.is_simple:  # a bow-tie: its outline crosses itself
             warn("self-intersecting polygon; dropped")
+        elif shape.area <= 0 or not shape.is_valid:
+            warn("polygon with no area; dropped")
         else:
             kept.append(ring)
     return kept

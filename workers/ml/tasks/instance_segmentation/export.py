@@ -146,7 +146,13 @@ def parity(
     score_diff = 0.0
     for ref_all, cand_all in zip(reference, candidate, strict=True):
         ref, cand = _above(ref_all, floor), _above(cand_all, floor)
-        iou = inst_metrics.mask_iou(cand["masks"] >= MASK_THRESHOLD, ref["masks"] >= MASK_THRESHOLD)
+        c_masks, r_masks = cand["masks"] >= MASK_THRESHOLD, ref["masks"] >= MASK_THRESHOLD
+        iou = inst_metrics.mask_iou(c_masks, r_masks)
+        # An untrained head's masks may be empty on both sides (IoU 0 even with themselves):
+        # two empty masks agree all the same.
+        empty_c = c_masks.sum(axis=(1, 2)) == 0
+        empty_r = r_masks.sum(axis=(1, 2)) == 0
+        iou = np.maximum(iou, (empty_c[:, None] & empty_r[None, :]).astype(np.float64))
         result = greedy_match(iou, cand["labels"], cand["scores"], ref["labels"], threshold=0.5)
         matched += len(result.tp)
         total += max(len(ref["scores"]), len(cand["scores"]))
