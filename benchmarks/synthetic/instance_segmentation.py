@@ -1,9 +1,10 @@
 """Instance-segmentation scenes: 0-5 shapes per image (circle, square, triangle as classes; a
 cross as an unlabelled distractor) in random colours on textured backgrounds, in COCO JSON.
 
-Objects of one class may stand side by side, so a model has to tell instances apart, not only
-paint classes. Masks come in every COCO form the importer reads: most as polygons, some as
-compressed RLE and some as uncompressed RLE (counts lists), each rasterised from the shape.
+Detection's scenes with up to five objects: several of one class often share an image, so a
+model has to tell instances apart, not only paint classes. Masks come in every COCO form the
+importer reads: most as polygons, some as compressed RLE and some as uncompressed RLE (counts
+lists), each rasterised from the shape.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from benchmarks.synthetic import generator
-from benchmarks.synthetic.detection import place
-from benchmarks.synthetic.scenes import SHAPES, background, bbox_of, draw_shape
+from benchmarks.synthetic.detection import CLASSES, scene
+from benchmarks.synthetic.scenes import bbox_of
 
-CLASSES = list(SHAPES[:3])
+COUNTS = ([0, 1, 2, 3, 4, 5], [0.05, 0.2, 0.25, 0.25, 0.15, 0.1])
 
 
 def _segmentation(
@@ -61,16 +62,8 @@ def write(root: Path, *, images: int, size: int, seed: int = 0) -> dict[str, Any
         "categories": [{"id": i + 1, "name": name} for i, name in enumerate(CLASSES)],
     }
     for index in range(images):
-        picture = background(rng, size)
-        taken: list[tuple[float, float, float]] = []
-        count = int(rng.choice([0, 1, 2, 3, 4, 5], p=[0.05, 0.2, 0.25, 0.25, 0.15, 0.1]))
-        for _ in range(count):
-            spot = place(rng, size, taken)
-            if spot is None:
-                break
-            taken.append(spot)
-            shape = CLASSES[int(rng.integers(len(CLASSES)))]
-            points = draw_shape(picture, shape, *spot, rng)
+        picture, objects = scene(rng, size, COUNTS)
+        for shape, points in objects:
             x, y, w, h = bbox_of(points, size)
             form = str(rng.choice(["polygon", "rle", "rle_list"], p=[0.7, 0.15, 0.15]))
             coco["annotations"].append(
@@ -84,10 +77,6 @@ def write(root: Path, *, images: int, size: int, seed: int = 0) -> dict[str, Any
                     "iscrowd": 0,
                 }
             )
-        if rng.random() < 0.3:  # a distractor that is no class: the model must not mask it
-            spot = place(rng, size, taken)
-            if spot is not None:
-                draw_shape(picture, SHAPES[3], *spot, rng)
         name = f"{index:05d}.png"
         picture.save(folder / name)
         coco["images"].append({"id": index + 1, "file_name": name, "width": size, "height": size})
