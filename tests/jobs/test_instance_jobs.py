@@ -6,8 +6,11 @@ original pixels, with COCO RLE masks on request."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -20,6 +23,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 CLASSES = {"circle", "square", "triangle"}
 
 
+def post(client: TestClient, url: str, **kwargs: Any) -> httpx.Response:
+    """POST, retried while the API answers 503 database_busy (its documented "try again in a
+    few seconds": on a loaded machine a worker's SQLite write can outlast the busy timeout)."""
+    for _ in range(20):
+        response = client.post(url, **kwargs)
+        if response.status_code != 503:
+            return response
+        time.sleep(3)
+    return response
+
+
 def test_instance_segmentation_from_coco_upload_to_polygons(
     client: TestClient, pool: PoolRunner, tmp_path: Path
 ) -> None:
@@ -28,7 +42,8 @@ def test_instance_segmentation_from_coco_upload_to_polygons(
     pid = client.post(
         "/api/projects", json={"name": "Instances", "task_type": "instance_segmentation"}
     ).json()["id"]
-    started = client.post(
+    started = post(
+        client,
         f"/api/projects/{pid}/imports",
         files={"file": ("shapes.zip", zipped(data), "application/zip")},
     )
@@ -37,18 +52,21 @@ def test_instance_segmentation_from_coco_upload_to_polygons(
     classes = client.get(f"/api/projects/{pid}/classes").json()["items"]
     assert {c["name"] for c in classes} == CLASSES
 
-    split = client.post(
+    split = post(
+        client,
         f"/api/projects/{pid}/splits",
         json={"name": "main", "ratios": {"train": 0.6, "val": 0.2, "test": 0.2}, "seed": 0},
     )
     assert split.status_code == 201, split.text
     split_id = split.json()["items"][0]["id"] if "items" in split.json() else split.json()["id"]
-    bad = client.post(
+    bad = post(
+        client,
         f"/api/projects/{pid}/experiments",
         json={"name": "bad", "split_id": split_id, "score_threshold": 2},
     )
     assert bad.status_code == 422 and "error" in bad.json()
-    created = client.post(
+    created = post(
+        client,
         f"/api/projects/{pid}/experiments",
         json={
             "name": "mask r-cnn",
@@ -64,14 +82,14 @@ def test_instance_segmentation_from_coco_upload_to_polygons(
     experiment = created.json()
     assert experiment["model_id"] == "maskrcnn_small"
     base = f"/api/projects/{pid}/experiments/{experiment['id']}"
-    wait_job(client, client.post(f"{base}/train").json()["job"]["id"], timeout=600)
+    wait_job(client, post(client, f"{base}/train").json()["job"]["id"], timeout=600)
     trained = client.get(base).json()
     assert trained["status"] == "completed"
     assert isinstance(trained["test_metrics"]["map50_mask"], float)
     series = client.get(f"{base}/metrics").json()["series"]
     assert {"val/map_mask", "val/map50_mask", "val/map50_box", "train/loss_mask"} <= set(series)
 
-    started = client.post(f"{base}/evaluation", json={"subsets": ["val", "test"]})
+    started = post(client, f"{base}/evaluation", json={"subsets": ["val", "test"]})
     assert started.status_code == 202, started.text
     wait_job(client, started.json()["job"]["id"], timeout=600)
     aggregate = client.get(f"{base}/evaluation").json()["aggregate"]
@@ -91,7 +109,7 @@ def test_instance_segmentation_from_coco_upload_to_polygons(
     if aggregate["counts"]["fp"] or aggregate["counts"]["fn"]:
         assert confusion["background"] is True and confusion["labels"][-1] == "background"
 
-    started = client.post(f"{base}/exports", json={"format": "onnx"})
+    started = post(client, f"{base}/exports", json={"format": "onnx"})
     assert started.status_code == 202, started.text
     wait_job(client, started.json()["job"]["id"], timeout=600)
     export = client.get(f"{base}/exports").json()["items"][0]
@@ -104,7 +122,8 @@ def test_instance_segmentation_from_coco_upload_to_polygons(
     } <= names
 
     image = sorted((data / "images").glob("*.png"))[0]
-    answer = client.post(
+    answer = post(
+        client,
         f"/api/projects/{pid}/predict",
         files=[("files", (image.name, image.read_bytes(), "image/png"))],
         data={"export_id": str(export["id"]), "score_threshold": "0.0", "rle": "true"},
@@ -120,7 +139,8 @@ def test_instance_segmentation_from_coco_upload_to_polygons(
         points = np.array(obj["polygon"])
         assert points.min() >= 0 and points.max() <= 48
         assert obj["rle"]["size"] == [48, 48] and sum(obj["rle"]["counts"]) == 48 * 48
-    plain = client.post(
+    plain = post(
+        client,
         f"/api/projects/{pid}/predict",
         files=[("files", (image.name, image.read_bytes(), "image/png"))],
         data={"export_id": str(export["id"]), "score_threshold": "0.0"},
