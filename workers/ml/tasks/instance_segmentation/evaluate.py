@@ -13,6 +13,7 @@ and truth (its own polygon, or the outline of its stored mask).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -28,19 +29,20 @@ from workers.ml.tasks.instance_segmentation.data import instance_targets, masks_
 from workers.ml.tasks.instance_segmentation.decode import MASK_THRESHOLD, mask_rings
 
 
-@torch.inference_mode()
 def segment(
     model: InferenceModel, samples: list[Sample], batch_size: int, report: Report | None = None
-) -> list[dict[str, np.ndarray]]:
-    """Instances per sample in original-image pixels: boxes xyxy, scores, labels (1-based),
-    masks [N, H, W] bool."""
-    out: list[dict[str, np.ndarray]] = []
+) -> Iterator[dict[str, np.ndarray]]:
+    """Instances per sample, one sample at a time (full-size masks of a whole evaluation
+    would not fit in memory), in original-image pixels: boxes xyxy, scores, labels
+    (1-based), masks [N, H, W] bool."""
     device = next(model.model.parameters()).device
     for start in range(0, len(samples), batch_size):
         chunk = samples[start : start + batch_size]
         pictures = [load_image(s.path) for s in chunk]
         batch = torch.stack([preprocess(p, model) for p in pictures]).to(device)
-        for picture, found in zip(pictures, model.model(list(batch)), strict=True):
+        with torch.inference_mode():
+            results = model.model(list(batch))
+        for picture, found in zip(pictures, results, strict=True):
             width, height = picture.size
             scale = np.array([width / model.image_size, height / model.image_size] * 2)
             probs = found["masks"].float()
@@ -48,20 +50,14 @@ def segment(
                 probs = torch.nn.functional.interpolate(
                     probs, size=(height, width), mode="bilinear", align_corners=False
                 )
-            out.append(
-                {
-                    "boxes": found["boxes"].double().cpu().numpy().reshape(-1, 4) * scale,
-                    "scores": found["scores"].double().cpu().numpy().reshape(-1),
-                    "labels": found["labels"].cpu().numpy().reshape(-1),
-                    "masks": (probs[:, 0] >= MASK_THRESHOLD)
-                    .cpu()
-                    .numpy()
-                    .reshape(-1, height, width),
-                }
-            )
+            yield {
+                "boxes": found["boxes"].double().cpu().numpy().reshape(-1, 4) * scale,
+                "scores": found["scores"].double().cpu().numpy().reshape(-1),
+                "labels": found["labels"].cpu().numpy().reshape(-1),
+                "masks": (probs[:, 0] >= MASK_THRESHOLD).cpu().numpy().reshape(-1, height, width),
+            }
         if report is not None:
             report(min(start + batch_size, len(samples)), len(samples))
-    return out
 
 
 def _truth_geometry(instance: dict[str, Any], mask: np.ndarray) -> tuple[str, dict[str, Any]]:
