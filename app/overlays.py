@@ -5,7 +5,9 @@ list of shape dicts: {"kind", "geometry" (annotation geometry, stored-image pixe
 "color", "label", "cid" (class id for visibility toggles), "href" (mask image)}. Roles:
 `annotation` (the dataset's own), `truth` (ground truth beside predictions, dashed), `pred`
 (a prediction without a verdict), `tp` / `fp` (matched or unmatched predictions), `fn` (a
-missed truth). These helpers turn geometry into SVG attributes and predictions into shapes.
+missed truth), `instance` (a predicted object's mask outline, filled solid in its class hue,
+one shade per instance so neighbours of one class stay apart). These helpers turn geometry
+into SVG attributes and predictions into shapes.
 """
 
 from __future__ import annotations
@@ -55,6 +57,25 @@ def box(g: dict[str, Any]) -> dict[str, float] | None:
         return {k: float(g[k]) for k in ("x", "y", "w", "h")}
     except (KeyError, TypeError, ValueError):
         return None
+
+
+SHADES = (1.0, 0.7, 1.3, 0.55, 1.15, 0.85)
+
+
+def shade(color: str, number: int) -> str:
+    """The class colour darkened or lightened for the `number`-th instance (#rrggbb only)."""
+    factor = SHADES[number % len(SHADES)]
+    if factor == 1.0 or len(color) != 7 or not color.startswith("#"):
+        return color
+    try:
+        rgb = [int(color[i : i + 2], 16) for i in (1, 3, 5)]
+    except ValueError:
+        return color
+    if factor < 1:
+        mixed = [round(c * factor) for c in rgb]
+    else:
+        mixed = [round(c + (255 - c) * (factor - 1)) for c in rgb]
+    return "#" + "".join(f"{min(255, max(0, c)):02x}" for c in mixed)
 
 
 def label_anchor(kind: str, g: dict[str, Any]) -> tuple[float, float] | None:
@@ -110,11 +131,15 @@ def prediction_shapes(
                 role = "fn"  # missed, or found under another class
             elif default_role == "pred" and outcome in ("tp", "fp", "confused"):
                 role = "fp" if outcome == "confused" else outcome
+            color = color_of(entry)
+            number = entry.get("instance")
+            if default_role == "pred" and isinstance(number, int):
+                role, color = "instance", shade(color, number)
             shape = {
                 "kind": entry["kind"],
                 "geometry": entry.get("geometry") or {},
                 "role": role,
-                "color": color_of(entry),
+                "color": color,
                 "label": caption(entry) if default_role == "pred" else "",
                 "cid": entry.get("index"),
                 "href": href,
@@ -158,19 +183,23 @@ def object_shapes(
     under its own key ("bbox", "obb", "polygon")."""
     colors = colors or []
     shapes = []
+    seen: dict[Any, int] = {}
     for obj in objects:
         index = obj.get("index")
         color = (
             colors[index] if isinstance(index, int) and 0 <= index < len(colors) else DEFAULT_COLOR
         )
+        role = "pred"
         score = obj.get("score")
         label = (
             f"{obj.get('class', '')} {score:.2f}"
             if isinstance(score, int | float)
             else str(obj.get("class", ""))
         )
-        if "polygon" in obj:
+        if "polygon" in obj:  # an instance's mask outline: solid, one shade per instance
             kind, geometry = "polygon", {"points": obj["polygon"]}
+            seen[index] = seen.get(index, -1) + 1
+            role, color = "instance", shade(color, seen[index])
         elif "obb" in obj:
             kind, geometry = "obb", obj["obb"]
         elif "bbox" in obj:
@@ -181,7 +210,7 @@ def object_shapes(
             {
                 "kind": kind,
                 "geometry": geometry,
-                "role": "pred",
+                "role": role,
                 "color": color,
                 "label": label,
                 "cid": index,

@@ -13,6 +13,7 @@ target bins) and keeps out of train what the task keeps out (anomaly: anomalous 
     python benchmarks/task_quality.py detection --set epochs=20 --set lr=0.003
     python benchmarks/task_quality.py anomaly --images 400 --size 128
     python benchmarks/task_quality.py regression --images 600 --size 64
+    python benchmarks/task_quality.py instance_segmentation --images 300 --size 96
     python benchmarks/task_quality.py detection --format voc \
         --folder ../shared/datasets/formats/voc/raccoon_voc_plus_csv_real
 
@@ -70,9 +71,11 @@ def studio_samples(
             geometry = dict(m.geometry)
             if m.mask is not None:
                 masks.mkdir(exist_ok=True)
-                file = masks / f"{index}.png"
+                file = masks / f"{index}_{len(anns)}.png"  # one file per mask (instances)
                 Image.fromarray(m.mask * 255).save(file)
                 geometry["file"] = str(file)
+                if m.label is not None:  # an instance mask: 255 = the object
+                    geometry["value"] = 255
             anns.append(Ann(m.kind, m.label, geometry, dict(m.attributes)))
         samples.append(Sample(index, path, width=width, height=height, annotations=anns))
     classes = sorted(book.index, key=book.index.__getitem__)

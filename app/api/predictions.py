@@ -24,6 +24,9 @@ def predict(
     score_threshold: float | None = Form(
         None, ge=0, le=1, description="Detectors: keep objects scoring at least this (0-1)"
     ),
+    rle: bool = Form(
+        False, description="Instance segmentation: also each object's mask as COCO RLE"
+    ),
     wait: float = Query(30.0, ge=0, le=120, description="Seconds to wait for the result"),
     session: Session = Depends(get_session),
     storage: Storage = Depends(get_storage),
@@ -32,7 +35,8 @@ def predict(
     predictor process runs (a light worker when the predictor is down). Default model: the
     project's newest valid ONNX export. Answers 200 with per-image results in one envelope
     (`ok`, `file`, `task`, `image` {width, height}, plus the task's fields: `top` and `labels`
-    for classification, `objects` with boxes in original pixels for detection) or a per-image
+    for classification, `objects` with boxes in original pixels for detection, and with
+    polygons (plus COCO RLE masks when `rle` is set) for instance segmentation) or a per-image
     `error`, the model and timing; 422 when no file is a readable image; 202 with the job when
     it takes longer than `wait` seconds (its `result` holds the same answer)."""
     uploads = [
@@ -46,6 +50,7 @@ def predict(
         export_id=export_id,
         uploads=uploads,
         score_threshold=score_threshold,
+        rle=rle,
     )
     assert job.id is not None
     finished = service.wait_for_job(session=session, job_id=job.id, timeout=wait)

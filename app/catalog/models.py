@@ -326,6 +326,33 @@ for _spec in (
         speed="fast",
         min_image_size=96,
     ),
+    ModelSpec(
+        "maskrcnn_small",
+        "Mask R-CNN (small CNN + FPN)",
+        "mask_rcnn",
+        1.9,
+        96,
+        tasks=("instance_segmentation",),
+        description="Mask R-CNN on detection's 5-stage CNN with an FPN (strides 8-32) and slim "
+        "box and mask heads: learns from random initialisation on a CPU.",
+        speed="fast",
+        min_image_size=48,  # below, the stride-32 stage is 1x1 and batch norm fails on one image
+    ),
+    ModelSpec(
+        "maskrcnn_resnet50_fpn",
+        "Mask R-CNN ResNet-50 FPN",
+        "mask_rcnn",
+        44.4,
+        512,
+        tasks=("instance_segmentation",),
+        description="torchvision's Mask R-CNN; about 3.5 s per step on 2 CPU cores: meant for "
+        "a GPU or pretrained weights.",
+        pretrained_source="torchvision",
+        weight_files=("maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth",),
+        weights_fallback="resnet50",
+        speed="slow",
+        min_image_size=128,
+    ),
 ):
     register_model(_spec)
 

@@ -150,12 +150,15 @@ def _shapes(
 ) -> list[SampleAnnotation]:
     shapes: list[SampleAnnotation] = []
     seg = ann.get("segmentation")
+    short = False  # a ring of fewer than 3 points: said so when nothing else is left
     if isinstance(seg, list) and seg:
         rings = []
         for ring in seg:
             coords = [finite(v) for v in ring]
             if len(coords) >= 6 and len(coords) % 2 == 0:
                 rings.append([[coords[i], coords[i + 1]] for i in range(0, len(coords), 2)])
+            else:
+                short = True
         if rings:
             geometry = {"points": rings[0]} if len(rings) == 1 else {"rings": rings}
             shapes.append(SampleAnnotation("polygon", label, geometry, dict(attrs)))
@@ -175,7 +178,7 @@ def _shapes(
         box = SampleAnnotation("bbox", label, {"x": x, "y": y, "w": w, "h": h}, dict(attrs))
         shapes.insert(0, box)
     if not shapes:
-        raise ValueError("no bbox or segmentation")
+        raise ValueError("polygon with fewer than 3 points" if short else "no bbox or segmentation")
     group = id(ann)
     for shape in shapes:
         shape.group = group

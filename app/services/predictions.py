@@ -60,9 +60,11 @@ def submit_prediction(
     export_id: int | None,
     uploads: list[Upload],
     score_threshold: float | None = None,
+    rle: bool = False,
 ) -> tuple[Job, Export]:
     """Store the uploads under the job's folder and queue the job in one commit.
-    `score_threshold` overrides a detector's own threshold for this request."""
+    `score_threshold` overrides a detector's own threshold for this request; `rle` asks
+    mask-producing tasks for each object's mask as COCO RLE besides its polygon."""
     if not uploads:
         raise BadRequest("Send one or more images as multipart `files`.", code="no_files")
     if len(uploads) > MAX_FILES:
@@ -105,6 +107,8 @@ def submit_prediction(
                 code="invalid_score_threshold",
             )
         options["score_threshold"] = float(score_threshold)
+    if rle:
+        options["rle"] = True
     job.params = {"export_id": export.id, "files": files, "options": options}
     session.add(job)
     session.commit()

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from benchmarks.synthetic import generator
 from benchmarks.synthetic.scenes import SHAPES, background, bbox_of, draw_shape
@@ -25,6 +26,31 @@ def place(
         if all((cx - x) ** 2 + (cy - y) ** 2 > (r + q + 2) ** 2 for x, y, q in taken):
             return float(cx), float(cy), float(r)
     return None
+
+
+COUNTS = ([0, 1, 2, 2, 3, 3, 4], [0.06, 0.18, 0.19, 0.19, 0.17, 0.11, 0.10])
+
+
+def scene(
+    rng: np.random.Generator, size: int, counts: tuple[list[int], list[float]]
+) -> tuple[Image.Image, list[tuple[str, list[tuple[float, float]]]]]:
+    """A textured background with a random number of non-overlapping class shapes (their
+    outlines returned) and, in 30 % of images, an unlabelled cross the model must ignore."""
+    picture = background(rng, size)
+    taken: list[tuple[float, float, float]] = []
+    objects = []
+    for _ in range(int(rng.choice(counts[0], p=counts[1]))):
+        spot = place(rng, size, taken)
+        if spot is None:
+            break
+        taken.append(spot)
+        shape = CLASSES[int(rng.integers(len(CLASSES)))]
+        objects.append((shape, draw_shape(picture, shape, *spot, rng)))
+    if rng.random() < 0.3:
+        spot = place(rng, size, taken)
+        if spot is not None:
+            draw_shape(picture, SHAPES[3], *spot, rng)
+    return picture, objects
 
 
 @generator(
@@ -47,16 +73,8 @@ def write(root: Path, *, images: int, size: int, seed: int = 0) -> dict[str, Any
         "categories": [{"id": i + 1, "name": name} for i, name in enumerate(CLASSES)],
     }
     for index in range(images):
-        picture = background(rng, size)
-        taken: list[tuple[float, float, float]] = []
-        count = int(rng.choice([0, 1, 2, 2, 3, 3, 4], p=[0.06, 0.18, 0.19, 0.19, 0.17, 0.11, 0.10]))
-        for _ in range(count):
-            spot = place(rng, size, taken)
-            if spot is None:
-                break
-            taken.append(spot)
-            shape = CLASSES[int(rng.integers(len(CLASSES)))]
-            points = draw_shape(picture, shape, *spot, rng)
+        picture, objects = scene(rng, size, COUNTS)
+        for shape, points in objects:
             x, y, w, h = bbox_of(points, size)
             coco["annotations"].append(
                 {
@@ -68,10 +86,6 @@ def write(root: Path, *, images: int, size: int, seed: int = 0) -> dict[str, Any
                     "iscrowd": 0,
                 }
             )
-        if rng.random() < 0.3:  # a distractor that is no class: the model must not box it
-            spot = place(rng, size, taken)
-            if spot is not None:
-                draw_shape(picture, SHAPES[3], *spot, rng)
         name = f"{index:05d}.png"
         picture.save(folder / name)
         coco["images"].append({"id": index + 1, "file_name": name, "width": size, "height": size})

@@ -65,15 +65,17 @@ def box_targets(sample: Sample, classes: list[str]) -> tuple[dict[str, Any], int
     return target, dropped
 
 
-def train_ops(size: int, augment: dict[str, Any]) -> Any:
-    """Geometric and photometric augmentations that move, clip or drop boxes with the image."""
+def train_ops(size: int, augment: dict[str, Any], fill: Any = 114) -> Any:
+    """Geometric and photometric augmentations that move, clip or drop boxes with the image;
+    `fill` (a value, or a value per tv_tensor type) pads zoomed-out borders (instance masks
+    pass 0 for theirs)."""
     from torchvision.transforms import v2
 
     ops: list[Any] = []
     jitter = float(augment.get("scale_jitter") or 0.0)
     if jitter > 0:
         ops.append(
-            v2.RandomApply([v2.RandomZoomOut(fill=114, side_range=(1.0, 1.0 + jitter))], p=0.5)
+            v2.RandomApply([v2.RandomZoomOut(fill=fill, side_range=(1.0, 1.0 + jitter))], p=0.5)
         )
     if augment.get("random_resized_crop"):
         ops.append(

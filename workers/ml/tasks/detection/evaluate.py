@@ -19,7 +19,7 @@ from workers.ml.data import load_image
 from workers.ml.tasks.base import EvalOutcome, InferenceModel, Report, Sample
 from workers.ml.tasks.detection import metrics as det_metrics
 from workers.ml.tasks.detection.data import box_targets
-from workers.ml.tasks.detection.matching import box_iou, greedy_match
+from workers.ml.tasks.detection.matching import box_iou, greedy_match, match_rows, outcomes
 
 MATCH_IOU = 0.5
 
@@ -72,12 +72,7 @@ def image_result(
     t_labels = np.array(truth["labels"] + truth["ignore_labels"], np.int64)
     ignored = np.array([False] * len(truth["boxes"]) + [True] * len(truth["ignore_boxes"]))
     result = greedy_match(box_iou(boxes, t_boxes), labels, scores, t_labels, ignored, MATCH_IOU)
-    pred_outcome: dict[int, str] = {p: "tp" for p, _, _ in result.tp}
-    pred_outcome.update({p: "fp" for p in result.fp})
-    pred_outcome.update({p: "confused" for p, _, _ in result.confused})
-    truth_outcome: dict[int, str] = {t: "tp" for _, t, _ in result.tp}
-    truth_outcome.update({t: "fn" for t in result.fn})
-    truth_outcome.update({t: "confused" for _, t, _ in result.confused})
+    pred_outcome, truth_outcome = outcomes(result)
 
     def name(label: int) -> str:
         return classes[label - 1] if 0 < label <= len(classes) else str(label - 1)
@@ -103,33 +98,7 @@ def image_result(
         }
         for t in range(len(t_boxes))
     ]
-    matches = [
-        {
-            "true_class": int(t_labels[t]) - 1,
-            "predicted_class": int(labels[p]) - 1,
-            "iou": iou,
-            "score": float(scores[p]),
-        }
-        for p, t, iou in [*result.tp, *result.confused]
-    ]
-    matches += [
-        {
-            "true_class": None,
-            "predicted_class": int(labels[p]) - 1,
-            "iou": None,
-            "score": float(scores[p]),
-        }
-        for p in result.fp
-    ]
-    matches += [
-        {"true_class": int(t_labels[t]) - 1, "predicted_class": None, "iou": None, "score": None}
-        for t in result.fn
-    ]
-    counts = {
-        "tp": len(result.tp),
-        "fp": len(result.fp) + len(result.confused),
-        "fn": len(result.fn) + len(result.confused),
-    }
+    matches, counts = match_rows(result, labels, scores, t_labels)
     row = {
         "prediction": {
             "truth": truth_rows,

@@ -92,3 +92,55 @@ def greedy_match(
     result.fp = [int(p) for p in order if not used[p]]
     result.fn = [int(t) for t in range(n_truth) if not taken[t] and not ignore[t]]
     return result
+
+
+def outcomes(result: Matching) -> tuple[dict[int, str], dict[int, str]]:
+    """Each prediction's and each truth's verdict: tp, fp, fn or confused (a prediction on
+    ignored truth has none: callers show it as "ignored")."""
+    pred: dict[int, str] = {p: "tp" for p, _, _ in result.tp}
+    pred.update({p: "fp" for p in result.fp})
+    pred.update({p: "confused" for p, _, _ in result.confused})
+    truth: dict[int, str] = {t: "tp" for _, t, _ in result.tp}
+    truth.update({t: "fn" for t in result.fn})
+    truth.update({t: "confused" for _, t, _ in result.confused})
+    return pred, truth
+
+
+def match_rows(
+    result: Matching, pred_labels: np.ndarray, pred_scores: np.ndarray, truth_labels: np.ndarray
+) -> tuple[list[dict[str, object]], dict[str, int]]:
+    """The image's confusion rows ((true, predicted) 0-based classes, None = background, with
+    IoU and score) and its TP/FP/FN counts (a confusion counts as one FP and one FN)."""
+    rows: list[dict[str, object]] = [
+        {
+            "true_class": int(truth_labels[t]) - 1,
+            "predicted_class": int(pred_labels[p]) - 1,
+            "iou": iou,
+            "score": float(pred_scores[p]),
+        }
+        for p, t, iou in [*result.tp, *result.confused]
+    ]
+    rows += [
+        {
+            "true_class": None,
+            "predicted_class": int(pred_labels[p]) - 1,
+            "iou": None,
+            "score": float(pred_scores[p]),
+        }
+        for p in result.fp
+    ]
+    rows += [
+        {
+            "true_class": int(truth_labels[t]) - 1,
+            "predicted_class": None,
+            "iou": None,
+            "score": None,
+        }
+        for t in result.fn
+    ]
+    counts = {
+        "tp": len(result.tp),
+        "fp": len(result.fp) + len(result.confused),
+        "fn": len(result.fn) + len(result.confused),
+    }
+    return rows, counts

@@ -19,12 +19,14 @@ RENAMED = {"map_50": "map50", "map_75": "map75", "mar_100": "mar100"}
 RECALLS = 101
 
 
-def new_metric(per_class: bool = True) -> Any:
+def new_metric(per_class: bool = True, iou_type: str | tuple[str, ...] = "bbox") -> Any:
+    """COCO mAP; iou_type ("bbox", "segm") scores boxes and masks in one pass (the result's
+    keys then carry a "bbox_" / "segm_" prefix)."""
     from torchmetrics.detection import MeanAveragePrecision
 
     return MeanAveragePrecision(
         box_format="xyxy",
-        iou_type="bbox",
+        iou_type=iou_type,
         iou_thresholds=list(IOU_THRESHOLDS),
         class_metrics=per_class,
         extended_summary=per_class,
@@ -60,14 +62,21 @@ def _number(value: Any) -> float | None:
 def summarise(metric: Any, classes: list[str]) -> dict[str, Any]:
     """The aggregate keys (map, map50, map75, map_small/medium/large, mar100), per-class AP and
     AR, and a precision-recall curve per class at IoU 0.5 (101 recall points)."""
-    result = metric.compute()
+    return summarise_result(metric.compute(), classes)
+
+
+def summarise_result(
+    result: dict[str, Any], classes: list[str], prefix: str = ""
+) -> dict[str, Any]:
+    """`summarise` of a computed result; `prefix` picks one IoU type of a two-type metric
+    ("segm_", "bbox_")."""
     out: dict[str, Any] = {}
     for key in SUMMARY_KEYS:
-        out[RENAMED.get(key, key)] = _number(result[key])
+        out[RENAMED.get(key, key)] = _number(result[prefix + key])
     present = [int(c) for c in torch.as_tensor(result.get("classes", torch.zeros(0))).reshape(-1)]
-    per_ap = torch.as_tensor(result.get("map_per_class", torch.zeros(0))).reshape(-1)
-    per_ar = torch.as_tensor(result.get("mar_100_per_class", torch.zeros(0))).reshape(-1)
-    precision = result.get("precision")  # [T, R, K, A, M]
+    per_ap = torch.as_tensor(result.get(prefix + "map_per_class", torch.zeros(0))).reshape(-1)
+    per_ar = torch.as_tensor(result.get(prefix + "mar_100_per_class", torch.zeros(0))).reshape(-1)
+    precision = result.get(prefix + "precision")  # [T, R, K, A, M]
     per_class = []
     curves = []
     for position, label in enumerate(present):
