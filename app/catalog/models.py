@@ -43,12 +43,15 @@ class ModelSpec:
     std: tuple[float, float, float] = IMAGENET_STD
     size_multiple: int = 1  # the input side is rounded up to a multiple (ViT patch, strides)
     frozen_by_default: bool = False  # train the head only unless the recipe says otherwise
+    # The outputs a model gives beyond its task's own (dual-head: a segmentation map too).
+    heads: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["tasks"] = list(self.tasks)
         data["tags"] = list(self.tags)
         data["weight_files"] = list(self.weight_files)
+        data["heads"] = list(self.heads) or list(self.tasks[:1])
         data["mean"], data["std"] = list(self.mean), list(self.std)
         return data
 
@@ -362,6 +365,26 @@ for _backbone in [m for m in _MODELS.values() if "classification" in m.tasks]:
             description="ASPP (rates 6/12/18) and a stride-4 skip decoder on this backbone.",
             pretrained_source=_backbone.pretrained_source and "backbone",
             speed="fast" if _backbone.id == "small_cnn" else _backbone.speed,
+        )
+    )
+
+# Dual-head (workers/ml/tasks/classification/dual_head/): the same DeepLabV3+ decoder and a
+# classification head on one backbone, for classification images that also carry masks.
+for _backbone in [m for m in _MODELS.values() if "classification" in m.tasks]:
+    register_model(
+        ModelSpec(
+            f"dualhead_{_backbone.id}",
+            f"Dual-head {_backbone.title} (class + masks)",
+            "dualhead",
+            _PLUS_PARAMS.get(_backbone.id, _backbone.params_m),
+            128 if _backbone.id == "small_cnn" else 224,
+            tasks=("classification",),
+            description="Classification head and a DeepLabV3+ segmentation decoder on this "
+            "backbone, trained in phases A/B/C on images with masks; the segmentation gate "
+            "rejects out-of-domain images before classifying.",
+            pretrained_source=_backbone.pretrained_source and "backbone",
+            speed="fast" if _backbone.id == "small_cnn" else _backbone.speed,
+            heads=("classification", "segmentation"),
         )
     )
 

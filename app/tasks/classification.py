@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, StrictBool, model_validator
 
+from app.tasks.dual_head import DualHeadConfig, is_dual_head
 from app.tasks.hierarchy import HierarchyConfig, bind_taxonomy
 from app.tasks.hyperparams import Augmentations, TrainConfig, task_field
 from app.tasks.registry import MetricSpec, TaskSpec, register_task
@@ -55,6 +56,27 @@ class ClassificationConfig(TrainConfig):
         **task_field(label="Hierarchy"),
     )
 
+    dual_head: DualHeadConfig | None = Field(
+        None,
+        description="Dual-head (dualhead_* models) phases A/B/C and segmentation loss (JSON), "
+        'e.g. {"phases": [{"name": "A", "epochs": 2, "lr_backbone": 0, "lr_seg": 0.001, '
+        '"lr_cls": 0, "lambda_seg": 1, "lambda_cls": 0}, ...], "decoder_channels": 256}; '
+        "empty = the defaults (A 30, B 25, C 15 epochs).",
+        **task_field(label="Dual-head phases"),
+    )
+
+    @model_validator(mode="after")
+    def _phases_set_epochs(self) -> ClassificationConfig:
+        if is_dual_head(self.model):
+            if self.hierarchy is not None:
+                raise ValueError("a dual-head model is flat; leave hierarchy empty")
+            if self.dual_head is None:
+                self.dual_head = DualHeadConfig()
+            self.epochs = sum(phase.epochs for phase in self.dual_head.phases)
+        elif self.dual_head is not None:
+            raise ValueError("dual_head settings need a dualhead_* model")
+        return self
+
     @model_validator(mode="after")
     def _curriculum_sets_epochs(self) -> ClassificationConfig:
         if self.hierarchy is not None:
@@ -73,10 +95,19 @@ class ClassificationConfig(TrainConfig):
 def map_sample(
     sample: Sample, w: int, h: int, book: ClassBook, source_root: Path, warn: Warn
 ) -> list[Mapped]:
-    """Image-level labels; a detection or segmentation dataset gives its object classes."""
+    """Image-level labels; a detection or segmentation dataset gives its object classes. Channel
+    masks beside class folders (app/importers/class_masks.py) come along, class-less, for
+    dual-head models."""
+    from app.tasks.channel_masks import channel_mask
     from app.tasks.mapping import image_labels
 
-    return image_labels(sample, book)
+    out = image_labels(sample, book)
+    for shape in sample.annotations:
+        if shape.kind == "mask_file" and "channels" in shape.geometry:
+            mask = channel_mask(source_root, shape.geometry, shape.attributes, w, h, warn)
+            if mask is not None:
+                out.append(mask)
+    return out
 
 
 SHARE_METRICS = (

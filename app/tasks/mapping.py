@@ -103,7 +103,10 @@ def stored_rows(items: list[Mapped], book: ClassBook, kinds: dict[str, int]) -> 
     for item in items:
         count = (
             len(mask_classes(item.mask, names))
-            if item.kind == "mask" and item.label is None and item.mask is not None
+            if item.kind == "mask"
+            and item.label is None
+            and item.mask is not None
+            and "channels" not in item.geometry  # channel masks: one class-less row
             else 1
         )
         kinds[item.kind] = kinds.get(item.kind, 0) + count

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 FEATURES = ("projects", "import", "splits", "train", "evaluate", "export", "predict")
 # Modules of this package that are shared helpers, not task types.
-HELPER_MODULES = {"registry", "hyperparams", "mapping", "hierarchy"}
+HELPER_MODULES = {"registry", "hyperparams", "mapping", "hierarchy", "dual_head", "channel_masks"}
 
 
 @dataclass(frozen=True)

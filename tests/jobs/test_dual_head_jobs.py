@@ -1,0 +1,98 @@
+"""A tiny dual-head experiment end to end in real worker processes: class folders with
+per-channel masks imported, three phases trained (phase marks on the chart), evaluation with
+segmentation and gate figures, ONNX export of both heads with a valid parity check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from app.storage import Storage
+from benchmarks.synthetic.dual_head import write_dual_head
+from tests.factories import make_project
+from tests.importers.builders import import_folder
+from tests.jobs.conftest import PoolRunner
+from tests.jobs.test_export_jobs import wait_job
+
+pytestmark = [pytest.mark.slow]
+
+PHASES = [
+    {"name": "A", "epochs": 1, "lr_backbone": 0, "lr_seg": 0.003, "lr_cls": 0,
+     "lambda_seg": 1, "lambda_cls": 0},
+    {"name": "B", "epochs": 1, "lr_backbone": 0.001, "lr_seg": 0.001, "lr_cls": 0.003,
+     "lambda_seg": 0.4, "lambda_cls": 0.6},
+    {"name": "C", "epochs": 1, "lr_backbone": 0.0001, "lr_seg": 0, "lr_cls": 0.003,
+     "lambda_seg": 0, "lambda_cls": 1},
+]  # fmt: skip
+
+
+def test_dual_head_experiment_trains_in_phases_evaluates_and_exports(
+    session: Session,
+    engine: Engine,
+    storage: Storage,
+    client: TestClient,
+    pool: PoolRunner,
+    tmp_path: Path,
+) -> None:
+    models = client.get("/api/catalog/models", params={"task": "classification"}).json()
+    listed = models["items"] if isinstance(models, dict) else models
+    dual = [m for m in listed if m["id"] == "dualhead_small_cnn"]
+    assert dual and dual[0]["heads"] == ["classification", "segmentation"]
+
+    project = make_project(session, name="Leaves")
+    pid = project.id
+    assert pid is not None
+    write_dual_head(tmp_path, images=30, size=32, ood=4)
+    assert import_folder(session, engine, storage, pid, tmp_path / "data").status == "succeeded"
+    classes = client.get(f"/api/projects/{pid}/classes").json()
+    names = {c["name"] for c in (classes["items"] if isinstance(classes, dict) else classes)}
+    assert names == {"healthy", "spot", "streak", "wilt", "whip"}  # channels are no classes
+    split = client.post(
+        f"/api/projects/{pid}/splits",
+        json={"name": "main", "ratios": {"train": 0.6, "val": 0.2, "test": 0.2}},
+    ).json()
+    created = client.post(
+        f"/api/projects/{pid}/experiments",
+        json={
+            "name": "dual",
+            "split_id": split["id"],
+            "model": "dualhead_small_cnn",
+            "image_size": 32,
+            "batch_size": 8,
+            "dual_head": {"phases": PHASES, "decoder_channels": 16},
+        },
+    )
+    assert created.status_code == 201, created.text
+    eid = created.json()["id"]
+    base = f"/api/projects/{pid}/experiments/{eid}"
+    job = client.post(f"{base}/train").json()["job"]
+    wait_job(session, job["id"])
+    experiment = client.get(base).json()
+    assert experiment["status"] == "completed" and experiment["epochs_done"] == 3, experiment
+    series = client.get(f"{base}/metrics").json()["series"]
+    assert [p["value"] for p in series["val/stage"]] == [1.0, 2.0, 3.0]
+    assert len(series["train/seg_loss"]) == 3 and len(series["val/seg_miou"]) == 3
+
+    started = client.post(f"{base}/evaluation", json={"subsets": ["val", "test"]})
+    assert started.status_code == 202, started.text
+    wait_job(session, started.json()["job"]["id"])
+    aggregate = client.get(f"{base}/evaluation").json()["aggregate"]
+    assert 0.0 <= aggregate["accuracy"] <= 1.0
+    assert 0.0 <= aggregate["seg_miou"] <= 1.0
+    assert set(aggregate["per_channel_iou"]) <= {"tissue", "structural", "surface", "degradation"}
+    gate = aggregate["gate"]
+    assert gate["calibration_subset"] == "val"
+    assert set(gate["calibration"]["per_class"]) <= {"healthy", "spot", "streak", "wilt", "whip"}
+    in_domain = gate["in_domain"]
+    assert in_domain["images"] == aggregate["by_subset"]["test"]["samples"] > 0
+    assert 0.0 <= in_domain["pass_rate"] <= 1.0
+
+    exported = client.post(f"{base}/exports", json={"format": "onnx", "checkpoint": "best"})
+    assert exported.status_code == 202, exported.text
+    wait_job(session, exported.json()["job"]["id"])
+    record = client.get(f"{base}/exports").json()["items"][0]
+    assert record["status"] == "completed" and record["valid"] is True, record["validation"]
