@@ -60,6 +60,7 @@ def submit_prediction(
     export_id: int | None,
     uploads: list[Upload],
     score_threshold: float | None = None,
+    gate_mode: str = "on",
 ) -> tuple[Job, Export]:
     """Store the uploads under the job's folder and queue the job in one commit.
     `score_threshold` overrides a detector's own threshold for this request."""
@@ -97,6 +98,7 @@ def submit_prediction(
     options: dict[str, Any] = {
         **decisions.decision_for_experiment(session, export.experiment_id),
         "top_k": TOP_K,
+        "gate_mode": gate_mode,
     }
     if score_threshold is not None:
         if not 0 <= score_threshold <= 1:

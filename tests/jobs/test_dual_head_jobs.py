@@ -1,9 +1,13 @@
 """A tiny dual-head experiment end to end in real worker processes: class folders with
 per-channel masks imported, three phases trained (phase marks on the chart), evaluation with
-segmentation and gate figures, ONNX export of both heads with a valid parity check."""
+segmentation and gate figures, the gate's rules read and edited, a gate test set with a
+non-image in it, ONNX export of both heads with the gate in its metadata, and predictions
+with the gate's verdict (and without it, gate=off)."""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,7 @@ from sqlmodel import Session
 from app.storage import Storage
 from benchmarks.synthetic.dual_head import write_dual_head
 from tests.factories import make_project
+from tests.helpers import assert_api_error
 from tests.importers.builders import import_folder
 from tests.jobs.conftest import PoolRunner
 from tests.jobs.test_export_jobs import wait_job
@@ -96,3 +101,64 @@ def test_dual_head_experiment_trains_in_phases_evaluates_and_exports(
     wait_job(session, exported.json()["job"]["id"])
     record = client.get(f"{base}/exports").json()["items"][0]
     assert record["status"] == "completed" and record["valid"] is True, record["validation"]
+
+    assert record["metadata"]["segmentation"]["channels"] == [
+        "degradation", "structural", "surface", "tissue"
+    ]  # fmt: skip
+    assert record["metadata"]["outputs"] == ["logits", "masks"]
+    assert record["metadata"]["gate"]["min_ratio"] == gate["rules"]["min_ratio"]
+
+    gate_url = f"{base}/gate"
+    read = client.get(gate_url).json()
+    assert read["rules"]["default_min_ratio"] == 0.15 and not read["changed"]
+    assert read["in_domain"]["pass_rate"] == in_domain["pass_rate"]
+    assert_api_error(client.patch(gate_url, json={"default_min_ratio": 3}), 422, "invalid_gate")
+    assert_api_error(client.patch(gate_url, json={"bogus": 1}), 422, "invalid_gate")
+    edited = client.patch(gate_url, json={"default_min_ratio": 0.2, "min_component_px": 300})
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["rules"]["default_min_ratio"] == 0.2 and edited.json()["changed"]
+
+    ood = sorted((tmp_path / "ood").iterdir())
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.write(ood[0], "inside/first.png")
+    files = [("files", (p.name, p.read_bytes(), "image/png")) for p in ood[1:]]
+    files.append(("files", ("set.zip", archive.getvalue(), "application/zip")))
+    files.append(("files", ("notes.txt", b"not an image", "text/plain")))
+    started = client.post(f"{gate_url}/test-set", files=files)
+    assert started.status_code == 202, started.text
+    wait_job(session, started.json()["job"]["id"])
+    out = client.get(gate_url).json()["out_of_domain"]
+    assert out["images"] == len(ood) and 0.0 <= out["rejection_rate"] <= 1.0
+    assert [e["file"] for e in out["errors"]] == ["notes.txt"]
+    assert out["rejected"] == len(out["rejected_examples"])
+
+    leaf = next((tmp_path / "data" / "spot").iterdir())
+    for mode in ("on", "off"):
+        answer = client.post(
+            f"/api/projects/{pid}/predict",
+            data={"gate": mode},
+            files=[
+                ("files", ("leaf.png", leaf.read_bytes(), "image/png")),
+                ("files", ("noise.png", ood[0].read_bytes(), "image/png")),
+            ],
+        )
+        assert answer.status_code == 200, answer.text
+        for result in answer.json()["results"]:
+            decided = result["gate"]
+            assert set(decided) >= {"passed", "foreground_ratio", "largest_component", "reason"}
+            assert decided["threshold"] in (0.2, *read["rules"]["min_ratio"].values())
+            assert result["mask"]["width"] == 32 and len(result["top"]) == 5
+            if mode == "on" and not decided["passed"]:
+                assert result["labels"] == []
+            else:
+                assert len(result["labels"]) == 1
+    assert_api_error(
+        client.post(
+            f"/api/projects/{pid}/predict",
+            data={"gate": "maybe"},
+            files=[("files", ("leaf.png", leaf.read_bytes(), "image/png"))],
+        ),
+        422,
+        "validation_error",
+    )
