@@ -46,7 +46,7 @@ class GateRules(BaseModel):
 
 
 def is_dual(experiment: Experiment) -> bool:
-    return is_dual_head((experiment.config or {}).get("model"))
+    return is_dual_head(experiment.model_id or (experiment.config or {}).get("model"))
 
 
 def _dual(session: Session, project_id: int, experiment_id: int) -> Experiment:

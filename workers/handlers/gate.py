@@ -42,11 +42,9 @@ def _images(
 
 @register_handler("gate_test")
 def gate_test(ctx: JobContext) -> dict[str, Any]:
-    import torch
-
-    from workers.ml.checkpoints import load_for_inference, preprocess
+    from workers.ml.checkpoints import load_for_inference
     from workers.ml.predict import BadImage, open_image
-    from workers.ml.tasks.classification.dual_head import gate
+    from workers.ml.tasks.classification.dual_head.evaluate import gate_image
 
     experiment_id = int(ctx.params["experiment_id"])
     with ctx.session() as session:
@@ -62,7 +60,6 @@ def gate_test(ctx: JobContext) -> dict[str, Any]:
         path = ctx.storage.resolve(checkpoint.path)
     rules = ctx.params.get("rules") or {}
     model = load_for_inference(path, device="cpu")
-    seg = model.info["segmentation"]
     folder = ctx.storage.job_dir(ctx.job_id)
     errors: list[dict[str, str]] = []
     verdicts: list[dict[str, Any]] = []
@@ -76,13 +73,7 @@ def gate_test(ctx: JobContext) -> dict[str, Any]:
                 except BadImage as exc:
                     errors.append({"file": name, "message": str(exc)})
                     continue
-                with torch.inference_mode():
-                    logits, masks = model.model.both(preprocess(picture, model)[None])  # type: ignore[operator]
-                    probs = model.model.channel_probs(masks)[0].float().numpy()  # type: ignore[operator]
-                top = model.classes[int(logits[0].argmax())]
-                measures = gate.measure(probs, bool(seg["exclusive"]), list(seg["channels"]))
-                verdict = gate.verdict(measures, rules, top)
-                verdicts.append({"file": name, "class": top, **verdict})
+                verdicts.append({"file": name, **gate_image(model, picture, rules)})
                 ctx.progress(done, len(images), message="Gate test set", unit="images")
     finally:
         ctx.storage.remove_tree(folder / "inputs")

@@ -92,3 +92,15 @@ def evaluate(
         },
     }
     return outcome
+
+
+def gate_image(model: InferenceModel, picture: Any, rules: dict[str, Any]) -> dict[str, Any]:
+    """One image through the checkpoint: the predicted class and the gate's verdict."""
+    seg = model.info["segmentation"]
+    net = model.model
+    with torch.inference_mode():
+        logits, masks = net.both(preprocess(picture, model)[None])  # type: ignore[operator]
+        probs = net.channel_probs(masks)[0].float().numpy()  # type: ignore[operator]
+    top = model.classes[int(logits[0].argmax())]
+    measures = gate.measure(probs, bool(seg["exclusive"]), list(seg["channels"]))
+    return {"class": top, **gate.verdict(measures, rules, top)}
