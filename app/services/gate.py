@@ -22,7 +22,10 @@ from app.services.jobs import submit_job
 from app.storage import Storage, atomic_write_bytes
 from app.tasks.dual_head import is_dual_head
 
-OVERRIDE, OUT_OF_DOMAIN = "gate_rules", "gate_ood"
+OVERRIDE, OUT_OF_DOMAIN, BASELINE = "gate_rules", "gate_ood", "gate_baseline"
+# Seed §17: roll back to the classification-only baseline when the dual-head model's val
+# accuracy falls more than 0.5 points below it or its mean IoU stays under 0.5.
+MAX_ACCURACY_DROP, MIN_SEG_MIOU = 0.005, 0.5
 MAX_FILES, MAX_BYTES = 2000, 512 * 1024 * 1024
 DEFAULT_RULES: dict[str, Any] = {  # as workers/ml/tasks/classification/dual_head/gate.py
     "default_min_ratio": 0.15,
@@ -90,7 +93,98 @@ def read_gate(session: Session, *, project_id: int, experiment_id: int) -> dict[
         },
         "in_domain": block.get("in_domain") or {"pass_rate": None, "per_class": {}},
         "out_of_domain": provenance.get(OUT_OF_DOMAIN) or {"rejection_rate": None, "images": 0},
+        "rollback": rollback(session, experiment),
     }
+
+
+def _val_metric(session: Session, experiment: Experiment, key: str) -> float | None:
+    """The metric at the experiment's best epoch (else its last value)."""
+    from sqlmodel import col, select
+
+    from app.models import MetricPoint
+
+    points = session.exec(
+        select(MetricPoint)
+        .where(MetricPoint.experiment_id == experiment.id, MetricPoint.key == key)
+        .order_by(col(MetricPoint.step))
+    ).all()
+    if not points:
+        return None
+    best_epoch = ((experiment.provenance or {}).get("best") or {}).get("epoch")
+    at_best = [p.value for p in points if p.epoch == best_epoch]
+    return float(at_best[-1] if at_best else points[-1].value)
+
+
+def rollback(session: Session, experiment: Experiment) -> dict[str, Any] | None:
+    """The rollback rule against the named baseline; None when none is named."""
+    baseline_id = (experiment.provenance or {}).get(BASELINE)
+    baseline = session.get(Experiment, baseline_id) if baseline_id else None
+    if baseline is None:
+        return None
+    dual_acc = _val_metric(session, experiment, "val/acc")
+    base_acc = _val_metric(session, baseline, "val/acc")
+    miou = _val_metric(session, experiment, "val/seg_miou")
+    reasons = []
+    if dual_acc is not None and base_acc is not None and dual_acc < base_acc - MAX_ACCURACY_DROP:
+        reasons.append(
+            f"val accuracy {dual_acc:.1%} is {100 * (base_acc - dual_acc):.1f} points below the "
+            f"baseline's {base_acc:.1%} (more than 0.5)"
+        )
+    if miou is not None and miou < MIN_SEG_MIOU:
+        reasons.append(f"mean IoU {miou:.2f} is under {MIN_SEG_MIOU}")
+    known = dual_acc is not None and base_acc is not None and miou is not None
+    return {
+        "baseline_experiment_id": baseline.id,
+        "baseline_name": baseline.name,
+        "baseline_val_accuracy": base_acc,
+        "val_accuracy": dual_acc,
+        "seg_miou": miou,
+        "roll_back": bool(reasons),
+        "decided": known,
+        "reasons": reasons,
+        "better_experiment_id": baseline.id if reasons else experiment.id,
+    }
+
+
+def name_baseline(session: Session, experiment: Experiment, baseline_id: Any) -> None:
+    """Check and record the classification-only baseline (same split, trained)."""
+    if baseline_id is None:
+        (experiment.provenance or {}).pop(BASELINE, None)
+        return
+    if not isinstance(baseline_id, int) or isinstance(baseline_id, bool):
+        raise Invalid("baseline_experiment_id must be an experiment id.", code="invalid_gate")
+    baseline = session.get(Experiment, baseline_id)
+    problem = None
+    if baseline is None or baseline.project_id != experiment.project_id:
+        problem = f"experiment {baseline_id} is not in this project"
+    elif is_dual(baseline):
+        problem = f"experiment {baseline_id} is a dual-head model, not a classification-only one"
+    elif baseline.split_id != experiment.split_id:
+        problem = f"experiment {baseline_id} was trained on another split"
+    elif baseline.status != "completed":
+        problem = f"experiment {baseline_id} is {baseline.status}"
+    if problem:
+        raise Invalid(
+            f"Cannot use it as the baseline: {problem}.",
+            code="invalid_baseline",
+            details={"baseline_experiment_id": baseline_id},
+        )
+    provenance = dict(experiment.provenance or {})
+    provenance[BASELINE] = baseline_id
+    experiment.provenance = provenance
+
+
+def preferred_experiment(session: Session, experiments: list[Experiment]) -> int | None:
+    """The export page's default: the newest experiment, unless it is a dual-head model whose
+    rollback rule prefers its baseline."""
+    if not experiments:
+        return None
+    newest = experiments[0]
+    if is_dual(newest):
+        verdict = rollback(session, newest)
+        if verdict is not None and verdict["decided"]:
+            return int(verdict["better_experiment_id"])
+    return newest.id
 
 
 def patch_gate(
@@ -99,6 +193,10 @@ def patch_gate(
     experiment = _dual(session, project_id, experiment_id)
     if not isinstance(data, dict):
         raise Invalid("Send the rules to change as a JSON object.", code="invalid_gate")
+    data = dict(data)
+    if "baseline_experiment_id" in data:
+        name_baseline(session, experiment, data.pop("baseline_experiment_id"))
+        flag_modified(experiment, "provenance")
     try:
         rules = GateRules.model_validate({**effective_rules(session, experiment), **data})
     except ValidationError as error:
@@ -115,7 +213,8 @@ def patch_gate(
         )
     override = {k: v for k, v in rules.model_dump().items() if k in data}
     provenance = dict(experiment.provenance or {})
-    provenance[OVERRIDE] = {**(provenance.get(OVERRIDE) or {}), **override}
+    if override:
+        provenance[OVERRIDE] = {**(provenance.get(OVERRIDE) or {}), **override}
     experiment.provenance = provenance
     flag_modified(experiment, "provenance")
     session.add(experiment)

@@ -138,6 +138,8 @@ METRICS: tuple[MetricSpec, ...] = (
     *(MetricSpec(key, title, percent=True) for key, title in SHARE_METRICS),
     *(MetricSpec(key, title, percent=True) for key, title in LEVEL_METRICS),
     MetricSpec("violations", "Hierarchy violations (fine outside coarse)", mode="min"),
+    # Dual-head models (app/tasks/dual_head.py): the segmentation head's mean IoU.
+    MetricSpec("seg_miou", "Segmentation mean IoU (dual-head)", percent=True),
     MetricSpec("hamming_loss", "Hamming loss", mode="min"),
     MetricSpec("loss", "Loss", mode="min"),
 )
@@ -162,6 +164,7 @@ register_task(
             "val/coarse_accuracy",
             "val/binary_accuracy",
             "val/hierarchical_accuracy",
+            "val/seg_miou",
         ),
         metrics=METRICS,
         summary_metric="accuracy",
@@ -178,6 +181,18 @@ register_task(
         ),
         map_sample=map_sample,
         bind_classes=bind_taxonomy,
+        import_help=(
+            "Masks for dual-head models (classification + segmentation): a masks/ folder "
+            "beside the class folders. Index masks: masks/channels.txt names the channels, one "
+            "per line (line 1 = pixel value 0; a line 'background' marks the background), and "
+            "masks/<class>/<name>.png holds one mask per image (<class>/<name>.jpg). "
+            "Per-channel binary masks: masks/<channel>/<name>.png, non-zero = the channel, a "
+            "pixel may be in several channels. At most 7 channels.",
+            "In both layouts 255 = uncertain (ignored by the loss), a mask must have its "
+            "image's size, and masks are optional per image (images without one train the "
+            "class head only). An optional masks/quality.csv (image,tier) gives a mask tier A "
+            "(loss weight 1), B (0.5) or C (left out of the segmentation loss).",
+        ),
         samples={"digits": "scikit-learn digits: 1,797 handwritten digits, 10 classes, 32x32 grey"},
     )
 )
