@@ -272,6 +272,12 @@ def submit_test_set(
     return job
 
 
+def gate_job(session: Session, job_id: int) -> Job | None:
+    """A gate test set's job (for the card's progress), or None for any other job."""
+    job = session.get(Job, job_id)
+    return job if job is not None and job.kind == "gate_test" else None
+
+
 def store_out_of_domain(session: Session, experiment_id: int, result: dict[str, Any]) -> None:
     experiment = session.get(Experiment, experiment_id)
     if experiment is None:

@@ -11,7 +11,7 @@ from starlette.datastructures import UploadFile
 
 from app.deps import get_session, get_storage
 from app.errors import Invalid
-from app.models import TERMINAL_STATUSES, Job
+from app.models import TERMINAL_STATUSES
 from app.services import gate as service
 from app.storage import Storage
 from app.templating import render
@@ -28,7 +28,7 @@ def _card(
     job_id: int | None = None,
 ) -> Response:
     gate = service.read_gate(session, project_id=project_id, experiment_id=experiment_id)
-    job = session.get(Job, job_id) if job_id else None
+    job = service.gate_job(session, job_id) if job_id else None
     return render(
         request,
         "partials/tasks/classification/_gate.html",
