@@ -71,7 +71,9 @@ def studio_samples(
             if m.mask is not None:
                 masks.mkdir(exist_ok=True)
                 file = masks / f"{index}.png"
-                Image.fromarray(m.mask * 255).save(file)
+                # channel bit masks (dual-head) are stored as they are, like the import job
+                bits = "channels" in m.geometry
+                Image.fromarray(m.mask if bits else m.mask * 255).save(file)
                 geometry["file"] = str(file)
             anns.append(Ann(m.kind, m.label, geometry, dict(m.attributes)))
         samples.append(Sample(index, path, width=width, height=height, annotations=anns))

@@ -7,6 +7,9 @@ with the gate's verdict (and without it, gate=off)."""
 from __future__ import annotations
 
 import io
+import json
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -133,7 +136,27 @@ def test_dual_head_experiment_trains_in_phases_evaluates_and_exports(
     assert [e["file"] for e in out["errors"]] == ["notes.txt"]
     assert out["rejected"] == len(out["rejected_examples"])
 
+    # the plain example script applies the gate from the export's metadata (rules at export)
+    model_path = tmp_path / "model.onnx"
+    model_path.write_bytes(client.get(record["download_url"]).content)
     leaf = next((tmp_path / "data" / "spot").iterdir())
+    run = subprocess.run(
+        [sys.executable, "-I", str(Path(__file__).resolve().parents[2] / "examples" /
+         "predict_onnx.py"), str(model_path), str(leaf), str(ood[0]), "--json"],
+        cwd=tmp_path, capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    scripted = {Path(p["image"]).name: p for p in json.loads(run.stdout)["predictions"]}
+    studio = client.post(
+        f"/api/projects/{pid}/predict",
+        data={"gate": "off"},
+        files=[("files", (p.name, p.read_bytes(), "image/png")) for p in (leaf, ood[0])],
+    ).json()["results"]
+    for result in studio:
+        mine = scripted[result["file"]]
+        assert abs(mine["gate"]["foreground_ratio"] - result["gate"]["foreground_ratio"]) < 1e-6
+        assert mine["gate"]["largest_component"] == result["gate"]["largest_component"]
+        assert (mine["class"] is None) == (not mine["gate"]["passed"])
+
     for mode in ("on", "off"):
         answer = client.post(
             f"/api/projects/{pid}/predict",
