@@ -19,7 +19,8 @@ from app.errors import BadRequest, Conflict, Invalid, TooLarge
 from app.models import Experiment, Job
 from app.services.evaluations import find_evaluation, get_experiment
 from app.services.jobs import submit_job
-from app.storage import Storage, atomic_write_bytes
+from app.services.predictions import store_inputs
+from app.storage import Storage
 from app.tasks.dual_head import is_dual_head
 
 OVERRIDE, OUT_OF_DOMAIN, BASELINE = "gate_rules", "gate_ood", "gate_baseline"
@@ -255,12 +256,7 @@ def submit_test_set(
         commit=False,
     )
     assert job.id is not None
-    folder = storage.job_dir(job.id) / "inputs"
-    files = []
-    for name, data in uploads:
-        stored = storage.new_name("")
-        atomic_write_bytes(folder / stored, data)
-        files.append({"stored": f"inputs/{stored}", "name": name[:300]})
+    files = store_inputs(storage, job.id, uploads)
     job.params = {
         "experiment_id": experiment_id,
         "files": files,

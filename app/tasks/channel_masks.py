@@ -9,40 +9,22 @@ Imported by the import worker only (numpy, PIL), like app/tasks/mapping.py.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from app.tasks.mapping import IGNORE, Mapped, MaskProblem, Warn, task_background
+from app.tasks.mapping import IGNORE, Mapped, Warn, open_mask, task_background
 
 MAX_CHANNELS = 7
 
 
 def _pixels(root: Path, name: str, w: int, h: int, warn: Warn) -> np.ndarray | None:
-    """A mask file's values ([H, W]), or None with a warning when it cannot be used."""
-    from app.importers.base import inside
-
-    path = inside(root, name)
-    if path is None:
-        warn(f"mask {name!r} not found; skipped")
+    """A mask file's values ([H, W]; colour masks: the largest channel), or None."""
+    opened = open_mask(root, name, w, h, warn)
+    if opened is None:
         return None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as picture:
-                size = picture.size
-                if size != (w, h):  # checked before a single pixel is decoded
-                    warn(f"mask {name!r} is {size[0]}x{size[1]}, the image {w}x{h}; skipped")
-                    return None
-                pixels = np.asarray(picture)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise MaskProblem(f"mask {name!r} refused as a decompression bomb ({exc})") from None
-    except (OSError, ValueError) as exc:
-        warn(f"mask {name!r} is not a readable image ({exc}); skipped")
-        return None
+    pixels = opened[0]
     return pixels if pixels.ndim == 2 else pixels[..., :3].max(axis=2)
 
 
@@ -92,7 +74,3 @@ def channel_mask(
     attrs = {k: v for k, v in attributes.items() if k == "tier"}
     geometry_out = {"channels": foreground, "exclusive": exclusive}
     return Mapped("mask", None, geometry_out, attrs, np.ascontiguousarray(bits))
-
-
-def is_channel_mask(item: Mapped) -> bool:
-    return item.kind == "mask" and item.label is None and "channels" in item.geometry

@@ -8,7 +8,6 @@ when the gate rejects the image, unless `gate_mode` is "off"."""
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import numpy as np
@@ -16,7 +15,7 @@ from PIL import Image
 
 from workers.ml.tasks.classification.dual_head import gate
 from workers.ml.tasks.classification.dual_head.metrics import fired
-from workers.ml.tasks.segmentation.decode import mask_png
+from workers.ml.tasks.segmentation.decode import mask_field
 
 
 def overlay_mask(probs: np.ndarray, on: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -51,13 +50,7 @@ def decode_dual(
             {"channel": name, "index": k + 1, "fraction": measures["channels"][name]}
             for k, name in enumerate(channels)
         ],
-        "mask": {
-            "format": "png",
-            "encoding": "base64",
-            "width": int(size[0]),
-            "height": int(size[1]),
-            "data": base64.b64encode(mask_png(mask)).decode("ascii"),
-        },
+        "mask": mask_field(mask, size),
     }
     if gated and not decision["passed"]:
         out["labels"] = []
