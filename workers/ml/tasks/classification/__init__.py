@@ -129,6 +129,7 @@ class ClassificationCode(TaskCode):
                     config["augment"],
                     several,
                     len(classes),
+                    float(config["dual_head"].get("negative_share", 0.0)),
                 ),
                 DualHeadDataset(
                     prepared.samples.get("val", []), *args, None, several, len(classes)

@@ -42,9 +42,35 @@ def mask_of(sample: Sample, tier_weights: dict[str, float]) -> tuple[MaskTarget 
     return None, 0.0
 
 
+def negative(x: torch.Tensor) -> torch.Tensor:
+    """A synthetic non-domain image from a normalised one: its tiles shuffled (colours and
+    textures kept, the object's shape gone), noise, or a flat colour."""
+    kind = int(torch.randint(0, 3, (1,)))
+    if kind == 0:
+        _, h, w = x.shape
+        grid = 4
+        th, tw = h // grid, w // grid
+        tiles = [
+            x[:, i * th : (i + 1) * th, j * tw : (j + 1) * tw]
+            for i in range(grid)
+            for j in range(grid)
+        ]
+        order = torch.randperm(len(tiles)).tolist()
+        rows = [
+            torch.cat([tiles[order[i * grid + j]] for j in range(grid)], dim=2) for i in range(grid)
+        ]
+        out = torch.zeros_like(x)
+        out[:, : th * grid, : tw * grid] = torch.cat(rows, dim=1)
+        return out
+    if kind == 1:
+        return torch.randn(x.shape)
+    return torch.randn(x.shape[0], 1, 1).expand_as(x).clone()
+
+
 class DualHeadDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
     """(image, class target, channel-bit mask (long, 255 = ignore everywhere without a mask),
-    mask weight, index)."""
+    mask weight, class weight, index). With `negative_share`, that share of images (training)
+    becomes a synthetic negative: all-background mask of weight 1, class weight 0."""
 
     def __init__(
         self,
@@ -56,6 +82,7 @@ class DualHeadDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
         augment: dict[str, Any] | None,
         multi_label: bool,
         num_classes: int,
+        negative_share: float = 0.0,
     ) -> None:
         self.samples = samples
         self.weights: list[float] = []
@@ -67,6 +94,7 @@ class DualHeadDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
         self.pairs = SegmentationDataset(shadows, size, mean, std, augment)
         self.multi_label = multi_label
         self.num_classes = num_classes
+        self.negative_share = negative_share
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -81,6 +109,9 @@ class DualHeadDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
 
     def __getitem__(
         self, index: int
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, int]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, float, int]:
         x, mask, _ = self.pairs[index]
-        return x, self.label(index), mask, self.weights[index], index
+        label = self.label(index)
+        if self.negative_share and float(torch.rand(1)) < self.negative_share:
+            return negative(x), label, torch.zeros_like(mask), 1.0, 0.0, index
+        return x, label, mask, self.weights[index], 1.0, index

@@ -68,18 +68,20 @@ class DualHeadModule(StudioModule):
                 module.eval()  # no BatchNorm statistics move in a frozen part
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x, y, mask, weight, _ = batch
+        x, y, mask, weight, keep, _ = batch
         if x.shape[0] == 1:  # BatchNorm after ASPP's image pooling needs two values
-            x, y, mask, weight = (torch.cat([t, t]) for t in (x, y, mask, weight))
+            x, y, mask, weight, keep = (torch.cat([t, t]) for t in (x, y, mask, weight, keep))
             mask[1:] = mask[1:].flip(-1)
             x[1:] = x[1:].flip(-1)
         stage = self.stage()
         logits, seg = self.net.both(x)
-        cls = (
-            F.binary_cross_entropy_with_logits(logits, y.float())
-            if self.multi_label
-            else F.cross_entropy(logits, y, label_smoothing=float(self.config["label_smoothing"]))
-        )
+        if self.multi_label:
+            per = F.binary_cross_entropy_with_logits(logits, y.float(), reduction="none").mean(1)
+        else:
+            smoothing = float(self.config["label_smoothing"])
+            per = F.cross_entropy(logits, y, label_smoothing=smoothing, reduction="none")
+        keep = keep.float()
+        cls = (per * keep).sum() / keep.sum().clamp(min=1.0)  # synthetic negatives: no class
         segment, parts = seg_loss(
             seg, mask, weight.float(), exclusive=self.exclusive, dice_weight=self.dice_weight
         )
@@ -109,7 +111,7 @@ class DualHeadModule(StudioModule):
         self._iou = ChannelIoU(self.channels)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        x, y, mask, weight, _ = batch
+        x, y, mask, weight, _keep, _ = batch
         net: DualHeadNet = self.inference_model()  # type: ignore[assignment]
         logits, seg = net.both(x)
         self._val.append((logits.float().cpu(), y.cpu()))
