@@ -61,7 +61,7 @@ class DualHeadConfig(BaseModel):
     seg_loss: Literal["auto", "bce", "ce"] = "auto"  # auto: CE for index masks, BCE otherwise
     dice_weight: float = Field(1.0, ge=0, le=100)
     # Outlier exposure (not in the seed plan): this share of training images is replaced by
-    # a synthetic non-domain image — the image's tiles shuffled, noise, or a flat colour —
+    # a synthetic non-domain image — noise, a flat colour or a smooth colour field —
     # with an all-background mask and no class loss, so the gate has seen what "nothing" is.
     negative_share: float = Field(0.2, ge=0, le=0.9)
     tier_weights: dict[str, float] = Field(default_factory=lambda: {"A": 1.0, "B": 0.5, "C": 0.0})

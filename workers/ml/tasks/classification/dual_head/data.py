@@ -43,28 +43,18 @@ def mask_of(sample: Sample, tier_weights: dict[str, float]) -> tuple[MaskTarget 
 
 
 def negative(x: torch.Tensor) -> torch.Tensor:
-    """A synthetic non-domain image from a normalised one: its tiles shuffled (colours and
-    textures kept, the object's shape gone), noise, or a flat colour."""
+    """A synthetic non-domain image the size of a normalised one: noise, a flat colour, or a
+    smooth random colour field. (Shuffling the image's own tiles was tried and dropped: its
+    tiles look locally like the object, so an all-background mask on them contradicts the
+    real masks and the segmentation head collapsed.)"""
     kind = int(torch.randint(0, 3, (1,)))
     if kind == 0:
-        _, h, w = x.shape
-        grid = 4
-        th, tw = h // grid, w // grid
-        tiles = [
-            x[:, i * th : (i + 1) * th, j * tw : (j + 1) * tw]
-            for i in range(grid)
-            for j in range(grid)
-        ]
-        order = torch.randperm(len(tiles)).tolist()
-        rows = [
-            torch.cat([tiles[order[i * grid + j]] for j in range(grid)], dim=2) for i in range(grid)
-        ]
-        out = torch.zeros_like(x)
-        out[:, : th * grid, : tw * grid] = torch.cat(rows, dim=1)
-        return out
-    if kind == 1:
         return torch.randn(x.shape)
-    return torch.randn(x.shape[0], 1, 1).expand_as(x).clone()
+    if kind == 1:
+        return torch.randn(x.shape[0], 1, 1).expand_as(x).clone()
+    coarse = torch.randn(1, x.shape[0], 4, 4)
+    field = torch.nn.functional.interpolate(coarse, size=x.shape[-2:], mode="bilinear")
+    return field[0]
 
 
 class DualHeadDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
