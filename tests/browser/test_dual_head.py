@@ -20,7 +20,7 @@ from tests.importers.builders import import_folder
 from tests.jobs.test_dual_head_jobs import PHASES
 from tests.support.training import train_tiny_experiment
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(900)]
 
 SLOW = 300_000
 

@@ -26,7 +26,7 @@ from tests.importers.builders import import_folder
 from tests.jobs.conftest import PoolRunner
 from tests.jobs.test_export_jobs import wait_job
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 PHASES = [
     {"name": "A", "epochs": 1, "lr_backbone": 0, "lr_seg": 0.003, "lr_cls": 0,
