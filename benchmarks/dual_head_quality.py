@@ -54,6 +54,7 @@ def recipe(args: argparse.Namespace, seed: int, dual: bool) -> dict[str, Any]:
         lr = args.lr
         base["dual_head"] = {
             "decoder_channels": args.decoder,
+            "negative_share": args.negative_share,
             "phases": [
                 {"name": "A", "epochs": a, "lr_backbone": 0, "lr_seg": lr, "lr_cls": 0,
                  "lambda_seg": 1, "lambda_cls": 0},
@@ -93,6 +94,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--decoder", type=int, default=64, help="decoder width")
     parser.add_argument("--model", default="small_cnn")
+    parser.add_argument("--negative-share", type=float, default=0.0, help="synthetic negatives")
     parser.add_argument("--seeds", default="0")
     args = parser.parse_args()
     from workers.ml.predict import open_image

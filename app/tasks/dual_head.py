@@ -63,7 +63,10 @@ class DualHeadConfig(BaseModel):
     # Outlier exposure (not in the seed plan): this share of training images is replaced by
     # a synthetic non-domain image — noise, a flat colour or a smooth colour field —
     # with an all-background mask and no class loss, so the gate has seen what "nothing" is.
-    negative_share: float = Field(0.2, ge=0, le=0.9)
+    # Off by default: at 0.2 it raised out-of-domain rejection 2.5 % → 87.5 % but cut test
+    # accuracy 1.0 → 0.53 on the benchmark (benchmarks/README.md; BatchNorm statistics mixed
+    # with the negatives' are the likely cause, not yet fixed).
+    negative_share: float = Field(0.0, ge=0, le=0.9)
     tier_weights: dict[str, float] = Field(default_factory=lambda: {"A": 1.0, "B": 0.5, "C": 0.0})
 
     @model_validator(mode="after")
