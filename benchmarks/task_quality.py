@@ -72,7 +72,9 @@ def studio_samples(
             if m.mask is not None:
                 masks.mkdir(exist_ok=True)
                 file = masks / f"{index}_{len(anns)}.png"  # one file per mask (instances)
-                Image.fromarray(m.mask * 255).save(file)
+                # channel bit masks (dual-head) are stored as they are, like the import job
+                bits = "channels" in m.geometry
+                Image.fromarray(m.mask if bits else m.mask * 255).save(file)
                 geometry["file"] = str(file)
                 if m.label is not None:  # an instance mask: 255 = the object
                     geometry["value"] = 255

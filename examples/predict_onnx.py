@@ -17,6 +17,11 @@ name>` lines) adds the accuracy over those images. Detection prints one line per
 (class, score, x, y, w, h in the original image's pixels); the export runs one image at a time
 when its metadata says `"batch": 1`.
 
+Dual-head classification exports (metadata with "segmentation" and "gate") also output
+per-channel mask probabilities: the script applies the segmentation gate first (the studio's
+rules, workers/ml/tasks/classification/dual_head/gate.py, restated here) and gives a rejected
+image no class, with the reason; `--no-gate` turns that off.
+
 Segmentation exports (metadata "task": "segmentation") output logits [N, C, H, W]: each
 class's logits are resized bilinearly to the original image size, the argmax is the class
 index of each pixel; the script prints every class's share of the pixels and, with
@@ -67,6 +72,55 @@ def scores_of(logits: np.ndarray, meta: dict) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
+
+
+def largest_component(mask: np.ndarray) -> int:
+    """Pixels of the largest 4-connected region (a plain flood fill: no SciPy needed)."""
+    seen = np.zeros_like(mask, dtype=bool)
+    best = 0
+    height, width = mask.shape
+    for y0, x0 in zip(*np.nonzero(mask), strict=True):
+        if seen[y0, x0]:
+            continue
+        stack, size = [(y0, x0)], 0
+        seen[y0, x0] = True
+        while stack:
+            y, x = stack.pop()
+            size += 1
+            for ny, nx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
+                if 0 <= ny < height and 0 <= nx < width and mask[ny, nx] and not seen[ny, nx]:
+                    seen[ny, nx] = True
+                    stack.append((ny, nx))
+        best = max(best, size)
+    return best
+
+
+def gate(probs: np.ndarray, meta: dict, predicted: str) -> dict:
+    """The segmentation gate on one image's channel probabilities [K, S, S]."""
+    rules = meta["gate"]
+    if meta["segmentation"]["exclusive"]:
+        background = 1.0 - probs.sum(axis=0, keepdims=True)
+        winner = np.concatenate([background, probs]).argmax(axis=0)
+        on = np.stack([winner == k + 1 for k in range(probs.shape[0])])
+    else:
+        on = probs >= 0.5
+    foreground = on.any(axis=0)
+    ratio = float(foreground.mean())
+    region = largest_component(foreground)
+    threshold = float(rules["min_ratio"].get(predicted, rules["default_min_ratio"]))
+    scale = (probs.shape[-1] / float(rules["reference_side"])) ** 2
+    min_area = float(rules["min_component_px"]) * scale
+    if ratio < threshold:
+        reason = f"insufficient foreground ({ratio:.0%} < {threshold:.0%})"
+    elif region < min_area:
+        reason = f"no coherent object (largest region {region} px < {min_area:.0f} px)"
+    elif not on.any():
+        reason = "no channel fires"
+    else:
+        return {"passed": True, "foreground_ratio": ratio, "largest_component": region,
+                "reason": "foreground found"}  # fmt: skip
+    return {"passed": False, "foreground_ratio": ratio, "largest_component": region,
+            "reason": reason}  # fmt: skip
 
 
 def segment(path: Path, logits: np.ndarray, classes: list, out_dir: Path | None) -> dict:
@@ -138,6 +192,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--score-threshold", type=float, default=None, help="detection: keep scores ≥ this"
     )
+    parser.add_argument("--no-gate", action="store_true", help="dual-head: skip the gate")
     args = parser.parse_args(argv)
 
     meta = load_metadata(args.model, args.metadata)
@@ -193,12 +248,15 @@ def main(argv: list[str]) -> int:
     for start in range(0, len(images), args.batch):
         chunk = images[start : start + args.batch]
         batch = np.stack([preprocess(p, meta["preprocess"]) for p in chunk])
-        logits = session.run(None, {input_name: batch})[0]
-        for path, row in zip(chunk, scores_of(logits, meta), strict=True):
+        outputs = session.run(None, {input_name: batch})
+        for index, (path, row) in enumerate(zip(chunk, scores_of(outputs[0], meta), strict=True)):
             best = int(row.argmax())
-            predictions.append(
-                {"image": str(path), "class": classes[best], "score": float(row[best])}
-            )
+            answer = {"image": str(path), "class": classes[best], "score": float(row[best])}
+            if meta.get("gate") and len(outputs) > 1:
+                answer["gate"] = gate(outputs[1][index], meta, classes[best])
+                if not answer["gate"]["passed"] and not args.no_gate:
+                    answer["class"] = None
+            predictions.append(answer)
 
     result: dict = {"predictions": predictions}
     if truth:
@@ -211,7 +269,8 @@ def main(argv: list[str]) -> int:
         print(json.dumps(result))
     else:
         for p in predictions:
-            print(f"{p['image']}\t{p['class']}\t{p['score']:.4f}")
+            verdict = f"\tgate: {p['gate']['reason']}" if "gate" in p else ""
+            print(f"{p['image']}\t{p['class']}\t{p['score']:.4f}{verdict}")
         if "accuracy" in result:
             print(f"accuracy {result['accuracy']:.6f} ({result['correct']}/{result['total']})")
     return 0

@@ -329,7 +329,12 @@ def _commit(
         if remap:
             for _sample, _meta, mapped in records:
                 for item in mapped:
-                    if item.kind == "mask" and item.label is None and item.mask is not None:
+                    if (
+                        item.kind == "mask"
+                        and item.label is None
+                        and item.mask is not None
+                        and "channels" not in item.geometry  # bits, not class indices
+                    ):
                         item.mask = remap_mask(item.mask, remap)
         for name in book.new:
             index = book.index[name]
@@ -480,6 +485,8 @@ def _annotation_rows(
     path = storage.relative(masks_dir / name)
     if item.label is not None:  # an instance or anomaly mask: 1 = the object
         return [row(item.label, "mask", {"path": path, "value": 1}, item.attributes)]
+    if "channels" in item.geometry:  # channel bits (app/tasks/channel_masks.py): no class
+        return [row(None, "mask", {"path": path, **item.geometry}, item.attributes)]
     # A semantic index mask: one row per class present, all sharing the file.
     by_index = {c.index: name for name, c in classes.items()}
     return [

@@ -27,6 +27,12 @@ def predict(
     rle: bool = Form(
         False, description="Instance segmentation: also each object's mask as COCO RLE"
     ),
+    gate: str = Form(
+        "on",
+        pattern="^(on|off)$",
+        description="Dual-head models: off = class scores even "
+        "for images the segmentation gate rejects",
+    ),
     wait: float = Query(30.0, ge=0, le=120, description="Seconds to wait for the result"),
     session: Session = Depends(get_session),
     storage: Storage = Depends(get_storage),
@@ -35,7 +41,9 @@ def predict(
     predictor process runs (a light worker when the predictor is down). Default model: the
     project's newest valid ONNX export. Answers 200 with per-image results in one envelope
     (`ok`, `file`, `task`, `image` {width, height}, plus the task's fields: `top` and `labels`
-    for classification, `objects` with boxes in original pixels for detection, and with
+    for classification (dual-head models add `gate` {passed, foreground_ratio,
+    largest_component, reason}, `channels` and a `mask`; a rejected image gets no `labels`
+    unless gate=off), `objects` with boxes in original pixels for detection, and with
     polygons (plus COCO RLE masks when `rle` is set) for instance segmentation) or a per-image
     `error`, the model and timing; 422 when no file is a readable image; 202 with the job when
     it takes longer than `wait` seconds (its `result` holds the same answer)."""
@@ -51,6 +59,7 @@ def predict(
         uploads=uploads,
         score_threshold=score_threshold,
         rle=rle,
+        gate_mode=gate,
     )
     assert job.id is not None
     finished = service.wait_for_job(session=session, job_id=job.id, timeout=wait)

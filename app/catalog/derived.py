@@ -94,6 +94,26 @@ for _backbone in backbones_with("dense"):
         )
     )
 
+# Dual-head (workers/ml/tasks/classification/dual_head/): the same DeepLabV3+ decoder and a
+# classification head on one backbone, for classification images that also carry masks. The
+# decoder's stride-4 skip comes from the backbone's own stages (a CNN's "stages" features).
+for _backbone in backbones_with("stages"):
+    register_model(
+        _on_backbone(
+            _backbone,
+            id=f"dualhead_{_backbone.id}",
+            title=f"Dual-head {_backbone.title} (class + masks)",
+            family="dualhead",
+            params_m=_PLUS_PARAMS.get(_backbone.id, _backbone.params_m),
+            default_image_size=128 if _backbone.id == "small_cnn" else 224,
+            tasks=("classification",),
+            description="Classification head and a DeepLabV3+ segmentation decoder on this "
+            "backbone, trained in phases A/B/C on images with masks; the segmentation gate "
+            "rejects out-of-domain images before classifying.",
+            heads=("classification", "segmentation"),
+        )
+    )
+
 # PaDiM and PatchCore fit a memory of pretrained features of normal images (no gradient
 # training): offered only where the workers found the backbone's weights.
 _MEMORY = {

@@ -14,6 +14,9 @@ from app.errors import Invalid
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 BACKBONE_KINDS = ("embedding", "dense")
+# A CNN also gives its stages' maps at strides 4-32 straight, without a neck: heads that want
+# a stride-4 skip from the network itself (the dual-head decoder) ask for "stages".
+CNN_KINDS = (*BACKBONE_KINDS, "stages")
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class ModelSpec:
     # hierarchical heads), "dense" (feature maps a decoder can use: DeepLabV3+),
     # "memory" (pretrained patch features a PaDiM/PatchCore memory is fitted on).
     feature_kinds: tuple[str, ...] = ()
+    # The outputs a model gives beyond its task's own (dual-head: a segmentation map too).
+    heads: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -57,6 +62,7 @@ class ModelSpec:
         data["tags"] = list(self.tags)
         data["weight_files"] = list(self.weight_files)
         data["feature_kinds"] = list(self.feature_kinds)
+        data["heads"] = list(self.heads) or list(self.tasks[:1])
         data["mean"], data["std"] = list(self.mean), list(self.std)
         return data
 
@@ -78,7 +84,7 @@ for _spec in (
         32,
         description="Four conv blocks; trains in seconds on a CPU. Good for small images.",
         speed="fast",
-        feature_kinds=BACKBONE_KINDS,
+        feature_kinds=CNN_KINDS,
     ),
     ModelSpec(
         "resnet18",
@@ -88,7 +94,7 @@ for _spec in (
         224,
         pretrained_source="torchvision",
         weight_files=("resnet18-f37072fd.pth",),
-        feature_kinds=(*BACKBONE_KINDS, "memory"),
+        feature_kinds=(*CNN_KINDS, "memory"),
     ),
     ModelSpec(
         "resnet34",
@@ -98,7 +104,7 @@ for _spec in (
         224,
         pretrained_source="torchvision",
         weight_files=("resnet34-b627a593.pth",),
-        feature_kinds=BACKBONE_KINDS,
+        feature_kinds=CNN_KINDS,
     ),
     ModelSpec(
         "resnet50",
@@ -109,7 +115,7 @@ for _spec in (
         pretrained_source="torchvision",
         weight_files=("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth"),
         speed="slow",
-        feature_kinds=BACKBONE_KINDS,
+        feature_kinds=CNN_KINDS,
     ),
     ModelSpec(
         "efficientnet_b0",
@@ -119,7 +125,7 @@ for _spec in (
         224,
         pretrained_source="torchvision",
         weight_files=("efficientnet_b0_rwightman-7f5810bc.pth",),
-        feature_kinds=BACKBONE_KINDS,
+        feature_kinds=CNN_KINDS,
     ),
     ModelSpec(
         "efficientnet_b3",
@@ -130,7 +136,7 @@ for _spec in (
         pretrained_source="torchvision",
         weight_files=("efficientnet_b3_rwightman-b3899882.pth",),
         speed="slow",
-        feature_kinds=BACKBONE_KINDS,
+        feature_kinds=CNN_KINDS,
     ),
     ModelSpec(
         "mobilenet_v3_small",
@@ -141,7 +147,7 @@ for _spec in (
         pretrained_source="torchvision",
         weight_files=("mobilenet_v3_small-047dcff4.pth",),
         speed="fast",
-        feature_kinds=BACKBONE_KINDS,
+        feature_kinds=CNN_KINDS,
     ),
     ModelSpec(
         "mobilenet_v3_large",
@@ -151,7 +157,7 @@ for _spec in (
         224,
         pretrained_source="torchvision",
         weight_files=("mobilenet_v3_large-8738ca79.pth", "mobilenet_v3_large-5c1a4163.pth"),
-        feature_kinds=BACKBONE_KINDS,
+        feature_kinds=CNN_KINDS,
     ),
     ModelSpec(
         "anomaly_unet",

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from app.importers import Importer, register_importer
 from app.importers.base import ReadResult, Sample, SampleAnnotation, image_files, rel, subset_of
+from app.importers.class_masks import MASK_DIR, attach_masks
 from app.importers.taxonomy import is_taxonomy
 
 ANNOTATION_SUFFIXES = {".json", ".xml", ".csv", ".yaml", ".yml"}
@@ -13,7 +14,11 @@ ANNOTATION_SUFFIXES = {".json", ".xml", ".csv", ".yaml", ".yml"}
 
 def split_roots(root: Path) -> list[tuple[Path, str | None]]:
     """`train/val/test` folders when every image folder at the top is one of them."""
-    children = [c for c in sorted(root.iterdir()) if c.is_dir() and not c.is_symlink()]
+    children = [
+        c
+        for c in sorted(root.iterdir())
+        if c.is_dir() and not c.is_symlink() and c.name != MASK_DIR
+    ]
     subsets = [(c, subset_of(c.name)) for c in children]
     if subsets and all(s is not None for _, s in subsets):
         return [(c, s) for c, s in subsets]
@@ -21,7 +26,11 @@ def split_roots(root: Path) -> list[tuple[Path, str | None]]:
 
 
 def detect(root: Path, task_type: str) -> float:
-    files = [p for p in root.rglob("*") if p.is_file() and not is_taxonomy(root, p)]
+    files = [
+        p
+        for p in root.rglob("*")
+        if p.is_file() and not is_taxonomy(root, p) and p.relative_to(root).parts[0] != MASK_DIR
+    ]
     if any(p.suffix.lower() in ANNOTATION_SUFFIXES for p in files):
         return 0.0
     if any(p.suffix.lower() == ".txt" for p in files):
@@ -41,6 +50,8 @@ def read(root: Path, task_type: str) -> ReadResult:
                 result.warn(rel(root, path), "image outside any class folder; skipped")
                 continue
             label = parts[0]
+            if label == MASK_DIR and base == root:
+                continue  # masks beside the class folders (app/importers/class_masks.py)
             if label not in result.classes:
                 result.classes.append(label)
             attributes = {"folder": "/".join(parts[1:-1])} if len(parts) > 2 else {}
@@ -54,6 +65,7 @@ def read(root: Path, task_type: str) -> ReadResult:
             )
     result.warnings.extend(skipped)
     result.classes.sort()
+    attach_masks(root, result)
     return result
 
 

@@ -132,4 +132,9 @@ def decision_for_experiment(session: Session, experiment_id: int) -> dict[str, A
     if experiment is None:
         return {}
     project = session.get(Project, experiment.project_id)
-    return effective_decision(experiment, project.task_type) if project else {}
+    values = effective_decision(experiment, project.task_type) if project else {}
+    from app.services import gate  # a dual-head model's gate rules travel the same way
+
+    if gate.is_dual(experiment):
+        values["gate"] = gate.effective_rules(session, experiment)
+    return values

@@ -61,6 +61,7 @@ def submit_prediction(
     uploads: list[Upload],
     score_threshold: float | None = None,
     rle: bool = False,
+    gate_mode: str = "on",
 ) -> tuple[Job, Export]:
     """Store the uploads under the job's folder and queue the job in one commit.
     `score_threshold` overrides a detector's own threshold for this request; `rle` asks
@@ -89,16 +90,12 @@ def submit_prediction(
         commit=False,
     )
     assert job.id is not None
-    folder = storage.job_dir(job.id) / "inputs"
-    files = []
-    for upload in uploads:
-        stored = storage.new_name("")
-        atomic_write_bytes(folder / stored, upload.data)
-        files.append({"stored": f"inputs/{stored}", "name": upload.name[:300]})
+    files = store_inputs(storage, job.id, [(u.name, u.data) for u in uploads])
     # Decision settings changed since the export (a threshold) apply to predictions at once.
     options: dict[str, Any] = {
         **decisions.decision_for_experiment(session, export.experiment_id),
         "top_k": TOP_K,
+        "gate_mode": gate_mode,
     }
     if score_threshold is not None:
         if not 0 <= score_threshold <= 1:
@@ -115,6 +112,20 @@ def submit_prediction(
     session.refresh(job)
     wake_predictor(storage)
     return job, export
+
+
+def store_inputs(
+    storage: Storage, job_id: int, uploads: list[tuple[str, bytes]]
+) -> list[dict[str, str]]:
+    """Uploaded files under the job's `inputs/` folder (random names; the given name kept
+    for the answer), as the job's `files` parameter lists them."""
+    folder = storage.job_dir(job_id) / "inputs"
+    files = []
+    for name, data in uploads:
+        stored = storage.new_name("")
+        atomic_write_bytes(folder / stored, data)
+        files.append({"stored": f"inputs/{stored}", "name": name[:300]})
+    return files
 
 
 def wake_predictor(storage: Storage) -> bool:

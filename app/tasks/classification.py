@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, StrictBool, model_validator
 
+from app.tasks.dual_head import DualHeadConfig, is_dual_head
 from app.tasks.hierarchy import HierarchyConfig, bind_taxonomy
 from app.tasks.hyperparams import Augmentations, TrainConfig, task_field
 from app.tasks.registry import MetricSpec, TaskSpec, register_task
@@ -57,6 +58,27 @@ class ClassificationConfig(TrainConfig):
         **task_field(label="Hierarchy"),
     )
 
+    dual_head: DualHeadConfig | None = Field(
+        None,
+        description="Dual-head (dualhead_* models) phases A/B/C and segmentation loss (JSON), "
+        'e.g. {"phases": [{"name": "A", "epochs": 2, "lr_backbone": 0, "lr_seg": 0.001, '
+        '"lr_cls": 0, "lambda_seg": 1, "lambda_cls": 0}, ...], "decoder_channels": 256}; '
+        "empty = the defaults (A 30, B 25, C 15 epochs).",
+        **task_field(label="Dual-head phases"),
+    )
+
+    @model_validator(mode="after")
+    def _phases_set_epochs(self) -> ClassificationConfig:
+        if is_dual_head(self.model):
+            if self.hierarchy is not None:
+                raise ValueError("a dual-head model is flat; leave hierarchy empty")
+            if self.dual_head is None:
+                self.dual_head = DualHeadConfig()
+            self.epochs = sum(phase.epochs for phase in self.dual_head.phases)
+        elif self.dual_head is not None:
+            raise ValueError("dual_head settings need a dualhead_* model")
+        return self
+
     @model_validator(mode="after")
     def _curriculum_sets_epochs(self) -> ClassificationConfig:
         if self.hierarchy is not None:
@@ -75,10 +97,19 @@ class ClassificationConfig(TrainConfig):
 def map_sample(
     sample: Sample, w: int, h: int, book: ClassBook, source_root: Path, warn: Warn
 ) -> list[Mapped]:
-    """Image-level labels; a detection or segmentation dataset gives its object classes."""
+    """Image-level labels; a detection or segmentation dataset gives its object classes. Channel
+    masks beside class folders (app/importers/class_masks.py) come along, class-less, for
+    dual-head models."""
+    from app.tasks.channel_masks import channel_mask
     from app.tasks.mapping import image_labels
 
-    return image_labels(sample, book)
+    out = image_labels(sample, book)
+    for shape in sample.annotations:
+        if shape.kind == "mask_file" and "channels" in shape.geometry:
+            mask = channel_mask(source_root, shape.geometry, shape.attributes, w, h, warn)
+            if mask is not None:
+                out.append(mask)
+    return out
 
 
 SHARE_METRICS = (
@@ -115,6 +146,8 @@ METRICS: tuple[MetricSpec, ...] = (
     *(MetricSpec(key, title, percent=True) for key, title in SHARE_METRICS),
     *(MetricSpec(key, title, percent=True) for key, title in LEVEL_METRICS),
     MetricSpec("violations", "Hierarchy violations (fine outside coarse)", mode="min"),
+    # Dual-head models (app/tasks/dual_head.py): the segmentation head's mean IoU.
+    MetricSpec("seg_miou", "Segmentation mean IoU (dual-head)", percent=True),
     MetricSpec("hamming_loss", "Hamming loss", mode="min"),
     MetricSpec("loss", "Loss", mode="min"),
 )
@@ -139,6 +172,7 @@ register_task(
             "val/coarse_accuracy",
             "val/binary_accuracy",
             "val/hierarchical_accuracy",
+            "val/seg_miou",
         ),
         metrics=METRICS,
         summary_metric="accuracy",
@@ -155,6 +189,18 @@ register_task(
         ),
         map_sample=map_sample,
         bind_classes=bind_taxonomy,
+        import_help=(
+            "Masks for dual-head models (classification + segmentation): a masks/ folder "
+            "beside the class folders. Index masks: masks/channels.txt names the channels, one "
+            "per line (line 1 = pixel value 0; a line 'background' marks the background), and "
+            "masks/<class>/<name>.png holds one mask per image (<class>/<name>.jpg). "
+            "Per-channel binary masks: masks/<channel>/<name>.png, non-zero = the channel, a "
+            "pixel may be in several channels. At most 7 channels.",
+            "In both layouts 255 = uncertain (ignored by the loss), a mask must have its "
+            "image's size, and masks are optional per image (images without one train the "
+            "class head only). An optional masks/quality.csv (image,tier) gives a mask tier A "
+            "(loss weight 1), B (0.5) or C (left out of the segmentation loss).",
+        ),
         samples={"digits": "scikit-learn digits: 1,797 handwritten digits, 10 classes, 32x32 grey"},
     )
 )

@@ -103,7 +103,10 @@ def stored_rows(items: list[Mapped], book: ClassBook, kinds: dict[str, int]) -> 
     for item in items:
         count = (
             len(mask_classes(item.mask, names))
-            if item.kind == "mask" and item.label is None and item.mask is not None
+            if item.kind == "mask"
+            and item.label is None
+            and item.mask is not None
+            and "channels" not in item.geometry  # channel masks: one class-less row
             else 1
         )
         kinds[item.kind] = kinds.get(item.kind, 0) + count
@@ -196,21 +199,14 @@ def rings_of(geometry: dict[str, Any]) -> list[list[list[float]]]:
     return geometry["rings"] if "rings" in geometry else [geometry["points"]]
 
 
-def read_mask(
-    root: Path,
-    geometry: dict[str, Any],
-    w: int,
-    h: int,
-    book: ClassBook,
-    warn: Warn,
-    *,
-    binary: bool,
-) -> np.ndarray | None:
+def open_mask(root: Path, name: str, w: int, h: int, warn: Warn) -> tuple[np.ndarray, str] | None:
+    """A mask file's pixels and PIL mode, or None (with a warning) when it is missing,
+    unreadable or not the image's size; a decompression bomb raises MaskProblem."""
     from app.importers.base import inside
 
-    path = inside(root, geometry["path"])
+    path = inside(root, name)
     if path is None:
-        warn(f"mask {geometry['path']!r} not found; skipped")
+        warn(f"mask {name!r} not found; skipped")
         return None
     try:
         with warnings.catch_warnings():
@@ -223,15 +219,30 @@ def read_mask(
                     pixels = np.asarray(picture)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # Like a bomb image: this sample is an error, the rest of the import goes on.
-        raise MaskProblem(
-            f"mask {geometry['path']!r} refused as a decompression bomb ({exc})"
-        ) from None
+        raise MaskProblem(f"mask {name!r} refused as a decompression bomb ({exc})") from None
     except (OSError, ValueError) as exc:
-        warn(f"mask {geometry['path']!r} is not a readable image ({exc}); skipped")
+        warn(f"mask {name!r} is not a readable image ({exc}); skipped")
         return None
     if size != (w, h):
-        warn(f"mask {geometry['path']!r} is {size[0]}x{size[1]}, the image {w}x{h}; skipped")
+        warn(f"mask {name!r} is {size[0]}x{size[1]}, the image {w}x{h}; skipped")
         return None
+    return pixels, mode
+
+
+def read_mask(
+    root: Path,
+    geometry: dict[str, Any],
+    w: int,
+    h: int,
+    book: ClassBook,
+    warn: Warn,
+    *,
+    binary: bool,
+) -> np.ndarray | None:
+    opened = open_mask(root, str(geometry["path"]), w, h, warn)
+    if opened is None:
+        return None
+    pixels, mode = opened
     if binary:
         grey = pixels if pixels.ndim == 2 else pixels[..., :3].max(axis=2)
         return (grey > 0).astype(np.uint8)

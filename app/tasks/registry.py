@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 FEATURES = ("projects", "import", "splits", "train", "evaluate", "export", "predict")
 # Modules of this package that are shared helpers, not task types.
-HELPER_MODULES = {"registry", "hyperparams", "mapping", "hierarchy"}
+HELPER_MODULES = {"registry", "hyperparams", "mapping", "hierarchy", "dual_head", "channel_masks"}
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,9 @@ class TaskSpec:
     # project gets before the first import (segmentation's background at index 0).
     map_sample: MapSample | None = None
     implicit_classes: tuple[str, ...] = ()
+    # Import: layouts beyond the formats' own that the import dialog explains (HTML-free text,
+    # one paragraph per item), e.g. masks beside class folders for dual-head models.
+    import_help: tuple[str, ...] = ()
     # Built-in sample datasets a project of this task can import (name -> description).
     samples: dict[str, str] = field(default_factory=dict)
     # Splits: tokens to stratify on; None stratifies on the classes present in each image.

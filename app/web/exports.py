@@ -40,12 +40,17 @@ def _item(session: Session, project_id: int, row: Export) -> dict[str, Any]:
 
 
 def _context(session: Session, project_id: int) -> dict[str, Any]:
+    from app.services.gate import preferred_experiment
+
     project = project_service.get_project(session=session, project_id=project_id)
     read = project_service.read_project(session=session, project=project)
+    experiments = service.exportable_experiments(session=session, project_id=project_id)
     return {
         "p": read,
         "items": _items(session, project_id),
-        "experiments": service.exportable_experiments(session=session, project_id=project_id),
+        "experiments": experiments,
+        # A dual-head model's rollback rule may prefer its baseline (app/services/gate.py).
+        "preferred_experiment": preferred_experiment(session, experiments),
         "formats": service.FORMAT_TITLES,
         "default_opset": service.DEFAULT_OPSET,
         "models": service.predictable_exports(session=session, project_id=project_id),

@@ -15,6 +15,7 @@ from app.errors import BadRequest
 from app.services import imports as service
 from app.services import projects as project_service
 from app.storage import Storage
+from app.tasks import get_task
 from app.templating import render
 
 router = APIRouter()
@@ -55,6 +56,7 @@ def import_form(
         formats=service.formats_for(project.task_type),
         import_roots=[str(r) for r in settings.import_roots],
         samples=service.samples_for(project.task_type),
+        import_help=get_task(project.task_type).import_help,
     )
 
 

@@ -281,7 +281,7 @@ def test_catalog_lists_every_model_and_tasks_report_train(
     body = client.get("/api/catalog/models?task=classification").json()
     ids = {m["id"] for m in body["items"]}
     assert ids == {m.id for m in list_models("classification")}
-    assert {
+    backbones = {
         "small_cnn",
         "resnet18",
         "resnet34",
@@ -290,6 +290,15 @@ def test_catalog_lists_every_model_and_tasks_report_train(
         "efficientnet_b3",
         "mobilenet_v3_small",
         "mobilenet_v3_large",
+    }
+    # every non-DINOv3 backbone also as a dual-head (classification + segmentation) model
+    dual = {f"dualhead_{b}" for b in backbones}
+    assert all(
+        m["heads"] == ["classification", "segmentation"] for m in body["items"] if m["id"] in dual
+    )
+    assert {
+        *backbones,
+        *dual,
         "dinov3_vit_small",
         "dinov3_vit_base",
         "dinov3_vit_large",

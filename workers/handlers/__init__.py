@@ -18,6 +18,7 @@ BUILTIN: tuple[str, ...] = (
     "workers.handlers.evaluate",
     "workers.handlers.export",
     "workers.handlers.predict",
+    "workers.handlers.gate",
 )
 
 _HANDLERS: dict[str, Handler] = {}

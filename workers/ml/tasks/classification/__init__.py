@@ -14,6 +14,7 @@ from workers.ml.tasks.base import (
     Sample,
     TaskCode,
 )
+from workers.ml.tasks.classification import dual_head
 from workers.ml.tasks.classification.decode import ClassificationDecoder
 
 
@@ -28,6 +29,15 @@ class ClassificationCode(TaskCode):
         Multi-label when asked, or (auto) when any image carries more than one label."""
         if config.get("hierarchy"):
             return self._prepare_hierarchical(samples, classes, config)
+        if dual_head.is_dual_head(config.get("model")):
+            prepared = self._prepare_flat(samples, classes, config)
+            prepared.info["segmentation"] = dual_head.segmentation_info(prepared)
+            return prepared
+        return self._prepare_flat(samples, classes, config)
+
+    def _prepare_flat(
+        self, samples: dict[str, list[Sample]], classes: list[str], config: dict[str, Any]
+    ) -> Prepared:
         index = {name: i for i, name in enumerate(classes)}
         several = config.get("multi_label")
         if several is None:
@@ -82,6 +92,10 @@ class ClassificationCode(TaskCode):
     def build_module(self, config: dict[str, Any], classes: list[str], info: dict[str, Any]) -> Any:
         from workers.ml.tasks.classification.module import ClassificationModule
 
+        if info.get("segmentation"):
+            from workers.ml.tasks.classification.dual_head.module import DualHeadModule
+
+            return DualHeadModule(config, classes, info)
         if info.get("hierarchy"):
             from workers.ml.tasks.classification.hierarchy import HierarchicalModule
 
@@ -103,6 +117,25 @@ class ClassificationCode(TaskCode):
         mean, std = normalization
         size = int(config["image_size"])
         several = bool(info.get("multi_label"))
+        if info.get("segmentation"):
+            from workers.ml.tasks.classification.dual_head.data import DualHeadDataset
+
+            tiers = config["dual_head"]["tier_weights"]
+            args = (size, mean, std, tiers)
+            return (
+                DualHeadDataset(
+                    prepared.samples.get("train", []),
+                    *args,
+                    config["augment"],
+                    several,
+                    len(classes),
+                    float(config["dual_head"].get("negative_share", 0.0)),
+                ),
+                DualHeadDataset(
+                    prepared.samples.get("val", []), *args, None, several, len(classes)
+                ),
+                None,
+            )
         train = ImageDataset(
             prepared.samples.get("train", []),
             TrainTransform(size, mean, std, config["augment"]),
@@ -120,12 +153,24 @@ class ClassificationCode(TaskCode):
     def model_ids(self) -> set[str]:
         from workers.ml.backbones import backbone_ids
 
-        return set(backbone_ids("embedding"))  # a classifier head goes on any image embedding
+        ids = set(backbone_ids("embedding"))  # a classifier head goes on any image embedding
+        # the dual-head decoder takes its stride-4 skip from the backbone's own stages
+        return ids | dual_head.model_ids(set(backbone_ids("stages")))
 
     def build_model(self, provenance: dict[str, Any]) -> Any:
         from workers.ml.heads import build_classifier
 
-        hierarchy = (provenance.get("task_info") or {}).get("hierarchy")
+        task_info = provenance.get("task_info") or {}
+        if task_info.get("segmentation"):
+            from workers.ml.tasks.classification.dual_head.net import DualHeadNet
+
+            return DualHeadNet(
+                provenance["model"],
+                len(provenance["classes"]),
+                task_info["segmentation"],
+                width=int(provenance["config"]["dual_head"]["decoder_channels"]),
+            )
+        hierarchy = task_info.get("hierarchy")
         if hierarchy:
             from workers.ml.tasks.classification.hierarchy import HierarchicalClassifier
 
@@ -150,7 +195,24 @@ class ClassificationCode(TaskCode):
             "multi_label": bool(provenance.get("multi_label", False)),
             "thresholds": provenance.get("thresholds"),
             "hierarchy": (provenance.get("task_info") or {}).get("hierarchy"),
+            "segmentation": (provenance.get("task_info") or {}).get("segmentation"),
         }
+
+    def evaluate(
+        self, model: Any, samples: list[Sample], *, options: dict[str, Any], report: Any = None
+    ) -> Any:
+        if model.info.get("segmentation"):
+            from workers.ml.tasks.classification.dual_head.evaluate import evaluate
+
+            return evaluate(model, samples, options=options, report=report)
+        return super().evaluate(model, samples, options=options, report=report)
+
+    def export_module(self, model: Any) -> Any:
+        if model.info.get("segmentation"):
+            from workers.ml.tasks.classification.dual_head.export import export_module
+
+            return export_module(model)
+        return super().export_module(model)
 
 
 register_task_code(ClassificationCode())

@@ -41,7 +41,12 @@ class ClassificationDecoder(Decoder):
         options: dict[str, Any],
     ) -> dict[str, Any]:
         logits = np.asarray(outputs["logits"])[None, :]
-        return self.decode_batch(logits, meta=meta, top_k=int(options.get("top_k", 5)))[0]
+        answer = self.decode_batch(logits, meta=meta, top_k=int(options.get("top_k", 5)))[0]
+        if meta.get("segmentation") and "masks" in outputs:  # a dual-head model: gate first
+            from workers.ml.tasks.classification.dual_head.decode import decode_dual
+
+            return decode_dual(answer, outputs["masks"], meta=meta, size=size, options=options)
+        return answer
 
     def scores(self, outputs: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
         logits = np.asarray(outputs, dtype=np.float64)

@@ -129,20 +129,29 @@ class HierarchicalClassifier(nn.Module):
 def stage_plan(config: dict[str, Any], steps_per_epoch: float) -> list[dict[str, Any]]:
     """Stages with their first epoch/step, active and new heads."""
     levels = list(config["hierarchy"]["levels"])
+    runs = []
+    for stage in stages(config):
+        upto = levels[: levels.index(stage["level"]) + 1]
+        runs.append({**stage, "active": [lv for lv in upto if lv not in stage.get("freeze", [])]})
+    return schedule(runs, steps_per_epoch)
+
+
+def schedule(runs: list[dict[str, Any]], steps_per_epoch: float) -> list[dict[str, Any]]:
+    """Curriculum stages (each with `epochs`, `lr` or `lrs` per part, and its `active` parts)
+    placed in time: first epoch and step, length in steps, parts new in the stage. Shared by
+    the hierarchical and dual-head models (their phases)."""
     plan: list[dict[str, Any]] = []
     epoch = 0
     previous: set[str] = set()
-    for stage in stages(config):
-        upto = levels[: levels.index(stage["level"]) + 1]
-        active = [lv for lv in upto if lv not in stage.get("freeze", [])]
+    for stage in runs:
+        active = list(stage["active"])
         plan.append(
             {
                 **stage,
                 "start_epoch": epoch,
                 "start_step": round(epoch * steps_per_epoch),
                 "steps": max(1, round(stage["epochs"] * steps_per_epoch)),
-                "active": active,
-                "new": [lv for lv in active if lv not in previous],
+                "new": [part for part in active if part not in previous],
             }
         )
         previous |= set(active)
@@ -162,7 +171,8 @@ def stage_at(plan: list[dict[str, Any]], *, epoch: int | None = None, step: int 
 def group_factor(
     config: dict[str, Any], plan: list[dict[str, Any]], part: str, warmup_steps: float
 ):  # type: ignore[no-untyped-def]
-    """LR multiplier of one parameter group (`part` = "backbone" or a level) per step."""
+    """LR multiplier of one parameter group (`part` = "backbone" or a level) per step; a
+    stage's `lrs` ({part: rate}, 0 = frozen) overrides its one `lr`."""
     base = float(config["lr"])
     cosine = config["scheduler"] != "none"
 
@@ -171,7 +181,7 @@ def group_factor(
         if part != "backbone" and part not in stage["active"]:
             return 0.0
         into = step - stage["start_step"]
-        value = float(stage["lr"]) / base
+        value = float(stage.get("lrs", {}).get(part, stage["lr"])) / base
         if part == "backbone" and config.get("freeze_backbone"):
             value *= float(config.get("backbone_lr_factor", 0.1))  # unfrozen last blocks
         if cosine:
@@ -182,6 +192,14 @@ def group_factor(
         return value
 
     return factor
+
+
+def fresh_optimizer_at_boundary(module: StudioModule, stage: dict[str, Any]) -> None:
+    """At a stage's first epoch (not the run's), clear the optimizer's state: what rebuilding
+    it would do, keeping the parameter-group layout a mid-stage resume loads into."""
+    if module.current_epoch == stage["start_epoch"] and module.current_epoch > 0:
+        for optimizer in module.trainer.optimizers:
+            optimizer.state.clear()
 
 
 class HierarchicalModule(StudioModule):
@@ -251,12 +269,11 @@ class HierarchicalModule(StudioModule):
 
     def on_train_epoch_start(self) -> None:
         stage = self.stage()
-        if self.current_epoch == stage["start_epoch"] and self.current_epoch > 0:
-            for optimizer in self.trainer.optimizers:
-                optimizer.state.clear()  # a fresh optimizer for the new stage's heads
-            if self.distiller is not None:  # the model as the previous stage left it
-                previous = self.plan[self.plan.index(stage) - 1]
-                self.distiller.start(self.net, previous["active"])
+        fresh_optimizer_at_boundary(self, stage)
+        boundary = self.current_epoch == stage["start_epoch"] and self.current_epoch > 0
+        if boundary and self.distiller is not None:  # the model as the previous stage left it
+            previous = self.plan[self.plan.index(stage) - 1]
+            self.distiller.start(self.net, previous["active"])
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         hold_statistics(self.frozen_stages)

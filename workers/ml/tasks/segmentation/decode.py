@@ -42,6 +42,17 @@ def softmax(logits: np.ndarray, axis: int = 0) -> np.ndarray:
     return exp / exp.sum(axis=axis, keepdims=True)  # type: ignore[no-any-return]
 
 
+def mask_field(mask: np.ndarray, size: tuple[int, int]) -> dict[str, Any]:
+    """A mask in a prediction answer: an 8-bit PNG, base64, with its size."""
+    return {
+        "format": "png",
+        "encoding": "base64",
+        "width": int(size[0]),
+        "height": int(size[1]),
+        "data": base64.b64encode(mask_png(mask)).decode("ascii"),
+    }
+
+
 def mask_png(mask: np.ndarray) -> bytes:
     """An index mask as an 8-bit greyscale PNG (pixel value = class index)."""
     buffer = io.BytesIO()
@@ -147,16 +158,7 @@ class SegmentationDecoder(Decoder):
         "fraction"}] (share of the image's pixels, largest first)}."""
         classes: list[str] = list(meta["classes"])
         mask = self.mask(np.asarray(outputs["logits"]), size)
-        return {
-            "mask": {
-                "format": "png",
-                "encoding": "base64",
-                "width": int(size[0]),
-                "height": int(size[1]),
-                "data": base64.b64encode(mask_png(mask)).decode("ascii"),
-            },
-            "classes": class_shares(mask, classes),
-        }
+        return {"mask": mask_field(mask, size), "classes": class_shares(mask, classes)}
 
     def metric(self, masks: list[np.ndarray], targets: list[np.ndarray], classes: int) -> float:
         """Dataset-level mIoU of predicted index masks against target masks of the same size."""

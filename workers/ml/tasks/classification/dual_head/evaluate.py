@@ -1,0 +1,106 @@
+"""Dual-head evaluation: classification's evaluation (the class head is the flat classifier
+`forward` returns) plus a pass for the masks: per-channel IoU and mean IoU on images with a
+mask, the gate's measures of every image, its calibration on the validation subset (else all
+evaluated images) and the in-domain pass rate per class on the rest (test)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from workers.ml.checkpoints import preprocess
+from workers.ml.data import load_image
+from workers.ml.tasks.base import EvalOutcome, InferenceModel, Report, Sample
+from workers.ml.tasks.classification.dual_head import gate
+from workers.ml.tasks.classification.dual_head.metrics import ChannelIoU, fired
+from workers.ml.tasks.classification.evaluate import evaluate as classify
+from workers.ml.tasks.segmentation.data import load_mask
+
+from .data import mask_of
+
+
+def channel_probs(model: InferenceModel, paths: list[Any], batch: int = 32) -> np.ndarray:
+    """[N, K, S, S] channel probabilities at the model's input side."""
+    net = model.model
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(paths), batch):
+            x = torch.stack(
+                [preprocess(load_image(p), model) for p in paths[start : start + batch]]
+            )
+            _, seg = net.both(x)  # type: ignore[operator]
+            out.append(net.channel_probs(seg).float().cpu().numpy())  # type: ignore[operator]
+    return np.concatenate(out) if out else np.zeros((0, 0, 0, 0))
+
+
+def evaluate(
+    model: InferenceModel,
+    samples: list[Sample],
+    *,
+    options: dict[str, Any],
+    report: Report | None = None,
+) -> EvalOutcome:
+    outcome = classify(model, samples, options=options, report=report)
+    seg = model.info["segmentation"]
+    channels, exclusive = list(seg["channels"]), bool(seg["exclusive"])
+    by_id = {s.image_id: s for s in samples}
+    rows = [r for r in outcome.rows if r["image_id"] in by_id]
+    if not rows:
+        return outcome
+    probs = channel_probs(model, [by_id[r["image_id"]].path for r in rows])
+    iou = ChannelIoU(channels)
+    ratios: dict[str, list[float]] = {}
+    measured = []
+    size = model.image_size
+    for row, p in zip(rows, probs, strict=True):
+        sample = by_id[row["image_id"]]
+        target, _weight = mask_of(sample, {"A": 1.0, "B": 1.0, "C": 0.0})
+        if target is not None:
+            truth = load_mask(target, size, size)
+            iou.update(fired(p, exclusive), truth)
+        m = gate.measure(p, exclusive, channels)
+        truth_class = (sample.class_names("label") or [None])[0]
+        measured.append((row, m, truth_class))
+        row["prediction"]["gate_measures"] = {
+            k: v for k, v in m.items() if k in ("foreground_ratio", "largest_component")
+        }
+    calibrate_on = "val" if any(r["subset"] == "val" for r, _, _ in measured) else None
+    for row, m, truth_class in measured:
+        if truth_class and (calibrate_on is None or row["subset"] == calibrate_on):
+            ratios.setdefault(truth_class, []).append(m["foreground_ratio"])
+    calibrated = gate.calibrate(ratios)
+    rules = calibrated["rules"]
+    passes: dict[str, list[bool]] = {}
+    for row, m, truth_class in measured:
+        predicted = (row["prediction"].get("predicted") or [{}])[0].get("class")
+        decision = gate.verdict(m, rules, predicted)
+        row["prediction"]["gate"] = decision
+        if calibrate_on is None or row["subset"] != calibrate_on:
+            passes.setdefault(truth_class or "?", []).append(bool(decision["passed"]))
+    seg_scores = iou.compute()
+    outcome.aggregate.update(seg_scores)
+    total = [p for values in passes.values() for p in values]
+    outcome.aggregate["gate"] = {
+        **calibrated,
+        "calibration_subset": calibrate_on or "all",
+        "in_domain": {
+            "pass_rate": float(np.mean(total)) if total else None,
+            "images": len(total),
+            "per_class": {k: float(np.mean(v)) for k, v in sorted(passes.items())},
+        },
+    }
+    return outcome
+
+
+def gate_image(model: InferenceModel, picture: Any, rules: dict[str, Any]) -> dict[str, Any]:
+    """One image through the checkpoint: the predicted class and the gate's verdict."""
+    seg = model.info["segmentation"]
+    net = model.model
+    with torch.inference_mode():
+        logits, masks = net.both(preprocess(picture, model)[None])  # type: ignore[operator]
+        probs = net.channel_probs(masks)[0].float().numpy()  # type: ignore[operator]
+    top = model.classes[int(logits[0].argmax())]
+    measures = gate.measure(probs, bool(seg["exclusive"]), list(seg["channels"]))
+    return {"class": top, **gate.verdict(measures, rules, top)}

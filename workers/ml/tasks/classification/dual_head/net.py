@@ -1,0 +1,74 @@
+"""The dual-head network: one registered backbone's multi-scale features feed the DeepLabV3+
+decoder of the segmentation task (workers/ml/tasks/segmentation/models.py) and a
+classification head (workers/ml/heads.py) on the coarsest level, pooled.
+
+`forward` returns the class logits alone, so classification's evaluation, export parity and
+decoder treat the network as a flat classifier; `both` gives (class logits, segmentation
+logits at the input size) for training, the segmentation metrics, the gate and export.
+Segmentation logits: K channels (independent sigmoids) or, for exclusive channels, K + 1
+(softmax, background first)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from app.tasks.dual_head import PREFIX
+from workers.ml.backbones import build_backbone
+from workers.ml.heads import ClassificationHead
+from workers.ml.tasks.segmentation.models import DeepLabV3PlusHead
+
+
+class DualHeadNet(nn.Module):
+    def __init__(
+        self,
+        model_id: str,
+        num_classes: int,
+        seg: dict[str, Any],
+        *,
+        width: int = 256,
+        pretrained: bool = False,
+    ) -> None:
+        super().__init__()
+        self.backbone, self.weights_note = build_backbone(
+            model_id.removeprefix(PREFIX), pretrained=pretrained
+        )
+        channels = len(seg["channels"]) + (1 if seg["exclusive"] else 0)
+        self.exclusive = bool(seg["exclusive"])
+        self.decoder = DeepLabV3PlusHead(
+            list(self.backbone.out_channels),
+            list(self.backbone.strides),
+            channels,
+            channels=width,
+            low_channels=max(8, min(48, width // 4)),
+        )
+        self.head = ClassificationHead(self.backbone.embed_channels, num_classes)
+
+    def both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.backbone(x)
+        pooled = torch.flatten(F.adaptive_avg_pool2d(features[-1], 1), 1)
+        seg = self.decoder(features)
+        seg = F.interpolate(seg, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return self.head(pooled), seg
+
+    def channel_probs(self, seg: torch.Tensor) -> torch.Tensor:
+        """Per-foreground-channel probabilities [N, K, H, W] (softmax drops background)."""
+        return seg.softmax(dim=1)[:, 1:] if self.exclusive else seg.sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.both(x)[0]
+
+
+class ExportedDualHead(nn.Module):
+    """Both heads as named outputs: class logits and per-channel probabilities."""
+
+    def __init__(self, net: DualHeadNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, seg = self.net.both(x)
+        return logits, self.net.channel_probs(seg)
