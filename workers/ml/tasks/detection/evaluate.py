@@ -71,7 +71,30 @@ def image_result(
     t_boxes = np.array(truth["boxes"] + truth["ignore_boxes"], np.float64).reshape(-1, 4)
     t_labels = np.array(truth["labels"] + truth["ignore_labels"], np.int64)
     ignored = np.array([False] * len(truth["boxes"]) + [True] * len(truth["ignore_boxes"]))
-    result = greedy_match(box_iou(boxes, t_boxes), labels, scores, t_labels, ignored, MATCH_IOU)
+    return object_result(
+        "bbox",
+        box_iou(boxes, t_boxes),
+        ([_box(b) for b in boxes], scores, labels - 1),
+        ([_box(b) for b in t_boxes], t_labels - 1, ignored),
+        classes,
+        threshold,
+    )
+
+
+def object_result(
+    kind: str,
+    iou: np.ndarray,
+    predictions: tuple[list[dict[str, Any]], np.ndarray, np.ndarray],
+    truth: tuple[list[dict[str, Any]], np.ndarray, np.ndarray],
+    classes: list[str],
+    threshold: float,
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, int]]:
+    """One image's row fields, match rows and TP/FP/FN counts for any object task: the
+    predictions (geometries, scores, 0-based labels) above the threshold, the truth
+    (geometries, 0-based labels, ignored flags) and their IoU matrix [P, T]."""
+    geometry, scores, labels = predictions
+    t_geometry, t_labels, ignored = truth
+    result = greedy_match(iou, labels, scores, t_labels, ignored, MATCH_IOU)
     pred_outcome: dict[int, str] = {p: "tp" for p, _, _ in result.tp}
     pred_outcome.update({p: "fp" for p in result.fp})
     pred_outcome.update({p: "confused" for p, _, _ in result.confused})
@@ -80,33 +103,33 @@ def image_result(
     truth_outcome.update({t: "confused" for _, t, _ in result.confused})
 
     def name(label: int) -> str:
-        return classes[label - 1] if 0 < label <= len(classes) else str(label - 1)
+        return classes[label] if 0 <= label < len(classes) else str(label)
 
     predicted = [
         {
-            "kind": "bbox",
+            "kind": kind,
             "class": name(int(labels[p])),
-            "index": int(labels[p]) - 1,
+            "index": int(labels[p]),
             "score": round(float(scores[p]), 4),
-            "geometry": _box(boxes[p]),
+            "geometry": geometry[p],
             "outcome": pred_outcome.get(p, "ignored"),
         }
         for p in np.argsort(-scores, kind="stable")
     ]
     truth_rows = [
         {
-            "kind": "bbox",
+            "kind": kind,
             "class": name(int(t_labels[t])),
-            "index": int(t_labels[t]) - 1,
-            "geometry": _box(t_boxes[t]),
+            "index": int(t_labels[t]),
+            "geometry": t_geometry[t],
             "outcome": "ignored" if ignored[t] else truth_outcome.get(t, "fn"),
         }
-        for t in range(len(t_boxes))
+        for t in range(len(t_geometry))
     ]
     matches = [
         {
-            "true_class": int(t_labels[t]) - 1,
-            "predicted_class": int(labels[p]) - 1,
+            "true_class": int(t_labels[t]),
+            "predicted_class": int(labels[p]),
             "iou": iou,
             "score": float(scores[p]),
         }
@@ -115,14 +138,14 @@ def image_result(
     matches += [
         {
             "true_class": None,
-            "predicted_class": int(labels[p]) - 1,
+            "predicted_class": int(labels[p]),
             "iou": None,
             "score": float(scores[p]),
         }
         for p in result.fp
     ]
     matches += [
-        {"true_class": int(t_labels[t]) - 1, "predicted_class": None, "iou": None, "score": None}
+        {"true_class": int(t_labels[t]), "predicted_class": None, "iou": None, "score": None}
         for t in result.fn
     ]
     counts = {
@@ -145,7 +168,7 @@ def image_result(
     return row, matches, counts
 
 
-def _shares(tp: int, fp: int, fn: int) -> dict[str, float]:
+def shares(tp: int, fp: int, fn: int) -> dict[str, float]:
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
@@ -199,7 +222,7 @@ def evaluate(
         **det_metrics.summarise(overall, classes),
     }
     grand = {k: sum(t[k] for t in totals.values()) for k in ("tp", "fp", "fn")}
-    aggregate.update(_shares(**grand), counts=grand)
+    aggregate.update(shares(**grand), counts=grand)
     aggregate["by_subset"] = {
         subset: {
             **{
@@ -207,7 +230,7 @@ def evaluate(
                 for k, v in det_metrics.summarise(metric, classes).items()
                 if k not in ("per_class", "pr_curves")
             },
-            **_shares(**totals[subset]),
+            **shares(**totals[subset]),
             "counts": totals[subset],
         }
         for subset, metric in by_subset_metric.items()
