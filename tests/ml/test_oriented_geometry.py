@@ -83,7 +83,7 @@ def test_targets_drop_degenerate_boxes_and_normalise_angles() -> None:
     assert dropped == 2
     assert target["labels"] == [0] and target["ignore_labels"] == [1]
     cx, cy, w, h, angle = target["obb"][0]
-    assert (w, h) == (8, 4) and angle == pytest.approx(math.radians(-70))
+    assert (cx, cy, w, h) == (10, 10, 8, 4) and angle == pytest.approx(math.radians(-70))
 
 
 def test_rotated_nms_is_class_wise() -> None:
