@@ -240,43 +240,25 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     meta = load_metadata(args.model, args.metadata)
-    if meta["task"] == "detection":
+    if meta["task"] in ("detection", "oriented_detection"):
         session = ort.InferenceSession(str(args.model), providers=["CPUExecutionProvider"])
         threshold = (
             args.score_threshold
             if args.score_threshold is not None
             else float(meta.get("score_threshold", 0.25))
         )
-        found = {str(p): detect(session, p, meta, threshold) for p in args.images}
+        oriented = meta["task"] == "oriented_detection"
+        run = detect_oriented if oriented else detect
+        found = {str(p): run(session, p, meta, threshold) for p in args.images}
         if args.json:
             print(json.dumps({"predictions": found}))
-        else:
-            for image, objects in found.items():
-                for o in objects:
-                    b = o["bbox"]
-                    print(
-                        f"{image}\t{o['class']}\t{o['score']:.4f}\t"
-                        f"{b['x']:.1f}\t{b['y']:.1f}\t{b['w']:.1f}\t{b['h']:.1f}"
-                    )
-        return 0
-    if meta["task"] == "oriented_detection":
-        session = ort.InferenceSession(str(args.model), providers=["CPUExecutionProvider"])
-        threshold = (
-            args.score_threshold
-            if args.score_threshold is not None
-            else float(meta.get("score_threshold", 0.25))
-        )
-        found = {str(p): detect_oriented(session, p, meta, threshold) for p in args.images}
-        if args.json:
-            print(json.dumps({"predictions": found}))
-        else:
-            for image, objects in found.items():
-                for o in objects:
-                    b = o["obb"]
-                    print(
-                        f"{image}\t{o['class']}\t{o['score']:.4f}\t{b['cx']:.1f}\t{b['cy']:.1f}"
-                        f"\t{b['w']:.1f}\t{b['h']:.1f}\t{b['angle']:.1f}"
-                    )
+            return 0
+        for image, objects in found.items():
+            for o in objects:
+                g = o["obb"] if oriented else o["bbox"]
+                keys = ("cx", "cy", "w", "h", "angle") if oriented else ("x", "y", "w", "h")
+                place = "\t".join(f"{g[k]:.1f}" for k in keys)
+                print(f"{image}\t{o['class']}\t{o['score']:.4f}\t{place}")
         return 0
     if meta["task"] == "segmentation":
         session = ort.InferenceSession(str(args.model), providers=["CPUExecutionProvider"])

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, StrictBool
 
-from app.tasks.hyperparams import Augmentations, TrainConfig, task_field
+from app.tasks.detection import DetectionConfig
+from app.tasks.hyperparams import Augmentations, task_field
 from app.tasks.registry import MetricSpec, TaskSpec, register_task
 
 if TYPE_CHECKING:
@@ -36,25 +37,17 @@ class OrientedAugment(Augmentations):
     )
 
 
-class OrientedConfig(TrainConfig):
-    augment: OrientedAugment = Field(default_factory=OrientedAugment)
-    score_threshold: float = Field(
-        0.25,
-        ge=0,
-        le=1,
-        description="Score at which a detection counts as predicted (TP/FP/FN per image, "
-        "prediction default). mAP uses every detection.",
-        **task_field(),
-    )
+class OrientedConfig(DetectionConfig):
+    """Detection's decoding settings; NMS looser by default, as rotated boxes of parked cars or
+    ships lie close together."""
+
+    augment: OrientedAugment = Field(default_factory=OrientedAugment)  # type: ignore[assignment]
     nms_iou: float = Field(
         0.3,
         gt=0,
         le=1,
         description="Rotated IoU above which NMS drops the weaker box of a class (0-1).",
         **task_field(label="NMS IoU"),
-    )
-    max_detections: int = Field(
-        100, ge=1, le=1000, description="Detections kept per image (1-1000).", **task_field()
     )
 
 

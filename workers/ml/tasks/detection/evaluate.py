@@ -214,30 +214,47 @@ def evaluate(
         row.update(image_id=sample.image_id, subset=subset)
         rows.append(row)
         matches += [{**m, "image_id": sample.image_id, "subset": subset} for m in image_matches]
-    aggregate: dict[str, Any] = {
-        "samples": len(samples),
-        "classes": classes,
-        "score_threshold": threshold,
-        "match_iou": MATCH_IOU,
-        **det_metrics.summarise(overall, classes),
-    }
-    grand = {k: sum(t[k] for t in totals.values()) for k in ("tp", "fp", "fn")}
-    aggregate.update(shares(**grand), counts=grand)
-    aggregate["by_subset"] = {
-        subset: {
-            **{
-                k: v
-                for k, v in det_metrics.summarise(metric, classes).items()
-                if k not in ("per_class", "pr_curves")
-            },
-            **shares(**totals[subset]),
-            "counts": totals[subset],
-        }
-        for subset, metric in by_subset_metric.items()
-    }
+    aggregate = object_aggregate(
+        len(samples),
+        classes,
+        threshold,
+        det_metrics.summarise(overall, classes),
+        {k: det_metrics.summarise(m, classes) for k, m in by_subset_metric.items()},
+        totals,
+    )
     return EvalOutcome(
         aggregate=aggregate,
         rows=rows,
         matches=matches,
         skipped={"degenerate_boxes": dropped},
     )
+
+
+def object_aggregate(
+    samples: int,
+    classes: list[str],
+    threshold: float,
+    overall: dict[str, Any],
+    by_subset: dict[str, dict[str, Any]],
+    totals: dict[str, dict[str, int]],
+) -> dict[str, Any]:
+    """An object task's aggregate: its mAP summary overall and per subset, with TP/FP/FN
+    counts and precision/recall/F1 at the score threshold."""
+    aggregate: dict[str, Any] = {
+        "samples": samples,
+        "classes": classes,
+        "score_threshold": threshold,
+        "match_iou": MATCH_IOU,
+        **overall,
+    }
+    grand = {k: sum(t[k] for t in totals.values()) for k in ("tp", "fp", "fn")}
+    aggregate.update(shares(**grand), counts=grand)
+    aggregate["by_subset"] = {
+        subset: {
+            **{k: v for k, v in summary.items() if k not in ("per_class", "pr_curves")},
+            **shares(**totals[subset]),
+            "counts": totals[subset],
+        }
+        for subset, summary in by_subset.items()
+    }
+    return aggregate

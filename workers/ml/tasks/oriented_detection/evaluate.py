@@ -19,10 +19,9 @@ from workers.ml.checkpoints import preprocess
 from workers.ml.data import load_image
 from workers.ml.tasks.base import EvalOutcome, InferenceModel, Report, Sample
 from workers.ml.tasks.detection.evaluate import (
-    MATCH_IOU,
+    object_aggregate,
     object_result,
     score_threshold,
-    shares,
 )
 from workers.ml.tasks.oriented_detection.data import obb_targets
 from workers.ml.tasks.oriented_detection.decode import obb_dict, to_original
@@ -108,27 +107,14 @@ def evaluate(
         row.update(image_id=sample.image_id, subset=subset)
         rows.append(row)
         matches += [{**m, "image_id": sample.image_id, "subset": subset} for m in image_matches]
-    aggregate: dict[str, Any] = {
-        "samples": len(samples),
-        "classes": classes,
-        "score_threshold": threshold,
-        "match_iou": MATCH_IOU,
-        **overall.compute(classes),
-    }
-    grand = {k: sum(t[k] for t in totals.values()) for k in ("tp", "fp", "fn")}
-    aggregate.update(shares(**grand), counts=grand)
-    aggregate["by_subset"] = {
-        subset: {
-            **{
-                k: v
-                for k, v in metric.compute(classes).items()
-                if k not in ("per_class", "pr_curves")
-            },
-            **shares(**totals[subset]),
-            "counts": totals[subset],
-        }
-        for subset, metric in by_subset.items()
-    }
+    aggregate = object_aggregate(
+        len(samples),
+        classes,
+        threshold,
+        overall.compute(classes),
+        {k: m.compute(classes) for k, m in by_subset.items()},
+        totals,
+    )
     return EvalOutcome(
         aggregate=aggregate, rows=rows, matches=matches, skipped={"degenerate_boxes": dropped}
     )
