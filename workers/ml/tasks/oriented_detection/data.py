@@ -112,27 +112,29 @@ class OrientedDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
         self.mean = torch.tensor(mean).view(3, 1, 1)
         self.std = torch.tensor(std).view(3, 1, 1)
         self.augment = augment
-        self.cache: dict[int, Image.Image] = {}
+        self.cache: dict[int, tuple[Image.Image, tuple[int, int]]] = {}
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _resized(self, index: int) -> Image.Image:
+    def _resized(self, index: int) -> tuple[Image.Image, tuple[int, int]]:
+        """The image at SxS and its original (width, height)."""
         if index not in self.cache:
             picture = load_image(self.samples[index].path)
-            self.cache[index] = picture.resize((self.size, self.size), Image.BILINEAR)
+            resized = picture.resize((self.size, self.size), Image.BILINEAR)
+            self.cache[index] = (resized, picture.size)
         return self.cache[index]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
         from torchvision.transforms.v2 import functional as F  # noqa: N812
 
         sample = self.samples[index]
-        width, height = max(1, sample.width), max(1, sample.height)
+        picture, (width, height) = self._resized(index)
         resize = np.array([[self.size / width, 0, 0], [0, self.size / height, 0]])
         target = sample.target or {"obb": [], "labels": []}
         obb = map_boxes(np.array(target["obb"], np.float64).reshape(-1, 5), resize)
         labels = np.array(target["labels"], np.int64)
-        image = F.pil_to_tensor(self._resized(index)).float() / 255.0
+        image = F.pil_to_tensor(picture).float() / 255.0
         if self.augment is not None:
             # Seeded from torch: loader workers get distinct torch seeds, numpy's would repeat.
             rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,))))
