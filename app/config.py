@@ -67,6 +67,16 @@ class Settings(BaseSettings):
         le=100_000,
         description="Open SSE streams one web process serves; more are answered 503.",
     )
+    web_threads: int = Field(
+        default=12,
+        ge=1,
+        le=1000,
+        description=(
+            "Threads serving synchronous requests (pages, most API routes); beyond them requests"
+            " wait in order. Fewer threads contend less for the interpreter lock, so the event"
+            " loop (streams, health) stays responsive under a browsing load."
+        ),
+    )
     db_busy_seconds: float = Field(
         default=5.0,
         gt=0,

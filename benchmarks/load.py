@@ -4,7 +4,8 @@ One command: starts `python -m app` (worker pool included) on a fresh workspace,
 digits sample, trains a baseline experiment without load to measure its epoch time, then
 starts a longer training and, while it runs, holds `--streams` open event streams on it and
 runs `--browsers` clients that browse pages, image lists and thumbnails (a request, then
-0.5-1.5 s of think time) for `--seconds`. It reports errors, latency percentiles, the
+0.5-1.5 s of think time) for `--seconds`, while a probe in a process of its own asks
+/api/health every 0.25 s. It reports errors, latency percentiles, the
 training's epoch time under load against the baseline, and the machine's load average.
 
     .venv/bin/python benchmarks/load.py                # SQLite in the workspace
@@ -189,20 +190,21 @@ async def load(
                     )
                 await asyncio.sleep(rng.uniform(0.5, 1.5))
 
-        async def health() -> None:
-            while not stop.is_set():
-                await timed("health", "/api/health")
-                await asyncio.sleep(0.25)
-
         stream_tasks = [asyncio.create_task(stream(i)) for i in range(streams)]
         await asyncio.sleep(2)  # streams connected before the clock starts
         window = (time.time(), 0.0)
         others = [asyncio.create_task(browser(i)) for i in range(browsers)]
-        others.append(asyncio.create_task(health()))
+        probe = subprocess.Popen(
+            [sys.executable, __file__, "--probe", url, "--seconds", str(seconds)],
+            stdout=subprocess.PIPE,
+        )
         await asyncio.sleep(seconds)
         window = (window[0], time.time())
         stop.set()
         await asyncio.gather(*others)
+        probed = json.loads((await asyncio.to_thread(probe.communicate))[0])
+        latency["health"] = probed["latencies"]
+        errors.extend(probed["errors"])
         for task in stream_tasks:
             task.cancel()
         await asyncio.gather(*stream_tasks, return_exceptions=True)
@@ -219,6 +221,29 @@ async def load(
     }
 
 
+def probe(url: str, seconds: float) -> int:
+    """Ask /api/health every 0.25 s from a process of its own, as a monitor would.
+
+    In the load clients' event loop the probe's figure included that loop's own delay with
+    250 busy connections, not only the studio's answer time."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    end = time.monotonic() + seconds
+    with httpx.Client(base_url=url, timeout=30) as client:
+        while time.monotonic() < end:
+            started = time.perf_counter()
+            try:
+                response = client.get("/api/health")
+                if response.status_code >= 400:
+                    errors.append(f"{response.status_code} /api/health")
+            except httpx.HTTPError as exc:
+                errors.append(f"{type(exc).__name__} /api/health")
+            latencies.append(time.perf_counter() - started)
+            time.sleep(0.25)
+    print(json.dumps({"latencies": latencies, "errors": errors}))
+    return 0
+
+
 def _ms(value: float | None) -> float | None:
     return None if value is None else round(value * 1000, 1)
 
@@ -231,7 +256,10 @@ def main() -> int:
     parser.add_argument("--baseline-epochs", type=int, default=4)
     parser.add_argument("--postgres", action="store_true", help="run on a throwaway PostgreSQL")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--probe", metavar="URL", help=argparse.SUPPRESS)  # the health probe
     args = parser.parse_args()
+    if args.probe:
+        return probe(args.probe, args.seconds)
 
     server = None
     database_url = None
