@@ -14,6 +14,9 @@ target bins) and keeps out of train what the task keeps out (anomaly: anomalous 
     python benchmarks/task_quality.py anomaly --images 400 --size 128
     python benchmarks/task_quality.py regression --images 600 --size 64
     python benchmarks/task_quality.py instance_segmentation --images 300 --size 96
+    python benchmarks/task_quality.py oriented_detection --images 300 --size 96 --seeds 0,1,2
+    python benchmarks/task_quality.py oriented_detection --format yolo --set image_size=256 \
+        --folder ../shared/datasets/formats/yolo_obb/ultralytics_dota8_real
     python benchmarks/task_quality.py detection --format voc \
         --folder ../shared/datasets/formats/voc/raccoon_voc_plus_csv_real
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Predict with an AI Studio ONNX export, without AI Studio: classification, detection and
-semantic segmentation.
+"""Predict with an AI Studio ONNX export, without AI Studio: classification, detection,
+oriented detection and semantic segmentation.
 
 Needs only numpy, Pillow and onnxruntime. Preprocessing and the reading of the outputs come
 from the export's metadata (the `<model>.json` downloaded beside it, or the same JSON stored in
@@ -21,6 +21,13 @@ Dual-head classification exports (metadata with "segmentation" and "gate") also 
 per-channel mask probabilities: the script applies the segmentation gate first (the studio's
 rules, workers/ml/tasks/classification/dual_head/gate.py, restated here) and gives a rejected
 image no class, with the reason; `--no-gate` turns that off.
+
+Oriented-detection exports ("task": "oriented_detection") end before NMS: `obb` [N, 5] per
+location (cx, cy, w, h in input pixels, angle in radians) and `scores` [N, C]. The script
+follows the metadata's "postprocess" steps: keep scores ≥ threshold, the best 300, class-wise
+NMS at rotated IoU > nms_iou (exact convex-polygon clipping), the long edge as w with the angle
+in [-90, 90) degrees, and the corners scaled to the original image. It prints class, score,
+cx, cy, w, h, angle per object.
 
 Segmentation exports (metadata "task": "segmentation") output logits [N, C, H, W]: each
 class's logits are resized bilinearly to the original image size, the argmax is the class
@@ -180,6 +187,98 @@ def detect(session: ort.InferenceSession, path: Path, meta: dict, threshold: flo
     return sorted(found, key=lambda o: -o["score"])
 
 
+def _area(points: np.ndarray) -> float:
+    x, y = points[:, 0], points[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
+
+def _overlap(subject: np.ndarray, clipper: np.ndarray) -> float:
+    """Area of the intersection of two convex polygons (Sutherland-Hodgman clipping)."""
+    sign = 1.0 if _area(clipper) > 0 else -1.0
+    out = list(subject)
+    for i in range(len(clipper)):
+        a, b = clipper[i], clipper[(i + 1) % len(clipper)]
+        pts, out = out, []
+        for j in range(len(pts)):
+            p, q = pts[j], pts[(j + 1) % len(pts)]
+            sp = sign * ((b[0] - a[0]) * (p[1] - a[1]) - (b[1] - a[1]) * (p[0] - a[0]))
+            sq = sign * ((b[0] - a[0]) * (q[1] - a[1]) - (b[1] - a[1]) * (q[0] - a[0]))
+            if sp >= 0:
+                out.append(p)
+            if sp * sq < 0:
+                out.append(p + sp / (sp - sq) * (q - p))
+        if len(out) < 3:
+            return 0.0
+    return abs(_area(np.array(out)))
+
+
+def _corners(cx: float, cy: float, w: float, h: float, angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    local = np.array([[-w, -h], [w, -h], [w, h], [-w, h]]) / 2
+    return np.stack(
+        [cx + local[:, 0] * c - local[:, 1] * s, cy + local[:, 0] * s + local[:, 1] * c], 1
+    )
+
+
+def _le90(p: np.ndarray) -> dict:
+    """A box from its (possibly stretched) corners: the first edge's length and direction,
+    the height that keeps the area; the long edge as w, the angle in [-90, 90) degrees."""
+    e1, e2 = p[1] - p[0], p[3] - p[0]
+    w = float(np.hypot(*e1))
+    h = abs(float(e1[0] * e2[1] - e1[1] * e2[0])) / w if w > 0 else 0.0
+    angle = float(np.degrees(np.arctan2(e1[1], e1[0])))
+    if h > w:
+        w, h, angle = h, w, angle + 90
+    angle = (angle + 90) % 180 - 90
+    cx, cy = (float(v) for v in p.mean(0))
+    return {"cx": cx, "cy": cy, "w": w, "h": h, "angle": angle}
+
+
+def detect_oriented(
+    session: ort.InferenceSession, path: Path, meta: dict, threshold: float
+) -> list[dict]:
+    """One image through an exported oriented detector, decoded as its metadata says."""
+    with Image.open(path) as image:
+        width, height = ImageOps.exif_transpose(image).size
+    batch = preprocess(path, meta["preprocess"])[None]
+    names = [o.name for o in session.get_outputs()]
+    outputs = dict(
+        zip(names, session.run(None, {session.get_inputs()[0].name: batch}), strict=True)
+    )
+    post = meta["postprocess"]
+    obb, scores = outputs["obb"][0].astype(np.float64), outputs["scores"][0].astype(np.float64)
+    where, label = np.nonzero(scores >= threshold)
+    value = scores[where, label]
+    order = np.argsort(-value, kind="stable")[:300]
+    polygons = [_corners(*obb[where[i]]) for i in order]
+    areas = [abs(_area(p)) for p in polygons]
+    kept: list[int] = []
+    for k, i in enumerate(order):
+        clash = False
+        for m in kept:
+            if label[order[m]] != label[i] or areas[k] <= 0 or areas[m] <= 0:
+                continue
+            inter = _overlap(polygons[k], polygons[m])
+            if inter / (areas[k] + areas[m] - inter) > float(post["nms_iou"]):
+                clash = True
+                break
+        if not clash:
+            kept.append(k)
+    side = float(meta["input"]["shape"][-1])
+    scale = np.array([width / side, height / side])
+    found = []
+    for k in kept[: int(post["max_detections"])]:
+        points = polygons[k] * scale
+        found.append(
+            {
+                "class": meta["classes"][int(label[order[k]])],
+                "score": float(value[order[k]]),
+                "obb": _le90(points),
+            }
+        )
+    return found
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", type=Path)
@@ -196,24 +295,25 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     meta = load_metadata(args.model, args.metadata)
-    if meta["task"] == "detection":
+    if meta["task"] in ("detection", "oriented_detection"):
         session = ort.InferenceSession(str(args.model), providers=["CPUExecutionProvider"])
         threshold = (
             args.score_threshold
             if args.score_threshold is not None
             else float(meta.get("score_threshold", 0.25))
         )
-        found = {str(p): detect(session, p, meta, threshold) for p in args.images}
+        oriented = meta["task"] == "oriented_detection"
+        run = detect_oriented if oriented else detect
+        found = {str(p): run(session, p, meta, threshold) for p in args.images}
         if args.json:
             print(json.dumps({"predictions": found}))
-        else:
-            for image, objects in found.items():
-                for o in objects:
-                    b = o["bbox"]
-                    print(
-                        f"{image}\t{o['class']}\t{o['score']:.4f}\t"
-                        f"{b['x']:.1f}\t{b['y']:.1f}\t{b['w']:.1f}\t{b['h']:.1f}"
-                    )
+            return 0
+        for image, objects in found.items():
+            for o in objects:
+                g = o["obb"] if oriented else o["bbox"]
+                keys = ("cx", "cy", "w", "h", "angle") if oriented else ("x", "y", "w", "h")
+                place = "\t".join(f"{g[k]:.1f}" for k in keys)
+                print(f"{image}\t{o['class']}\t{o['score']:.4f}\t{place}")
         return 0
     if meta["task"] == "segmentation":
         session = ort.InferenceSession(str(args.model), providers=["CPUExecutionProvider"])
@@ -231,7 +331,10 @@ def main(argv: list[str]) -> int:
                 print(f"{r['image']}\t{parts}")
         return 0
     if meta["task"] != "classification":
-        print(f"this script reads classification, detection and segmentation, not {meta['task']}")
+        print(
+            "this script reads classification, (oriented) detection and segmentation, "
+            f"not {meta['task']}"
+        )
         return 2
     classes = meta["classes"]
     truth: dict[Path, str] = {}

@@ -259,6 +259,31 @@ for _spec in (
         min_image_size=64,
     ),
     ModelSpec(
+        "rotated_fcos_small",
+        "Rotated FCOS (small CNN + FPN)",
+        "rotated_fcos",
+        1.1,
+        96,
+        tasks=("oriented_detection",),
+        description="Anchor-free FCOS with an angle branch (KLD box loss, rotated NMS) on the "
+        "detection task's 5-stage CNN + FPN: learns from random initialisation on a CPU.",
+        speed="fast",
+        min_image_size=64,
+    ),
+    ModelSpec(
+        "rotated_fcos_resnet18",
+        "Rotated FCOS ResNet-18 FPN",
+        "rotated_fcos",
+        11.9,
+        256,
+        tasks=("oriented_detection",),
+        description="Rotated FCOS on a ResNet-18 with an FPN over strides 8-32; ImageNet "
+        "weights for the backbone when present locally.",
+        pretrained_source="torchvision",
+        weights_fallback="resnet18",
+        min_image_size=64,
+    ),
+    ModelSpec(
         "fasterrcnn_resnet50_fpn",
         "Faster R-CNN ResNet-50 FPN",
         "faster_rcnn",

@@ -71,34 +71,57 @@ def image_result(
     t_boxes = np.array(truth["boxes"] + truth["ignore_boxes"], np.float64).reshape(-1, 4)
     t_labels = np.array(truth["labels"] + truth["ignore_labels"], np.int64)
     ignored = np.array([False] * len(truth["boxes"]) + [True] * len(truth["ignore_boxes"]))
-    result = greedy_match(box_iou(boxes, t_boxes), labels, scores, t_labels, ignored, MATCH_IOU)
+    return object_result(
+        "bbox",
+        box_iou(boxes, t_boxes),
+        ([_box(b) for b in boxes], scores, labels - 1),
+        ([_box(b) for b in t_boxes], t_labels - 1, ignored),
+        classes,
+        threshold,
+    )
+
+
+def object_result(
+    kind: str,
+    iou: np.ndarray,
+    predictions: tuple[list[dict[str, Any]], np.ndarray, np.ndarray],
+    truth: tuple[list[dict[str, Any]], np.ndarray, np.ndarray],
+    classes: list[str],
+    threshold: float,
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, int]]:
+    """One image's row fields, match rows and TP/FP/FN counts for any object task: the
+    predictions (geometries, scores, 0-based labels) above the threshold, the truth
+    (geometries, 0-based labels, ignored flags) and their IoU matrix [P, T]."""
+    geometry, scores, labels = predictions
+    t_geometry, t_labels, ignored = truth
+    result = greedy_match(iou, labels, scores, t_labels, ignored, MATCH_IOU)
     pred_outcome, truth_outcome = outcomes(result)
 
     def name(label: int) -> str:
-        return classes[label - 1] if 0 < label <= len(classes) else str(label - 1)
+        return classes[label] if 0 <= label < len(classes) else str(label)
 
     predicted = [
         {
-            "kind": "bbox",
+            "kind": kind,
             "class": name(int(labels[p])),
-            "index": int(labels[p]) - 1,
+            "index": int(labels[p]),
             "score": round(float(scores[p]), 4),
-            "geometry": _box(boxes[p]),
+            "geometry": geometry[p],
             "outcome": pred_outcome.get(p, "ignored"),
         }
         for p in np.argsort(-scores, kind="stable")
     ]
     truth_rows = [
         {
-            "kind": "bbox",
+            "kind": kind,
             "class": name(int(t_labels[t])),
-            "index": int(t_labels[t]) - 1,
-            "geometry": _box(t_boxes[t]),
+            "index": int(t_labels[t]),
+            "geometry": t_geometry[t],
             "outcome": "ignored" if ignored[t] else truth_outcome.get(t, "fn"),
         }
-        for t in range(len(t_boxes))
+        for t in range(len(t_geometry))
     ]
-    matches, counts = match_rows(result, labels, scores, t_labels)
+    matches, counts = match_rows(result, labels + 1, scores, t_labels + 1)  # 1-based
     row = {
         "prediction": {
             "truth": truth_rows,
@@ -114,7 +137,7 @@ def image_result(
     return row, matches, counts
 
 
-def _shares(tp: int, fp: int, fn: int) -> dict[str, float]:
+def shares(tp: int, fp: int, fn: int) -> dict[str, float]:
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
@@ -160,30 +183,47 @@ def evaluate(
         row.update(image_id=sample.image_id, subset=subset)
         rows.append(row)
         matches += [{**m, "image_id": sample.image_id, "subset": subset} for m in image_matches]
-    aggregate: dict[str, Any] = {
-        "samples": len(samples),
-        "classes": classes,
-        "score_threshold": threshold,
-        "match_iou": MATCH_IOU,
-        **det_metrics.summarise(overall, classes),
-    }
-    grand = {k: sum(t[k] for t in totals.values()) for k in ("tp", "fp", "fn")}
-    aggregate.update(_shares(**grand), counts=grand)
-    aggregate["by_subset"] = {
-        subset: {
-            **{
-                k: v
-                for k, v in det_metrics.summarise(metric, classes).items()
-                if k not in ("per_class", "pr_curves")
-            },
-            **_shares(**totals[subset]),
-            "counts": totals[subset],
-        }
-        for subset, metric in by_subset_metric.items()
-    }
+    aggregate = object_aggregate(
+        len(samples),
+        classes,
+        threshold,
+        det_metrics.summarise(overall, classes),
+        {k: det_metrics.summarise(m, classes) for k, m in by_subset_metric.items()},
+        totals,
+    )
     return EvalOutcome(
         aggregate=aggregate,
         rows=rows,
         matches=matches,
         skipped={"degenerate_boxes": dropped},
     )
+
+
+def object_aggregate(
+    samples: int,
+    classes: list[str],
+    threshold: float,
+    overall: dict[str, Any],
+    by_subset: dict[str, dict[str, Any]],
+    totals: dict[str, dict[str, int]],
+) -> dict[str, Any]:
+    """An object task's aggregate: its mAP summary overall and per subset, with TP/FP/FN
+    counts and precision/recall/F1 at the score threshold."""
+    aggregate: dict[str, Any] = {
+        "samples": samples,
+        "classes": classes,
+        "score_threshold": threshold,
+        "match_iou": MATCH_IOU,
+        **overall,
+    }
+    grand = {k: sum(t[k] for t in totals.values()) for k in ("tp", "fp", "fn")}
+    aggregate.update(shares(**grand), counts=grand)
+    aggregate["by_subset"] = {
+        subset: {
+            **{k: v for k, v in summary.items() if k not in ("per_class", "pr_curves")},
+            **shares(**totals[subset]),
+            "counts": totals[subset],
+        }
+        for subset, summary in by_subset.items()
+    }
+    return aggregate

@@ -16,6 +16,7 @@ to disagree on) and mAP is reported as unavailable, never a division by zero.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,30 +132,35 @@ def parity(
     # Boxes a user can see: low-scoring ones tie in an untrained model and NMS may keep
     # either of two equal boxes, which says nothing about the export.
     floor = max(MIN_COMPARED_SCORE, float(meta.get("score_threshold", 0.0)))
-    matched = total = 0
-    box_diff = score_diff = 0.0
-    for ref_all, cand_all in zip(reference, candidate, strict=True):
-        ref, cand = _above(ref_all, floor), _above(cand_all, floor)
-        iou = box_iou(ref["boxes"], cand["boxes"])
-        # An untrained head emits zero-area boxes (IoU 0 even with themselves): the same
-        # box on both sides is a match all the same.
-        same = np.abs(ref["boxes"][:, None, :] - cand["boxes"][None, :, :]).max(-1) <= 1e-3
-        iou = np.maximum(iou, same.astype(np.float64))
-        result = greedy_match(iou.T, cand["labels"], cand["scores"], ref["labels"], threshold=0.5)
-        matched += len(result.tp)
-        total += max(len(ref["scores"]), len(cand["scores"]))
-        for c, r, _ in result.tp:
-            box_diff = max(box_diff, float(np.abs(cand["boxes"][c] - ref["boxes"][r]).max()))
-            score_diff = max(score_diff, float(abs(cand["scores"][c] - ref["scores"][r])))
-    fraction = matched / total if total else 1.0
+    tally = tally_matches(
+        [(_above(r, floor), _above(c, floor)) for r, c in zip(reference, candidate, strict=True)],
+        key="boxes",
+        iou=box_iou,
+        coordinates=lambda boxes: np.asarray(boxes, np.float64).reshape(-1, 4),
+    )
     truths = _truths(samples, meta)
     metrics = metric_pair(_map50(reference, truths), _map50(candidate, truths))
+    return matching_report(fmt, tol, tally, metrics, samples=len(reference), floor=floor)
+
+
+def matching_report(
+    fmt: str,
+    tol: DetectionTolerances,
+    tally: Tally,
+    metrics: dict[str, float | None],
+    *,
+    samples: int,
+    floor: float,
+    what: str = "Boxes",
+) -> dict[str, Any]:
+    """The parity report of an object task from its match tally and mAP50 pair."""
+    fraction = tally.matched / tally.total if tally.total else 1.0
     delta = metrics["metric_delta"]
     checks = [check("matched_fraction", fraction, ">=", tol.min_matched)]
     if tol.max_box_diff is not None:
-        checks.append(check("max_box_diff", box_diff, "<=", tol.max_box_diff))
+        checks.append(check("max_box_diff", tally.box_diff, "<=", tol.max_box_diff))
     if tol.max_score_diff is not None:
-        checks.append(check("max_score_diff", score_diff, "<=", tol.max_score_diff))
+        checks.append(check("max_score_diff", tally.score_diff, "<=", tol.max_score_diff))
     if tol.max_map_delta is not None and delta is not None:
         value = abs(delta) if fmt != "onnx_int8" else -delta
         checks.append(
@@ -167,34 +173,80 @@ def parity(
         )
     return report(
         tol,
-        samples=len(reference),
+        samples=samples,
         checks=checks,
         measures=[
             {
                 "key": "matched_fraction",
-                "title": "Boxes matched (IoU ≥ 0.5)",
+                "title": f"{what} matched (IoU ≥ 0.5)",
                 "value": fraction * 100,
                 "percent": True,
             },
             {
                 "key": "max_box_diff",
                 "title": "Largest box-coordinate difference (px)",
-                "value": box_diff,
+                "value": tally.box_diff,
                 "digits": 3,
             },
             {
                 "key": "max_score_diff",
                 "title": "Largest score difference",
-                "value": score_diff,
+                "value": tally.score_diff,
                 "digits": 3,
             },
-            {"key": "detections", "title": "Detections compared", "value": total},
+            {"key": "detections", "title": "Detections compared", "value": tally.total},
         ],
         metric="map50",
         metrics=metrics,
-        detections=total,
+        detections=tally.total,
         compared_from_score=floor,
         matched_fraction=fraction,
-        max_box_diff=box_diff,
-        max_score_diff=score_diff,
+        max_box_diff=tally.box_diff,
+        max_score_diff=tally.score_diff,
     )
+
+
+@dataclass
+class Tally:
+    """Export parity by matching: how many objects paired, of how many, and the largest
+    coordinate and score differences between paired objects."""
+
+    matched: int = 0
+    total: int = 0
+    box_diff: float = 0.0
+    score_diff: float = 0.0
+
+
+def tally_matches(
+    pairs: list[tuple[Outputs, Outputs]],
+    *,
+    key: str,
+    iou: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    coordinates: Callable[[np.ndarray], np.ndarray],
+    difference: Callable[[np.ndarray, np.ndarray], float] | None = None,
+) -> Tally:
+    """Pair each image's (reference, candidate) objects of the same class greedily by score at
+    IoU ≥ 0.5 (`iou` of the `key` geometry: boxes, rotated boxes, masks); the differences are
+    measured on `coordinates` (box corners), by `difference` where one object has several
+    spellings (a rotated box's corners in another order). Any object task's parity uses it."""
+    tally = Tally()
+    for ref, cand in pairs:
+        overlap = iou(ref[key], cand[key])
+        a, b = coordinates(ref[key]), coordinates(cand[key])
+        # An untrained head emits zero-area boxes (IoU 0 even with themselves): the same
+        # box on both sides is a match all the same.
+        if len(a) and len(b):
+            same = np.abs(a[:, None, :] - b[None, :, :]).max(-1) <= 1e-3
+            overlap = np.maximum(overlap, same.astype(np.float64))
+        result = greedy_match(
+            overlap.T, cand["labels"], cand["scores"], ref["labels"], threshold=0.5
+        )
+        tally.matched += len(result.tp)
+        tally.total += max(len(ref["scores"]), len(cand["scores"]))
+        for c, r, _ in result.tp:
+            gap = difference(b[c], a[r]) if difference else float(np.abs(b[c] - a[r]).max())
+            tally.box_diff = max(tally.box_diff, gap)
+            tally.score_diff = max(
+                tally.score_diff, float(abs(cand["scores"][c] - ref["scores"][r]))
+            )
+    return tally

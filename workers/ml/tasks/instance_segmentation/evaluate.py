@@ -22,7 +22,7 @@ import torch
 from workers.ml.checkpoints import preprocess
 from workers.ml.data import load_image
 from workers.ml.tasks.base import EvalOutcome, InferenceModel, Report, Sample
-from workers.ml.tasks.detection.evaluate import MATCH_IOU, _shares, score_threshold
+from workers.ml.tasks.detection.evaluate import MATCH_IOU, score_threshold, shares
 from workers.ml.tasks.detection.matching import greedy_match, match_rows, outcomes
 from workers.ml.tasks.instance_segmentation import metrics as inst_metrics
 from workers.ml.tasks.instance_segmentation.data import instance_targets, masks_of
@@ -175,7 +175,7 @@ def evaluate(
         **inst_metrics.summarise(overall, classes),
     }
     grand = {k: sum(t[k] for t in totals.values()) for k in ("tp", "fp", "fn")}
-    aggregate.update(_shares(**grand), counts=grand)
+    aggregate.update(shares(**grand), counts=grand)
     aggregate["by_subset"] = {
         subset: {
             **{
@@ -183,7 +183,7 @@ def evaluate(
                 for k, v in inst_metrics.summarise(metric, classes).items()
                 if k not in ("per_class", "pr_curves")
             },
-            **_shares(**totals[subset]),
+            **shares(**totals[subset]),
             "counts": totals[subset],
         }
         for subset, metric in by_subset_metric.items()
