@@ -114,6 +114,24 @@ for _backbone in backbones_with("stages"):
         )
     )
 
+# Mask R-CNN on DINOv3 (workers/ml/tasks/instance_segmentation/models.py): detection's DINOv3
+# pyramid and FPN (strides 8-32) under the small model's slim box and mask heads.
+_DINOV3_SPECS = [m for m in backbones_with("dense") if m.id in {d[0] for d in _DINOV3}]
+for _backbone in _DINOV3_SPECS:
+    register_model(
+        _on_backbone(
+            _backbone,
+            id=f"maskrcnn_{_backbone.id}",
+            title=f"Mask R-CNN ({_backbone.title})",
+            family="mask_rcnn",
+            params_m=round(_backbone.params_m + 1.5, 1),
+            default_image_size=224,
+            tasks=("instance_segmentation",),
+            description=f"{_backbone.title} features through a feature pyramid and FPN into "
+            "slim Mask R-CNN box and mask heads; the backbone is frozen by default.",
+        )
+    )
+
 # PaDiM and PatchCore fit a memory of pretrained features of normal images (no gradient
 # training): offered only where the workers found the backbone's weights.
 _MEMORY = {

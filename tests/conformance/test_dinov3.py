@@ -30,6 +30,8 @@ CASES = [
                       "decoder_channels": 16}),
     ("regression", {"model": "dinov3_vit_small", "image_size": 32, "unfreeze_last_blocks": 1}),
     ("anomaly", {"model": "patchcore_dinov3_vit_small", "image_size": 32}),
+    # Mask R-CNN's slim heads on detection's DINOv3 pyramid (strides 8-32)
+    ("instance_segmentation", {"model": "maskrcnn_dinov3_vit_small", "image_size": 64}),
     ("anomaly", {"model": "padim_dinov3_convnext_small", "image_size": 64}),
 ]  # fmt: skip
 

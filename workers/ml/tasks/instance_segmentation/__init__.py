@@ -83,6 +83,7 @@ class InstanceSegmentationCode(TaskCode):
             int(provenance["image_size"]),
             provenance["config"],
             False,
+            arch=provenance.get("arch"),
         )
         return model
 

@@ -1,6 +1,7 @@
 """Mask R-CNN networks by catalog id: a small one that learns from random initialisation on a
-CPU (the detection task's five-stage CNN + FPN, slim box and mask heads), and torchvision's
-ResNet-50 FPN Mask R-CNN.
+CPU (the detection task's five-stage CNN + FPN, slim box and mask heads), the same slim heads
+on a DINOv3 backbone (`maskrcnn_dinov3_*`: detection's DINOv3 pyramid + FPN at strides 8-32),
+and torchvision's ResNet-50 FPN Mask R-CNN.
 
 As for detection (workers/ml/tasks/detection/models.py), every network takes images already
 resized to SxS and normalised, so the internal transform uses identity normalisation and
@@ -27,6 +28,7 @@ from workers.ml.tasks.detection.models import (
 
 Builder = Callable[[int, int, dict[str, Any], bool], tuple[nn.Module, str]]
 _MODELS: dict[str, Builder] = {}
+DINOV3_PREFIX = "maskrcnn_"  # + a DINOv3 backbone id (app/catalog/derived.py lists the same)
 
 
 def model_ids() -> set[str]:
@@ -34,17 +36,27 @@ def model_ids() -> set[str]:
 
 
 def build_instance_model(
-    model_id: str, num_classes: int, image_size: int, config: dict[str, Any], pretrained: bool
+    model_id: str,
+    num_classes: int,
+    image_size: int,
+    config: dict[str, Any],
+    pretrained: bool,
+    arch: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, str]:
-    """(network, weights note) for `num_classes` classes (background added inside)."""
+    """(network, weights note) for `num_classes` classes (background added inside); `arch`:
+    a checkpoint's recorded backbone architecture (DINOv3 sizes)."""
     if model_id not in _MODELS:
         raise ValueError(
             f"unknown instance model {model_id!r}; known: {', '.join(sorted(_MODELS))}"
         )
+    if arch:
+        return _MODELS[model_id](num_classes, image_size, config, pretrained, arch=arch)  # type: ignore[call-arg]
     return _MODELS[model_id](num_classes, image_size, config, pretrained)
 
 
-def small_maskrcnn(classes: int, size: int, config: dict[str, Any]) -> nn.Module:
+def small_maskrcnn(
+    classes: int, size: int, config: dict[str, Any], backbone: nn.Module | None = None
+) -> nn.Module:
     """Mask R-CNN on the small detection backbone (FPN levels at strides 8, 16, 32): anchors of
     8-32 px at 96 px scaled to S in three aspect ratios, a 256-wide box head and a two-layer
     64-channel mask head, so a step costs a fraction of the ResNet-50 model's."""
@@ -54,8 +66,8 @@ def small_maskrcnn(classes: int, size: int, config: dict[str, Any]) -> nn.Module
     from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
     from torchvision.ops import MultiScaleRoIAlign
 
-    backbone = SmallDetectionBackbone()
-    channels = backbone.out_channels
+    backbone = backbone or SmallDetectionBackbone()  # FPN maps "0"-"2" at strides 8-32
+    channels = int(backbone.out_channels)
     heads = _heads(config)
     scale = size / 96
     anchors = AnchorGenerator(
@@ -100,6 +112,32 @@ def _maskrcnn_small(classes: int, size: int, config: dict[str, Any], pretrained:
     return small_maskrcnn(classes, size, config), "random-init"
 
 
+def _maskrcnn_dinov3(model_id: str) -> Builder:
+    def build(
+        classes: int,
+        size: int,
+        config: dict[str, Any],
+        pretrained: bool,
+        arch: dict[str, Any] | None = None,
+    ) -> tuple[nn.Module, str]:
+        from workers.ml.backbones import build_backbone
+        from workers.ml.tasks.detection.dinov3 import DINOv3Pyramid
+
+        body, note = build_backbone(model_id, pretrained=pretrained, arch=arch)
+        if note.startswith("pretrained:"):
+            note = "pretrained-backbone:" + note.split(":", 1)[1]
+        return small_maskrcnn(classes, size, config, DINOv3Pyramid(body)), note
+
+    return build
+
+
+def _register_dinov3() -> None:
+    from workers.ml.dinov3 import dinov3_ids
+
+    for backbone_id in dinov3_ids():
+        register(f"{DINOV3_PREFIX}{backbone_id}")(_maskrcnn_dinov3(backbone_id))
+
+
 # torchvision's Mask R-CNN takes Faster R-CNN's keywords: the detection builder serves it.
 register("maskrcnn_resnet50_fpn")(
     _torchvision(
@@ -113,3 +151,4 @@ register("maskrcnn_resnet50_fpn")(
         )
     )
 )
+_register_dinov3()

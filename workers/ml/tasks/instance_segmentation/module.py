@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from workers.ml.backbones import pretrained_wanted
+from workers.ml.backbones import Backbone, freeze_backbone, pretrained_wanted
 from workers.ml.module import StudioModule
 from workers.ml.tasks.detection import metrics as det_metrics
 from workers.ml.tasks.detection.module import part_name
@@ -25,10 +25,15 @@ class InstanceModule(StudioModule):
             config,
             pretrained=pretrained_wanted(config),
         )
-        if config["freeze_backbone"]:
+        body = getattr(model.backbone, "body", None)
+        slow: list[torch.nn.Parameter] = []
+        if isinstance(body, Backbone):  # a studio backbone under its own pyramid (DINOv3)
+            slow = freeze_backbone(body, config)
+        elif config["freeze_backbone"]:
             for parameter in model.backbone.parameters():
                 parameter.requires_grad = False
         super().__init__(config, model, note)
+        self.slow_params = slow
         self.classes = classes
         self._metric: Any = None
 
