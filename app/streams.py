@@ -16,6 +16,7 @@ import bisect
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -108,8 +109,16 @@ class StreamHub:
         self.open_streams = 0
         self.closing = False
         self.watches: dict[int, Watch] = {}
+        # When the poller's last query answered (time.monotonic()); /api/health reads it.
+        self.database_answered_at: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
+
+    def database_answered_within(self, seconds: float) -> bool:
+        """Whether the poller's own query reached the database that recently (while streams
+        are watched it asks every poll_seconds, so a probe need not ask again)."""
+        answered = self.database_answered_at
+        return answered is not None and time.monotonic() - answered < seconds
 
     # --- slots ------------------------------------------------------------------------------
 
@@ -184,6 +193,7 @@ class StreamHub:
             plan = {jid: (w.loaded, w.last_seq()) for jid, w in self.watches.items()}
             try:
                 found = await anyio.to_thread.run_sync(self._poll, plan)
+                self.database_answered_at = time.monotonic()
             except Exception:  # a busy database must not end the streams; try again
                 log.warning("stream poll failed; retrying", exc_info=True)
                 found = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import anyio.to_thread
 import httpx
@@ -41,3 +42,33 @@ def test_the_request_thread_pool_has_the_configured_size(settings: Settings) -> 
             assert client.get("/api/projects").status_code == 200
     finally:
         app.state.engine.dispose()
+
+
+def test_health_skips_its_query_only_while_the_stream_poller_answers(client: TestClient) -> None:
+    """With live streams the poller queries the database every poll; a probe then needs no
+    thread. Without a fresh poller answer it asks the database itself."""
+    from app.api.meta import _probe_lane
+
+    hub = client.app.state.streams  # type: ignore[attr-defined]
+    lane = client.portal.call(_probe_lane)
+    holders = [object() for _ in range(int(lane.total_tokens))]
+    for holder in holders:
+        client.portal.call(lane.acquire_on_behalf_of, holder)
+    fresh: list[httpx.Response] = []
+    stale: list[httpx.Response] = []
+    try:
+        hub.database_answered_at = time.monotonic()
+        probe = threading.Thread(target=lambda: fresh.append(client.get("/api/health")))
+        probe.start()
+        probe.join(timeout=15)
+        assert fresh and fresh[0].status_code == 200, "a fresh poller answer was not used"
+        hub.database_answered_at = None
+        waiting = threading.Thread(target=lambda: stale.append(client.get("/api/health")))
+        waiting.start()
+        waiting.join(timeout=2)
+        assert not stale, "without a fresh poller answer the probe must query the database"
+    finally:
+        for holder in holders:
+            client.portal.call(lane.release_on_behalf_of, holder)
+    waiting.join(timeout=15)
+    assert stale and stale[0].json()["status"] == "ok"
