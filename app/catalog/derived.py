@@ -39,7 +39,8 @@ for _id, _title, _params, _repo, _multiple in _DINOV3:
             description="DINOv3 self-supervised backbone (LVD-1689M); head-only training by "
             "default, the last blocks can be unfrozen. Detection: a feature pyramid, FPN and "
             f"FCOS heads on it. Input sides are multiples of {_multiple} px.",
-            # (segmentation and anomaly offer it as deeplabv3plus_/padim_/patchcore_<id>)
+            # (segmentation, anomaly and dual-head classification offer it as
+            # deeplabv3plus_/padim_/patchcore_/dualhead_<id>)
             pretrained_source="huggingface",
             speed="slow" if _params > 60 else "medium",
             min_image_size=_multiple * 2,
@@ -95,9 +96,9 @@ for _backbone in backbones_with("dense"):
     )
 
 # Dual-head (workers/ml/tasks/classification/dual_head/): the same DeepLabV3+ decoder and a
-# classification head on one backbone, for classification images that also carry masks. The
-# decoder's stride-4 skip comes from the backbone's own stages (a CNN's "stages" features).
-for _backbone in backbones_with("stages"):
+# classification head on one backbone, for classification images that also carry masks; on
+# every backbone with dense features, as DeepLabV3+ (a ViT's 1/16 map through the pyramid).
+for _backbone in backbones_with("dense"):
     register_model(
         _on_backbone(
             _backbone,

@@ -14,9 +14,6 @@ from app.errors import Invalid
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 BACKBONE_KINDS = ("embedding", "dense")
-# A CNN also gives its stages' maps at strides 4-32 straight, without a neck: heads that want
-# a stride-4 skip from the network itself (the dual-head decoder) ask for "stages".
-CNN_KINDS = (*BACKBONE_KINDS, "stages")
 
 
 @dataclass(frozen=True)
@@ -84,7 +81,7 @@ for _spec in (
         32,
         description="Four conv blocks; trains in seconds on a CPU. Good for small images.",
         speed="fast",
-        feature_kinds=CNN_KINDS,
+        feature_kinds=BACKBONE_KINDS,
     ),
     ModelSpec(
         "resnet18",
@@ -94,7 +91,7 @@ for _spec in (
         224,
         pretrained_source="torchvision",
         weight_files=("resnet18-f37072fd.pth",),
-        feature_kinds=(*CNN_KINDS, "memory"),
+        feature_kinds=(*BACKBONE_KINDS, "memory"),
     ),
     ModelSpec(
         "resnet34",
@@ -104,7 +101,7 @@ for _spec in (
         224,
         pretrained_source="torchvision",
         weight_files=("resnet34-b627a593.pth",),
-        feature_kinds=CNN_KINDS,
+        feature_kinds=BACKBONE_KINDS,
     ),
     ModelSpec(
         "resnet50",
@@ -115,7 +112,7 @@ for _spec in (
         pretrained_source="torchvision",
         weight_files=("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth"),
         speed="slow",
-        feature_kinds=CNN_KINDS,
+        feature_kinds=BACKBONE_KINDS,
     ),
     ModelSpec(
         "efficientnet_b0",
@@ -125,7 +122,7 @@ for _spec in (
         224,
         pretrained_source="torchvision",
         weight_files=("efficientnet_b0_rwightman-7f5810bc.pth",),
-        feature_kinds=CNN_KINDS,
+        feature_kinds=BACKBONE_KINDS,
     ),
     ModelSpec(
         "efficientnet_b3",
@@ -136,7 +133,7 @@ for _spec in (
         pretrained_source="torchvision",
         weight_files=("efficientnet_b3_rwightman-b3899882.pth",),
         speed="slow",
-        feature_kinds=CNN_KINDS,
+        feature_kinds=BACKBONE_KINDS,
     ),
     ModelSpec(
         "mobilenet_v3_small",
@@ -147,7 +144,7 @@ for _spec in (
         pretrained_source="torchvision",
         weight_files=("mobilenet_v3_small-047dcff4.pth",),
         speed="fast",
-        feature_kinds=CNN_KINDS,
+        feature_kinds=BACKBONE_KINDS,
     ),
     ModelSpec(
         "mobilenet_v3_large",
@@ -157,7 +154,7 @@ for _spec in (
         224,
         pretrained_source="torchvision",
         weight_files=("mobilenet_v3_large-8738ca79.pth", "mobilenet_v3_large-5c1a4163.pth"),
-        feature_kinds=CNN_KINDS,
+        feature_kinds=BACKBONE_KINDS,
     ),
     ModelSpec(
         "anomaly_unet",

@@ -147,3 +147,63 @@ def test_a_dinov3_detector_saved_before_the_pyramid_moved_still_loads() -> None:
     fresh.load_state_dict(saved)  # strict: every old key lands on its new name
     for key, value in trained.state_dict().items():
         assert torch.equal(fresh.state_dict()[key], value), key
+
+
+def test_dual_head_on_a_vit_trains_in_phases_rebuilds_and_exports_both_heads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dual-head benchmark's way (generator → importer with masks → split → fit) on a tiny
+    ViT: frozen backbone, pyramid neck training with the decoder, class head on the CLS token;
+    the checkpoint rebuilds from its recorded architecture and exports with parity."""
+    from argparse import Namespace
+
+    from benchmarks.dual_head_quality import recipe
+    from benchmarks.synthetic.dual_head import write_dual_head
+    from benchmarks.task_quality import split, studio_samples
+    from workers.ml.checkpoints import load_for_inference, preprocess
+    from workers.ml.data import load_image
+    from workers.ml.export.pipeline import run_export
+    from workers.ml.export.spec import ExportSpec
+    from workers.ml.tasks import get_task_code
+    from workers.ml.tasks.classification.dual_head.module import DualHeadModule
+    from workers.ml.train import FitRequest, fit
+
+    assert "dualhead_dinov3_vit_small" in get_task_code("classification").model_ids()
+    write_dual_head(tmp_path / "set", images=20, size=32, ood=0)
+    samples, classes = studio_samples(tmp_path / "set" / "data", "classification", "folders",
+                                      tmp_path / "masks")  # fmt: skip
+    args = Namespace(phases="1,1,1", model="dinov3_vit_small", size=32, batch=8, lr=3e-3,
+                     decoder=16, negative_share=0.0)  # fmt: skip
+    config = recipe(args, 0, dual=True)
+    assert config["freeze_backbone"] is True  # DINOv3's default holds in every phase
+    code = get_task_code("classification")
+    prepared = code.prepare(split("classification", samples, 0), classes, config)
+    module = DualHeadModule(config, classes, prepared.info)
+    assert module.net.neck is not None and module.net.decoder.low_level == 0  # stride 4 skip
+    assert not any(p.requires_grad for p in module.net.backbone.parameters())
+    assert [g["name"] for g in module.parameter_groups()] == ["seg", "cls"]
+    assert {id(p) for p in module.net.neck.parameters()} <= {
+        id(p) for p in module.parameter_groups()[0]["params"]
+    }
+    result = fit(FitRequest("classification", config, classes, prepared, tmp_path / "out"))
+    assert result.status == "completed" and result.epochs_done == 3
+    assert result.provenance["arch"]["scale"] == "tiny"
+
+    monkeypatch.delenv("STUDIO_DINOV3_ARCH")  # the checkpoint says which architecture
+    model = load_for_inference(tmp_path / "out" / "best.ckpt")
+    rows = prepared.samples["val"] + prepared.samples["test"]
+    evaluated = code.evaluate(model, rows, options={}).aggregate
+    assert 0.0 <= evaluated["accuracy"] <= 1.0 and 0.0 <= evaluated["seg_miou"] <= 1.0
+    wrapped = code.export_module(model)
+    spec = ExportSpec("classification", list(model.classes), model.image_size, list(model.mean),
+                      list(model.std), wrapped.output_names, postprocess_spec=wrapped.postprocess,
+                      info=dict(model.info))  # fmt: skip
+    inputs = torch.stack([preprocess(load_image(s.path), model) for s in rows]).numpy()
+    out = run_export(
+        wrapped.module, spec=spec, fmt="onnx", path=tmp_path / "m.onnx", inputs=inputs,
+        compare=lambda fmt, ref, cand, meta: code.parity(
+            fmt=fmt, reference=ref, candidate=cand, samples=rows, meta=meta),
+    )  # fmt: skip
+    assert wrapped.output_names == ["logits", "masks"]
+    assert out["valid"], out["validation"]
+    assert out["validation"]["max_abs_diff"] <= 1e-4

@@ -42,14 +42,12 @@ def run(samples: list[Sample], out: Path, *, multi_label: bool = False, **overri
 
 
 def test_catalog_and_backbones_list_the_same_models() -> None:
-    """Classification models are the backbones, plus each non-DINOv3 backbone as a dual-head
-    (classification + segmentation) model."""
+    """Classification models are the backbones, plus each backbone (DINOv3's included) as a
+    dual-head (classification + segmentation) model."""
     catalog = {m.id for m in list_models("classification")}
     dual = {i for i in catalog if i.startswith("dualhead_")}
     assert catalog - dual == set(BACKBONE_IDS)
-    assert {i.removeprefix("dualhead_") for i in dual} == {
-        b for b in BACKBONE_IDS if not b.startswith("dinov3_")
-    }
+    assert {i.removeprefix("dualhead_") for i in dual} == set(BACKBONE_IDS)
 
 
 def test_every_trainable_task_has_a_code_half_and_vice_versa() -> None:

@@ -33,6 +33,12 @@ class Backbone(nn.Module):
         """One vector per image for image-level heads: the coarsest map, average-pooled."""
         return torch.flatten(nn.functional.adaptive_avg_pool2d(self(x)[-1], 1), 1)
 
+    def features_and_embed(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """`forward` and `embed` from one pass, for a model with a dense and an image-level
+        head on one backbone (dual-head)."""
+        features = self(x)
+        return features, torch.flatten(nn.functional.adaptive_avg_pool2d(features[-1], 1), 1)
+
     @property
     def embed_channels(self) -> int:
         return self.out_channels[-1]

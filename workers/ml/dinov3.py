@@ -82,13 +82,16 @@ class DINOv3ViT(Backbone):
         return self.net(pixel_values=x).last_hidden_state  # type: ignore[no-any-return]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        tokens = self.tokens(x)[:, self.skip :]
-        n, _, h, w = x.shape
-        grid = tokens.transpose(1, 2).reshape(n, -1, h // self.patch, w // self.patch)
-        return [grid]
+        return self.features_and_embed(x)[0]
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.tokens(x)[:, 0]
+
+    def features_and_embed(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        tokens = self.tokens(x)
+        n, _, h, w = x.shape
+        patches = tokens[:, self.skip :].transpose(1, 2)
+        return [patches.reshape(n, -1, h // self.patch, w // self.patch)], tokens[:, 0]
 
     def last_blocks(self, n: int) -> list[nn.Module]:
         layers = list(self.net.model.layer)  # type: ignore[union-attr]
@@ -104,11 +107,14 @@ class DINOv3ConvNeXt(Backbone):
         self.strides = [4, 8, 16, 32]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        out = self.net(pixel_values=x, output_hidden_states=True)
-        return list(out.hidden_states[1:])
+        return self.features_and_embed(x)[0]
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(pixel_values=x).pooler_output  # type: ignore[no-any-return]
+
+    def features_and_embed(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        out = self.net(pixel_values=x, output_hidden_states=True)
+        return list(out.hidden_states[1:]), out.pooler_output
 
     def last_blocks(self, n: int) -> list[nn.Module]:
         blocks = [layer for stage in self.net.model.stages for layer in stage.layers]  # type: ignore[union-attr]

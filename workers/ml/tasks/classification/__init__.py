@@ -154,8 +154,8 @@ class ClassificationCode(TaskCode):
         from workers.ml.backbones import backbone_ids
 
         ids = set(backbone_ids("embedding"))  # a classifier head goes on any image embedding
-        # the dual-head decoder takes its stride-4 skip from the backbone's own stages
-        return ids | dual_head.model_ids(set(backbone_ids("stages")))
+        # the dual-head decoder goes where DeepLabV3+ goes: on dense features
+        return ids | dual_head.model_ids(set(backbone_ids("dense")))
 
     def build_model(self, provenance: dict[str, Any]) -> Any:
         from workers.ml.heads import build_classifier
@@ -169,6 +169,7 @@ class ClassificationCode(TaskCode):
                 len(provenance["classes"]),
                 task_info["segmentation"],
                 width=int(provenance["config"]["dual_head"]["decoder_channels"]),
+                arch=provenance.get("arch"),
             )
         hierarchy = task_info.get("hierarchy")
         if hierarchy:

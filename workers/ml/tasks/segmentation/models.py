@@ -117,6 +117,21 @@ class DeepLabV3PlusHead(nn.Module):
         return self.classifier(self.fuse(torch.cat([high, low], dim=1)))  # type: ignore[no-any-return]
 
 
+def plus_head(
+    backbone: Backbone, num_classes: int, width: int, low_channels: int = 48
+) -> tuple[SimplePyramid | None, DeepLabV3PlusHead]:
+    """DeepLabV3+ on a backbone: the decoder, and the neck it needs first when the backbone
+    gives a single map (a simple pyramid at strides 4/8/16: its skip level and ASPP level)."""
+    levels: Backbone | SimplePyramid = backbone
+    neck = None
+    if len(backbone.strides) == 1:
+        neck = levels = SimplePyramid(backbone.out_channels[0], backbone.strides[0], (4, 8, 16))
+    head = DeepLabV3PlusHead(
+        list(levels.out_channels), list(levels.strides), num_classes, width, low_channels
+    )
+    return neck, head
+
+
 class BackboneSegmenter(nn.Module):
     """A registered backbone plus a head over its feature list; logits at the input size. A
     single-map backbone (a DINOv3 ViT's 1/16 grid) goes through a simple pyramid (`neck`, at
@@ -265,12 +280,6 @@ def build_segmenter(
         )
         if note.startswith("pretrained:"):
             note = "pretrained-backbone:" + note.split(":", 1)[1]
-        levels: Backbone | SimplePyramid = backbone
-        neck = None
-        if len(backbone.strides) == 1:
-            neck = levels = SimplePyramid(backbone.out_channels[0], backbone.strides[0], (4, 8, 16))
-        head = DeepLabV3PlusHead(
-            list(levels.out_channels), list(levels.strides), num_classes, width or 256
-        )
+        neck, head = plus_head(backbone, num_classes, width or 256)
         return BackboneSegmenter(backbone, head, neck), note
     raise ValueError(f"unknown segmentation model {model_id!r}; known: {sorted(segmenter_ids())}")

@@ -2,7 +2,10 @@
 mechanism: per-part learning rates as a pure function of the step, optimizer state cleared at
 each phase boundary, `val/stage` on the live chart, mid-phase resume), loss
 λ_cls · classification loss + λ_seg · tier-weighted segmentation loss. A part whose rate is 0
-in a phase is frozen: no step, and a frozen backbone's BatchNorm statistics stay put."""
+in a phase is frozen: no step, and a frozen backbone's BatchNorm statistics stay put. A recipe
+that freezes the backbone (DINOv3's default) keeps it frozen in every phase but its unfrozen
+last blocks, which train at the phase's backbone rate x backbone_lr_factor; a ViT's pyramid
+neck is part of "seg"."""
 
 from __future__ import annotations
 
@@ -11,9 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
+from torch import nn
 
 from app.tasks.dual_head import plan as phase_list
-from workers.ml.backbones import pretrained_wanted
+from workers.ml.backbones import freeze_backbone, pretrained_wanted
 from workers.ml.module import StudioModule
 from workers.ml.tasks.classification.dual_head.losses import seg_loss
 from workers.ml.tasks.classification.dual_head.metrics import ChannelIoU, fired
@@ -37,7 +41,10 @@ class DualHeadModule(StudioModule):
             width=int(block["decoder_channels"]),
             pretrained=pretrained_wanted(config),
         )
+        slow = freeze_backbone(model.backbone, config)
         super().__init__(config, model, model.weights_note)
+        self.slow_params = slow  # the "backbone" group: its factor has backbone_lr_factor
+        self.backbone_held = bool(config.get("freeze_backbone")) and not slow
         self.num_classes = len(classes)
         self.multi_label = bool(info.get("multi_label"))
         self.channels: list[str] = list(info["segmentation"]["channels"])
@@ -61,11 +68,19 @@ class DualHeadModule(StudioModule):
     def on_train_epoch_start(self) -> None:
         fresh_optimizer_at_boundary(self, self.stage())
 
+    def parts(self) -> list[tuple[str, list[nn.Module]]]:
+        net = self.net
+        seg = [net.decoder] if net.neck is None else [net.neck, net.decoder]
+        return [("backbone", [net.backbone]), ("seg", seg), ("cls", [net.head])]
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         frozen = {p for p in ("backbone", "seg") if p not in self.stage()["active"]}
-        for part, module in (("backbone", self.net.backbone), ("seg", self.net.decoder)):
+        if self.backbone_held:
+            frozen.add("backbone")
+        for part, modules in self.parts():
             if part in frozen:
-                module.eval()  # no BatchNorm statistics move in a frozen part
+                for module in modules:
+                    module.eval()  # no BatchNorm statistics move in a frozen part
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y, mask, weight, keep, _ = batch
@@ -92,8 +107,11 @@ class DualHeadModule(StudioModule):
         return loss
 
     def parameter_groups(self) -> list[dict[str, Any]]:
-        parts = [("backbone", self.net.backbone), ("seg", self.net.decoder), ("cls", self.net.head)]
-        return [{"params": list(m.parameters()), "name": name} for name, m in parts]
+        groups = [
+            {"params": [p for m in ms for p in m.parameters() if p.requires_grad], "name": name}
+            for name, ms in self.parts()
+        ]
+        return [g for g in groups if g["params"]]  # a wholly frozen backbone has none
 
     def configure_optimizers(self) -> Any:
         answer = super().configure_optimizers()

@@ -1,6 +1,8 @@
 """The dual-head network: one registered backbone's multi-scale features feed the DeepLabV3+
-decoder of the segmentation task (workers/ml/tasks/segmentation/models.py) and a
-classification head (workers/ml/heads.py) on the coarsest level, pooled.
+decoder of the segmentation task (workers/ml/tasks/segmentation/models.py; a single-map
+backbone, a DINOv3 ViT, through its simple pyramid, `neck`, which trains with the decoder) and
+a classification head (workers/ml/heads.py) on the backbone's image embedding, as the flat
+classifier's (a CNN's coarsest level pooled, a ViT's CLS token), from the same pass.
 
 `forward` returns the class logits alone, so classification's evaluation, export parity and
 decoder treat the network as a flat classifier; `both` gives (class logits, segmentation
@@ -19,7 +21,7 @@ from torch import nn
 from app.tasks.dual_head import PREFIX
 from workers.ml.backbones import build_backbone
 from workers.ml.heads import ClassificationHead
-from workers.ml.tasks.segmentation.models import DeepLabV3PlusHead
+from workers.ml.tasks.segmentation.models import plus_head
 
 
 class DualHeadNet(nn.Module):
@@ -31,28 +33,28 @@ class DualHeadNet(nn.Module):
         *,
         width: int = 256,
         pretrained: bool = False,
+        arch: dict[str, Any] | None = None,
     ) -> None:
+        """`arch`: a checkpoint's recorded backbone architecture (DINOv3 sizes)."""
         super().__init__()
         self.backbone, self.weights_note = build_backbone(
-            model_id.removeprefix(PREFIX), pretrained=pretrained
+            model_id.removeprefix(PREFIX), pretrained=pretrained, arch=arch
         )
         channels = len(seg["channels"]) + (1 if seg["exclusive"] else 0)
         self.exclusive = bool(seg["exclusive"])
-        self.decoder = DeepLabV3PlusHead(
-            list(self.backbone.out_channels),
-            list(self.backbone.strides),
-            channels,
-            channels=width,
-            low_channels=max(8, min(48, width // 4)),
+        # None for a multi-scale backbone: its state keys stay those of earlier checkpoints
+        self.neck, self.decoder = plus_head(
+            self.backbone, channels, width, low_channels=max(8, min(48, width // 4))
         )
         self.head = ClassificationHead(self.backbone.embed_channels, num_classes)
 
     def both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.backbone(x)
-        pooled = torch.flatten(F.adaptive_avg_pool2d(features[-1], 1), 1)
+        features, embedding = self.backbone.features_and_embed(x)
+        if self.neck is not None:
+            features = self.neck(features)
         seg = self.decoder(features)
         seg = F.interpolate(seg, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return self.head(pooled), seg
+        return self.head(embedding), seg
 
     def channel_probs(self, seg: torch.Tensor) -> torch.Tensor:
         """Per-foreground-channel probabilities [N, K, H, W] (softmax drops background)."""
