@@ -9,7 +9,7 @@ run: venv  ## install everything, migrate, start the studio on http://127.0.0.1:
 	$(PY) -m app
 
 test: system venv lint  ## install everything (apt packages too) and run every test but the GPU ones
-	STUDIO_REQUIRE_POSTGRES=1 STUDIO_REQUIRE_BROWSER=1 $(PY) -m pytest -m "not gpu" -n 2 --dist loadgroup
+	STUDIO_REQUIRE_POSTGRES=1 STUDIO_REQUIRE_BROWSER=1 $(PY) -m pytest -m "not gpu" -n 2 --dist loadgroup --durations=40
 
 venv:
 	@scripts/bootstrap.sh

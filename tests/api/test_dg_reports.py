@@ -33,6 +33,8 @@ def _family(client: TestClient, session: Session, storage: Storage, pid: int) ->
     return [m["id"] for m in response.json()["family_members"]]
 
 
+# Training end to end is database-agnostic; the API tests around it run on both databases.
+@pytest.mark.sqlite_only
 def test_report_queues_one_experiment_per_group_and_reports_the_gaps(
     client: TestClient, session: Session, storage: Storage, project: Project
 ) -> None:

@@ -38,6 +38,8 @@ def run_job(settings: Settings, engine: Engine, queue: str, handler: Any) -> dic
     return handler(JobContext(job, settings, engine))  # type: ignore[no-any-return]
 
 
+# Training end to end is database-agnostic; the API tests around it run on both databases.
+@pytest.mark.sqlite_only
 def test_oriented_detection_from_dota_import_to_predicted_rotated_boxes(
     client: TestClient,
     session: Session,

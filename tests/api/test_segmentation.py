@@ -41,6 +41,8 @@ def run_job(settings: Settings, engine: Engine, queue: str, handler: Any) -> dic
     return handler(JobContext(job, settings, engine))  # type: ignore[no-any-return]
 
 
+# Training end to end is database-agnostic; the API tests around it run on both databases.
+@pytest.mark.sqlite_only
 def test_segmentation_from_mask_import_to_predicted_mask(
     client: TestClient,
     session: Session,

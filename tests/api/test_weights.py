@@ -97,6 +97,8 @@ def tensors_file(state: dict[str, torch.Tensor]) -> bytes:
     return buffer.getvalue()
 
 
+# Model building is database-agnostic; the other weights API tests run on both databases.
+@pytest.mark.sqlite_only
 def test_a_file_that_does_not_match_the_architecture_is_refused_by_name(
     wclient: TestClient, settings: Settings
 ) -> None:

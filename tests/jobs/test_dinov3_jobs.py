@@ -101,7 +101,8 @@ def test_tiny_dinov3_trains_evaluates_exports_and_predicts(
 # FCOS heads, and into the DeepLabV3+ decoder.
 DENSE = {
     "detection": ("dinov3_vit_small", 64, "map50"),
-    "segmentation": ("deeplabv3plus_dinov3_vit_small", 32, "miou"),
+    # segmentation's DINOv3 path runs end to end in tests/conformance/test_dinov3.py (ViT and
+    # ConvNeXt); here the real-worker plumbing once is enough for the suite's time budget.
 }
 
 
