@@ -96,7 +96,10 @@ def test_the_task_offers_the_workflow_and_its_recipe(client: TestClient) -> None
     assert {"train", "evaluate", "export", "predict"} <= set(spec["features"])
     models = client.get("/api/catalog/models", params={"task": "instance_segmentation"}).json()
     ids = {m["id"] for m in models["items"]}
-    assert ids == {"maskrcnn_small", "maskrcnn_resnet50_fpn"}
+    dinov3 = {
+        f"maskrcnn_dinov3_{k}_{s}" for k in ("vit", "convnext") for s in ("small", "base", "large")
+    }
+    assert ids == {"maskrcnn_small", "maskrcnn_resnet50_fpn", *dinov3}
     recipe = client.get(
         "/api/catalog/hyperparameters", params={"task": "instance_segmentation"}
     ).json()
