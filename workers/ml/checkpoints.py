@@ -47,9 +47,17 @@ def save_checkpoint(
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     data = buffer.getvalue()
-    # The digest first: a checkpoint is never on disk without the digest it must match.
-    _atomic_write(digest_path(path), f"{hashlib.sha256(data).hexdigest()}  {path.name}\n".encode())
+    # The digest first, still naming the file being replaced: a kill -9 between the two
+    # writes leaves the old checkpoint, which must stay loadable (resume after a crash);
+    # once the new file is in place the digest names it alone.
+    digest = hashlib.sha256(data).hexdigest()
+    lines = [f"{digest}  {path.name}\n"]
+    if path.exists():
+        lines.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}\n")
+    _atomic_write(digest_path(path), "".join(lines).encode())
     _atomic_write(path, data)
+    if len(lines) > 1:
+        _atomic_write(digest_path(path), lines[0].encode())
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -74,12 +82,12 @@ def verify_checkpoint(path: Path) -> bytes:
     """The checkpoint's bytes, after checking them against the digest recorded at save."""
     data = path.read_bytes()
     try:
-        recorded = digest_path(path).read_text().split()[0]
+        recorded = {line.split()[0] for line in digest_path(path).read_text().splitlines() if line}
     except FileNotFoundError:
         return data  # saved before digests were recorded
     except (OSError, IndexError):
-        recorded = ""
-    if hashlib.sha256(data).hexdigest() != recorded:
+        recorded = set()
+    if hashlib.sha256(data).hexdigest() not in recorded:
         raise CheckpointCorrupt(
             f"Checkpoint {path.name} does not match the sha256 recorded when it was saved "
             "(the file was changed or damaged); train again or resume from another checkpoint."
