@@ -19,6 +19,18 @@ def part_name(key: str) -> str:
     return key if key.startswith("loss_") else f"loss_{key}"
 
 
+def freeze_detector_backbone(model: Any, config: dict[str, Any]) -> list[torch.nn.Parameter]:
+    """The recipe's backbone freezing for a torchvision-style detector; returns the unfrozen
+    last blocks of a studio backbone under its own pyramid (DINOv3), which train slower."""
+    body = getattr(model.backbone, "body", None)
+    if isinstance(body, Backbone):
+        return freeze_backbone(body, config)
+    if config["freeze_backbone"]:
+        for parameter in model.backbone.parameters():
+            parameter.requires_grad = False
+    return []
+
+
 class DetectionModule(StudioModule):
     def __init__(self, config: dict[str, Any], classes: list[str]) -> None:
         model, note = build_detector(
@@ -28,13 +40,7 @@ class DetectionModule(StudioModule):
             config,
             pretrained=pretrained_wanted(config),
         )
-        body = getattr(model.backbone, "body", None)
-        slow: list[torch.nn.Parameter] = []
-        if isinstance(body, Backbone):  # a studio backbone under its own pyramid (DINOv3)
-            slow = freeze_backbone(body, config)
-        elif config["freeze_backbone"]:
-            for parameter in model.backbone.parameters():
-                parameter.requires_grad = False
+        slow = freeze_detector_backbone(model, config)
         super().__init__(config, model, note)
         self.slow_params = slow
         self.classes = classes

@@ -22,7 +22,7 @@ import torch
 from workers.ml.checkpoints import preprocess
 from workers.ml.data import load_image
 from workers.ml.tasks.base import EvalOutcome, InferenceModel, Report, Sample
-from workers.ml.tasks.detection.evaluate import MATCH_IOU, score_threshold, shares
+from workers.ml.tasks.detection.evaluate import MATCH_IOU, object_aggregate, score_threshold
 from workers.ml.tasks.detection.matching import greedy_match, match_rows, outcomes
 from workers.ml.tasks.instance_segmentation import metrics as inst_metrics
 from workers.ml.tasks.instance_segmentation.data import instance_targets, masks_of
@@ -167,27 +167,14 @@ def evaluate(
         row.update(image_id=sample.image_id, subset=subset)
         rows.append(row)
         matches += [{**m, "image_id": sample.image_id, "subset": subset} for m in image_matches]
-    aggregate: dict[str, Any] = {
-        "samples": len(samples),
-        "classes": classes,
-        "score_threshold": threshold,
-        "match_iou": MATCH_IOU,
-        **inst_metrics.summarise(overall, classes),
-    }
-    grand = {k: sum(t[k] for t in totals.values()) for k in ("tp", "fp", "fn")}
-    aggregate.update(shares(**grand), counts=grand)
-    aggregate["by_subset"] = {
-        subset: {
-            **{
-                k: v
-                for k, v in inst_metrics.summarise(metric, classes).items()
-                if k not in ("per_class", "pr_curves")
-            },
-            **shares(**totals[subset]),
-            "counts": totals[subset],
-        }
-        for subset, metric in by_subset_metric.items()
-    }
+    aggregate = object_aggregate(
+        len(samples),
+        classes,
+        threshold,
+        inst_metrics.summarise(overall, classes),
+        {k: inst_metrics.summarise(m, classes) for k, m in by_subset_metric.items()},
+        totals,
+    )
     return EvalOutcome(
         aggregate=aggregate,
         rows=rows,

@@ -8,10 +8,10 @@ from typing import Any
 
 import torch
 
-from workers.ml.backbones import Backbone, freeze_backbone, pretrained_wanted
+from workers.ml.backbones import pretrained_wanted
 from workers.ml.module import StudioModule
 from workers.ml.tasks.detection import metrics as det_metrics
-from workers.ml.tasks.detection.module import part_name
+from workers.ml.tasks.detection.module import freeze_detector_backbone, part_name
 from workers.ml.tasks.instance_segmentation.metrics import as_preds, as_target, headline
 from workers.ml.tasks.instance_segmentation.models import build_instance_model
 
@@ -25,13 +25,7 @@ class InstanceModule(StudioModule):
             config,
             pretrained=pretrained_wanted(config),
         )
-        body = getattr(model.backbone, "body", None)
-        slow: list[torch.nn.Parameter] = []
-        if isinstance(body, Backbone):  # a studio backbone under its own pyramid (DINOv3)
-            slow = freeze_backbone(body, config)
-        elif config["freeze_backbone"]:
-            for parameter in model.backbone.parameters():
-                parameter.requires_grad = False
+        slow = freeze_detector_backbone(model, config)
         super().__init__(config, model, note)
         self.slow_params = slow
         self.classes = classes
