@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, StrictBool
 
@@ -34,8 +34,11 @@ class InstanceConfig(DetectionConfig):
 
 
 def usable_rings(rings: list[list[list[float]]], warn: Warn) -> list[list[list[float]]]:
-    """The rings a mask can be drawn from: fewer than 3 points or a self-intersecting outline
-    is warned about and dropped (its fill would be a guess)."""
+    """The rings a mask can be drawn from. Fewer than 3 points: dropped. An outline that
+    crosses itself is most often a slip of the annotator's pen (real VOC/LabelMe polygons
+    have them): repaired when one part holds nearly all of the repaired area, dropped when
+    it splits into comparable parts (a bow-tie, whose intended fill would be a guess).
+    Each case is warned about in the import report."""
     from shapely.geometry import Polygon
 
     kept = []
@@ -44,13 +47,36 @@ def usable_rings(rings: list[list[list[float]]], warn: Warn) -> list[list[list[f
             warn("polygon with fewer than 3 points; dropped")
             continue
         shape = Polygon(ring)
-        if not shape.exterior.is_simple:  # a bow-tie: its outline crosses itself
-            warn("self-intersecting polygon; dropped")
+        if not shape.exterior.is_simple:
+            repaired = repaired_outline(shape)
+            if repaired is None:
+                warn("self-intersecting polygon; dropped")
+            else:
+                warn("self-intersecting polygon; repaired (the crossing's sliver removed)")
+                kept.append(repaired)
         elif shape.area <= 0 or not shape.is_valid:
             warn("polygon with no area; dropped")
         else:
             kept.append(ring)
     return kept
+
+
+MAIN_PART_SHARE = 0.9  # a repaired outline's largest part must hold this much of its area
+
+
+def repaired_outline(shape: Any) -> list[list[float]] | None:
+    """The exterior of a self-crossing outline's main part, or None when it has none."""
+    from shapely.validation import make_valid
+
+    fixed = make_valid(shape)
+    parts = [g for g in getattr(fixed, "geoms", [fixed]) if g.geom_type == "Polygon"]
+    total = sum(g.area for g in parts)
+    if total <= 0:
+        return None
+    main = max(parts, key=lambda g: g.area)
+    if main.area < MAIN_PART_SHARE * total:
+        return None
+    return [[float(x), float(y)] for x, y in list(main.exterior.coords)[:-1]]
 
 
 def map_sample(
