@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -79,7 +81,9 @@ def train(config: dict[str, Any], classes: list[str], parts: dict[str, Any], out
     seconds = time.monotonic() - started
     model = load_for_inference(out / "best.ckpt")
     evaluated = code.evaluate(
-        model, prepared.samples["val"] + prepared.samples["test"], options={}
+        model,
+        prepared.samples["val"] + prepared.samples["test"],
+        options={"reference_samples": prepared.samples["train"]},  # as the evaluate job does
     ).aggregate
     return model, evaluated, result.global_step, seconds
 
@@ -133,7 +137,14 @@ def main() -> None:
                 "in_domain_per_class": gate["per_class"],
                 "ood_rejection": rejected / len(ood),
                 "ood_passed": [v["reason"] for v in ood if v["passed"]][:5],
-                "rules": {k: rules[k] for k in ("default_min_ratio", "min_ratio")},
+                "rules": {
+                    k: rules[k]
+                    for k in ("default_min_ratio", "min_ratio", "max_ratio", "max_feature_distance")
+                },
+                "ood_distance_median": float(
+                    np.median([v["feature_distance"] or 0.0 for v in ood])
+                ),
+                "ood_reasons": sorted({v["reason"].split(" (")[0] for v in ood}),
                 "load": os.getloadavg(),
             }
             row["targets_met"] = {

@@ -18,9 +18,10 @@ name>` lines) adds the accuracy over those images. Detection prints one line per
 when its metadata says `"batch": 1`.
 
 Dual-head classification exports (metadata with "segmentation" and "gate") also output
-per-channel mask probabilities: the script applies the segmentation gate first (the studio's
-rules, workers/ml/tasks/classification/dual_head/gate.py, restated here) and gives a rejected
-image no class, with the reason; `--no-gate` turns that off.
+per-channel mask probabilities and the image embedding: the script applies the segmentation
+gate first (the studio's rules, workers/ml/tasks/classification/dual_head/gate.py, restated
+here: familiarity, foreground share range, region, channels) and gives a rejected image no
+class, with the reason; `--no-gate` turns that off.
 
 Oriented-detection exports ("task": "oriented_detection") end before NMS: `obb` [N, 5] per
 location (cx, cy, w, h in input pixels, angle in radians) and `scores` [N, C]. The script
@@ -102,8 +103,18 @@ def largest_component(mask: np.ndarray) -> int:
     return best
 
 
-def gate(probs: np.ndarray, meta: dict, predicted: str) -> dict:
-    """The segmentation gate on one image's channel probabilities [K, S, S]."""
+def feature_distance(embedding: np.ndarray, reference: dict | None) -> float | None:
+    """RMS distance to the nearest class mean, in training standard deviations."""
+    if not reference:
+        return None
+    means = np.asarray(reference["means"], np.float64)
+    scale = np.asarray(reference["scale"], np.float64)
+    z = (np.asarray(embedding, np.float64).reshape(1, -1) - means) / scale
+    return float(np.sqrt((z**2).mean(axis=1)).min())
+
+
+def gate(probs: np.ndarray, meta: dict, predicted: str, embedding=None) -> dict:
+    """The segmentation gate on one image's channel probabilities [K, S, S] (and embedding)."""
     rules = meta["gate"]
     if meta["segmentation"]["exclusive"]:
         background = 1.0 - probs.sum(axis=0, keepdims=True)
@@ -115,19 +126,28 @@ def gate(probs: np.ndarray, meta: dict, predicted: str) -> dict:
     ratio = float(foreground.mean())
     region = largest_component(foreground)
     threshold = float(rules["min_ratio"].get(predicted, rules["default_min_ratio"]))
+    ceiling = float((rules.get("max_ratio") or {}).get(predicted, 1.0))
     scale = (probs.shape[-1] / float(rules["reference_side"])) ** 2
     min_area = float(rules["min_component_px"]) * scale
-    if ratio < threshold:
+    limit = rules.get("max_feature_distance")
+    distance = None
+    if embedding is not None:
+        distance = feature_distance(embedding, rules.get("feature_reference"))
+    if distance is not None and limit is not None and distance > float(limit):
+        reason = f"unfamiliar image (feature distance {distance:.2f} > {float(limit):.2f})"
+    elif ratio < threshold:
         reason = f"insufficient foreground ({ratio:.0%} < {threshold:.0%})"
+    elif ratio > ceiling:
+        reason = f"foreground everywhere ({ratio:.0%} > {ceiling:.0%})"
     elif region < min_area:
         reason = f"no coherent object (largest region {region} px < {min_area:.0f} px)"
     elif not on.any():
         reason = "no channel fires"
     else:
         return {"passed": True, "foreground_ratio": ratio, "largest_component": region,
-                "reason": "foreground found"}  # fmt: skip
+                "feature_distance": distance, "reason": "foreground found"}  # fmt: skip
     return {"passed": False, "foreground_ratio": ratio, "largest_component": region,
-            "reason": reason}  # fmt: skip
+            "feature_distance": distance, "reason": reason}  # fmt: skip
 
 
 def segment(path: Path, logits: np.ndarray, classes: list, out_dir: Path | None) -> dict:
@@ -356,7 +376,8 @@ def main(argv: list[str]) -> int:
             best = int(row.argmax())
             answer = {"image": str(path), "class": classes[best], "score": float(row[best])}
             if meta.get("gate") and len(outputs) > 1:
-                answer["gate"] = gate(outputs[1][index], meta, classes[best])
+                embedding = outputs[2][index] if len(outputs) > 2 else None
+                answer["gate"] = gate(outputs[1][index], meta, classes[best], embedding)
                 if not answer["gate"]["passed"] and not args.no_gate:
                     answer["class"] = None
             predictions.append(answer)

@@ -31,22 +31,35 @@ MAX_FILES, MAX_BYTES = 2000, 512 * 1024 * 1024
 DEFAULT_RULES: dict[str, Any] = {  # as workers/ml/tasks/classification/dual_head/gate.py
     "default_min_ratio": 0.15,
     "min_ratio": {},
+    "max_ratio": {},
+    "ratio_margin": 0.1,
     "min_component_px": 500.0,
     "reference_side": 224,
     "min_calibration_images": 5,
+    "max_feature_distance": None,
+    "feature_margin": 0.25,
+    "feature_reference": None,
 }
+CALIBRATED_ONLY = "feature_reference"  # measured from training images, never typed in
 
 
 class GateRules(BaseModel):
-    """What a PATCH may change; omitted fields keep their values."""
+    """What a PATCH may change; omitted fields keep their values. `max_feature_distance`
+    null turns the familiarity rule off; a class missing from `max_ratio` has no upper bound.
+    `ratio_margin` and `feature_margin` take effect at the next calibration (evaluation)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     default_min_ratio: float = Field(ge=0, le=1)
     min_ratio: dict[str, float]
+    max_ratio: dict[str, float] = Field(default_factory=dict)
+    ratio_margin: float = Field(0.1, ge=0, le=1)
     min_component_px: float = Field(ge=0, le=1e7)
     reference_side: int = Field(ge=8, le=4096)
     min_calibration_images: int = Field(ge=1, le=100000)
+    max_feature_distance: float | None = Field(None, gt=0, le=1e6)
+    feature_margin: float = Field(0.25, ge=0, le=100)
+    feature_reference: dict[str, Any] | None = None
 
 
 def is_dual(experiment: Experiment) -> bool:
@@ -83,10 +96,20 @@ def read_gate(session: Session, *, project_id: int, experiment_id: int) -> dict[
     experiment = _dual(session, project_id, experiment_id)
     block = calibrated(session, experiment)
     provenance = experiment.provenance or {}
+    rules = effective_rules(session, experiment)
+    reference = rules.get(CALIBRATED_ONLY)
+    if reference:  # means and spreads of every embedding dimension: a summary is enough here
+        rules[CALIBRATED_ONLY] = {
+            "classes": list(reference.get("classes") or []),
+            "dimensions": len(reference.get("scale") or []),
+        }
+    calibrated_rules = dict(block.get("rules") or {}) or None
+    if calibrated_rules and calibrated_rules.get(CALIBRATED_ONLY):
+        calibrated_rules[CALIBRATED_ONLY] = rules[CALIBRATED_ONLY]
     return {
         "experiment_id": experiment.id,
-        "rules": effective_rules(session, experiment),
-        "calibrated_rules": block.get("rules"),
+        "rules": rules,
+        "calibrated_rules": calibrated_rules,
         "changed": bool(provenance.get(OVERRIDE)),
         "calibration": {
             "subset": block.get("calibration_subset"),
@@ -195,6 +218,13 @@ def patch_gate(
     if not isinstance(data, dict):
         raise Invalid("Send the rules to change as a JSON object.", code="invalid_gate")
     data = dict(data)
+    if CALIBRATED_ONLY in data:
+        raise Invalid(
+            "feature_reference is measured from the training images at evaluation; it cannot "
+            "be set. Set max_feature_distance to null to turn the familiarity rule off.",
+            code="invalid_gate",
+            details={"fields": [{"field": CALIBRATED_ONLY}]},
+        )
     if "baseline_experiment_id" in data:
         name_baseline(session, experiment, data.pop("baseline_experiment_id"))
         flag_modified(experiment, "provenance")
@@ -207,11 +237,12 @@ def patch_gate(
             code="invalid_gate",
             details={"fields": [{"field": ".".join(map(str, e["loc"]))} for e in error.errors()]},
         ) from None
-    bad = {k: v for k, v in rules.min_ratio.items() if not 0 <= v <= 1}
-    if bad:
-        raise Invalid(
-            f"min_ratio values must be 0-1: {bad}", code="invalid_gate", details={"classes": bad}
-        )
+    for field in ("min_ratio", "max_ratio"):
+        bad = {k: v for k, v in getattr(rules, field).items() if not 0 <= v <= 1}
+        if bad:
+            raise Invalid(
+                f"{field} values must be 0-1: {bad}", code="invalid_gate", details={"classes": bad}
+            )
     override = {k: v for k, v in rules.model_dump().items() if k in data}
     provenance = dict(experiment.provenance or {})
     if override:

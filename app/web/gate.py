@@ -74,6 +74,9 @@ async def save_rules(
         value = _number(form, name)
         if value is not None:
             data[name] = value
+    distance = _number(form, "max_feature_distance")
+    if distance is not None:  # 0 turns the familiarity rule off
+        data["max_feature_distance"] = distance if distance > 0 else None
     if data:
         service.patch_gate(session, project_id=project_id, experiment_id=experiment_id, data=data)
     return _card(request, session, project_id, experiment_id)

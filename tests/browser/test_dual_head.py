@@ -61,11 +61,21 @@ def test_dual_head_evaluation_gate_and_try_it(
     card = page.get_by_test_id("gate-card")
     expect(card.get_by_test_id("gate-in-domain")).to_contain_text("%")
     expect(card.get_by_test_id("gate-calibration")).to_contain_text("spot")
+    expect(card.get_by_test_id("gate-familiarity")).to_contain_text("limit in use")
+    calibrated = float(card.get_by_test_id("gate-max-distance").input_value())
+    assert calibrated > 0
 
     card.get_by_test_id("gate-default-ratio").fill("0.2")
     card.get_by_test_id("gate-save").click()
     expect(page.get_by_test_id("gate-changed")).to_be_visible()
     assert page.get_by_test_id("gate-default-ratio").input_value() == "0.2"
+    # 0 turns the familiarity rule off; a number sets the limit
+    page.get_by_test_id("gate-max-distance").fill("0")
+    page.get_by_test_id("gate-save").click()
+    expect(page.get_by_test_id("gate-familiarity")).to_contain_text("limit in use off")
+    page.get_by_test_id("gate-max-distance").fill(f"{calibrated:.2f}")
+    page.get_by_test_id("gate-save").click()
+    expect(page.get_by_test_id("gate-familiarity")).to_contain_text(f"{calibrated:.2f}")
 
     notes = tmp_path / "notes.txt"
     notes.write_text("not an image")

@@ -98,6 +98,14 @@ def test_dual_head_experiment_trains_in_phases_evaluates_and_exports(
     in_domain = gate["in_domain"]
     assert in_domain["images"] == aggregate["by_subset"]["test"]["samples"] > 0
     assert 0.0 <= in_domain["pass_rate"] <= 1.0
+    # the familiarity rule is calibrated against the training images' embeddings
+    reference = gate["rules"]["feature_reference"]
+    train_classes = {c for c in names}  # 18 training images cover the five classes
+    assert set(reference["classes"]) <= train_classes and reference["classes"]
+    assert len(reference["scale"]) == len(reference["means"][0]) > 0
+    familiarity = gate["calibration"]["feature_distance"]
+    assert gate["rules"]["max_feature_distance"] == familiarity["max"] * 1.25 > 0
+    assert set(gate["rules"]["max_ratio"]) == set(gate["rules"]["min_ratio"])
 
     exported = client.post(f"{base}/exports", json={"format": "onnx", "checkpoint": "best"})
     assert exported.status_code == 202, exported.text
@@ -108,8 +116,9 @@ def test_dual_head_experiment_trains_in_phases_evaluates_and_exports(
     assert record["metadata"]["segmentation"]["channels"] == [
         "degradation", "structural", "surface", "tissue"
     ]  # fmt: skip
-    assert record["metadata"]["outputs"] == ["logits", "masks"]
+    assert record["metadata"]["outputs"] == ["logits", "masks", "embedding"]
     assert record["metadata"]["gate"]["min_ratio"] == gate["rules"]["min_ratio"]
+    assert record["metadata"]["gate"]["feature_reference"] == reference
 
     gate_url = f"{base}/gate"
     read = client.get(gate_url).json()
@@ -117,6 +126,13 @@ def test_dual_head_experiment_trains_in_phases_evaluates_and_exports(
     assert read["in_domain"]["pass_rate"] == in_domain["pass_rate"]
     assert_api_error(client.patch(gate_url, json={"default_min_ratio": 3}), 422, "invalid_gate")
     assert_api_error(client.patch(gate_url, json={"bogus": 1}), 422, "invalid_gate")
+    # the reference is measured, never typed in; the API shows a summary of it
+    assert_api_error(
+        client.patch(gate_url, json={"feature_reference": {"means": [[0]]}}), 422, "invalid_gate"
+    )
+    assert read["rules"]["feature_reference"] == {
+        "classes": reference["classes"], "dimensions": len(reference["scale"])
+    }  # fmt: skip
     edited = client.patch(gate_url, json={"default_min_ratio": 0.2, "min_component_px": 300})
     assert edited.status_code == 200, edited.text
     assert edited.json()["rules"]["default_min_ratio"] == 0.2 and edited.json()["changed"]
@@ -155,6 +171,9 @@ def test_dual_head_experiment_trains_in_phases_evaluates_and_exports(
         mine = scripted[result["file"]]
         assert abs(mine["gate"]["foreground_ratio"] - result["gate"]["foreground_ratio"]) < 1e-6
         assert mine["gate"]["largest_component"] == result["gate"]["largest_component"]
+        assert mine["gate"]["feature_distance"] == pytest.approx(
+            result["gate"]["feature_distance"], rel=1e-3
+        )
         assert (mine["class"] is None) == (not mine["gate"]["passed"])
 
     for mode in ("on", "off"):

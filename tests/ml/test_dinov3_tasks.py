@@ -204,6 +204,6 @@ def test_dual_head_on_a_vit_trains_in_phases_rebuilds_and_exports_both_heads(
         compare=lambda fmt, ref, cand, meta: code.parity(
             fmt=fmt, reference=ref, candidate=cand, samples=rows, meta=meta),
     )  # fmt: skip
-    assert wrapped.output_names == ["logits", "masks"]
+    assert wrapped.output_names == ["logits", "masks", "embedding"]
     assert out["valid"], out["validation"]
     assert out["validation"]["max_abs_diff"] <= 1e-4

@@ -65,7 +65,7 @@ def _run(ctx: JobContext, evaluation_id: int) -> dict[str, Any]:
         rows = annotation_service.subset_samples(
             session, ctx.storage, split_id=experiment.split_id, subsets=evaluation.subsets
         )
-        project_id = experiment.project_id
+        project_id, split_id = experiment.project_id, experiment.split_id
         experiment_id = experiment.id
         assert experiment_id is not None
         decision = decision_service.decision_for_experiment(session, experiment_id)
@@ -82,6 +82,14 @@ def _run(ctx: JobContext, evaluation_id: int) -> dict[str, Any]:
     model = load_for_inference(ctx.storage.resolve(checkpoint.path), device=device)
     model.info.update(decision)  # a threshold changed since training, for instance
     code = get_task_code(model.task)
+    extra: dict[str, Any] = {}
+    wanted = list(code.reference_subsets(model))
+    if wanted:
+        with ctx.session() as session:
+            reference = annotation_service.subset_samples(
+                session, ctx.storage, split_id=split_id, subsets=wanted
+            )
+        extra["reference_samples"] = samples_from_rows(reference)
     folder = service.evaluation_dir(ctx.storage, project_id, experiment_id, evaluation_id)
     folder.mkdir(parents=True, exist_ok=True)
 
@@ -91,7 +99,7 @@ def _run(ctx: JobContext, evaluation_id: int) -> dict[str, Any]:
     outcome = code.evaluate(
         model,
         samples_from_rows(rows),
-        options={**options, "artefact_dir": str(folder)},
+        options={**options, "artefact_dir": str(folder), **extra},
         report=report,
     )
     ctx.check_cancelled()

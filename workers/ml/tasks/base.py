@@ -205,6 +205,11 @@ class TaskCode(ABC):
     # convention (functions of the same names), imported on first use so the package's
     # __init__ stays torch-free; a task overrides these methods to put them elsewhere.
 
+    def reference_subsets(self, model: InferenceModel) -> tuple[str, ...]:
+        """Split subsets evaluation also reads, unscored, as `options["reference_samples"]`
+        (a dual-head gate compares images with the training images); none by default."""
+        return ()
+
     def evaluate(
         self,
         model: InferenceModel,

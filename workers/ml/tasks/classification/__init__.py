@@ -191,6 +191,10 @@ class ClassificationCode(TaskCode):
         )
         return model
 
+    def reference_subsets(self, model: Any) -> tuple[str, ...]:
+        # a dual-head gate's familiarity rule measures images against the training images
+        return ("train",) if model.info.get("segmentation") else ()
+
     def model_info(self, provenance: dict[str, Any]) -> dict[str, Any]:
         return {
             "multi_label": bool(provenance.get("multi_label", False)),

@@ -45,7 +45,11 @@ class ClassificationDecoder(Decoder):
         if meta.get("segmentation") and "masks" in outputs:  # a dual-head model: gate first
             from workers.ml.tasks.classification.dual_head.decode import decode_dual
 
-            return decode_dual(answer, outputs["masks"], meta=meta, size=size, options=options)
+            embedding = outputs.get("embedding")
+            return decode_dual(
+                answer, outputs["masks"], meta=meta, size=size, options=options,
+                embedding=embedding,
+            )  # fmt: skip
         return answer
 
     def scores(self, outputs: np.ndarray, meta: dict[str, Any]) -> np.ndarray:

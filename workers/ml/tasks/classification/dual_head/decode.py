@@ -32,13 +32,19 @@ def decode_dual(
     meta: dict[str, Any],
     size: tuple[int, int],
     options: dict[str, Any],
+    embedding: np.ndarray | None = None,
 ) -> dict[str, Any]:
+    """`embedding`: None for an export made before the familiarity rule (the rule is off)."""
     seg = meta["segmentation"]
     channels, exclusive = list(seg["channels"]), bool(seg["exclusive"])
     probs = np.asarray(masks, dtype=np.float64)
     measures = gate.measure(probs, exclusive, channels)
     top = classified["top"][0]["class"] if classified.get("top") else None
     rules = options.get("gate") or meta.get("gate")
+    reference = gate.rules_of(rules).get("feature_reference")
+    measures["feature_distance"] = (
+        gate.feature_distance(np.asarray(embedding), reference) if embedding is not None else None
+    )
     decision = gate.verdict(measures, rules, top)
     gated = options.get("gate_mode", "on") != "off"
     decision["applied"] = gated

@@ -1,7 +1,11 @@
 """Dual-head evaluation: classification's evaluation (the class head is the flat classifier
 `forward` returns) plus a pass for the masks: per-channel IoU and mean IoU on images with a
 mask, the gate's measures of every image, its calibration on the validation subset (else all
-evaluated images) and the in-domain pass rate per class on the rest (test)."""
+evaluated images) and the in-domain pass rate per class on the rest (test).
+
+The familiarity rule's reference (per-class embedding means and spread) comes from training
+images (`options["reference_samples"]`, which the evaluate job passes: the split's train
+subset, at most REFERENCE_IMAGES of them); without them the rule stays off."""
 
 from __future__ import annotations
 
@@ -20,19 +24,43 @@ from workers.ml.tasks.segmentation.data import load_mask
 
 from .data import mask_of
 
+REFERENCE_IMAGES = 2000  # training images the familiarity reference is estimated from
 
-def channel_probs(model: InferenceModel, paths: list[Any], batch: int = 32) -> np.ndarray:
-    """[N, K, S, S] channel probabilities at the model's input side."""
+
+def channel_probs(
+    model: InferenceModel, paths: list[Any], batch: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
+    """([N, K, S, S] channel probabilities at the model's input side, [N, D] embeddings)."""
     net = model.model
-    out = []
+    probs, embeddings = [], []
     with torch.inference_mode():
         for start in range(0, len(paths), batch):
             x = torch.stack(
                 [preprocess(load_image(p), model) for p in paths[start : start + batch]]
             )
-            _, seg = net.both(x)  # type: ignore[operator]
-            out.append(net.channel_probs(seg).float().cpu().numpy())  # type: ignore[operator]
-    return np.concatenate(out) if out else np.zeros((0, 0, 0, 0))
+            _, seg, embedding = net.outputs(x)  # type: ignore[operator]
+            probs.append(net.channel_probs(seg).float().cpu().numpy())  # type: ignore[operator]
+            embeddings.append(embedding.float().cpu().numpy())
+    if not probs:
+        return np.zeros((0, 0, 0, 0)), np.zeros((0, 0))
+    return np.concatenate(probs), np.concatenate(embeddings)
+
+
+def reference_of(model: InferenceModel, samples: list[Sample]) -> dict[str, Any] | None:
+    """The familiarity reference from (at most REFERENCE_IMAGES, evenly spread) labelled
+    training images."""
+    labelled = [(s, (s.class_names("label") or [None])[0]) for s in samples]
+    labelled = [(s, c) for s, c in labelled if c]
+    if len(labelled) > REFERENCE_IMAGES:
+        step = len(labelled) / REFERENCE_IMAGES
+        labelled = [labelled[int(i * step)] for i in range(REFERENCE_IMAGES)]
+    if not labelled:
+        return None
+    _, embeddings = channel_probs(model, [s.path for s, _ in labelled])
+    by_class: dict[str, list[np.ndarray]] = {}
+    for (_, name), vector in zip(labelled, embeddings, strict=True):
+        by_class.setdefault(name, []).append(vector)
+    return gate.feature_reference({k: np.stack(v) for k, v in by_class.items()})
 
 
 def evaluate(
@@ -49,28 +77,34 @@ def evaluate(
     rows = [r for r in outcome.rows if r["image_id"] in by_id]
     if not rows:
         return outcome
-    probs = channel_probs(model, [by_id[r["image_id"]].path for r in rows])
+    probs, embeddings = channel_probs(model, [by_id[r["image_id"]].path for r in rows])
+    reference = reference_of(model, list(options.get("reference_samples") or []))
     iou = ChannelIoU(channels)
     ratios: dict[str, list[float]] = {}
     measured = []
     size = model.image_size
-    for row, p in zip(rows, probs, strict=True):
+    for row, p, vector in zip(rows, probs, embeddings, strict=True):
         sample = by_id[row["image_id"]]
         target, _weight = mask_of(sample, {"A": 1.0, "B": 1.0, "C": 0.0})
         if target is not None:
             truth = load_mask(target, size, size)
             iou.update(fired(p, exclusive), truth)
         m = gate.measure(p, exclusive, channels)
+        m["feature_distance"] = gate.feature_distance(vector, reference)
         truth_class = (sample.class_names("label") or [None])[0]
         measured.append((row, m, truth_class))
         row["prediction"]["gate_measures"] = {
-            k: v for k, v in m.items() if k in ("foreground_ratio", "largest_component")
+            k: v
+            for k, v in m.items()
+            if k in ("foreground_ratio", "largest_component", "feature_distance")
         }
     calibrate_on = "val" if any(r["subset"] == "val" for r, _, _ in measured) else None
+    distances: list[float] = []
     for row, m, truth_class in measured:
         if truth_class and (calibrate_on is None or row["subset"] == calibrate_on):
             ratios.setdefault(truth_class, []).append(m["foreground_ratio"])
-    calibrated = gate.calibrate(ratios)
+            distances.append(m["feature_distance"])
+    calibrated = gate.calibrate(ratios, distances=distances, reference=reference)
     rules = calibrated["rules"]
     passes: dict[str, list[bool]] = {}
     for row, m, truth_class in measured:
@@ -99,8 +133,11 @@ def gate_image(model: InferenceModel, picture: Any, rules: dict[str, Any]) -> di
     seg = model.info["segmentation"]
     net = model.model
     with torch.inference_mode():
-        logits, masks = net.both(preprocess(picture, model)[None])  # type: ignore[operator]
+        logits, masks, embedding = net.outputs(preprocess(picture, model)[None])  # type: ignore[operator]
         probs = net.channel_probs(masks)[0].float().numpy()  # type: ignore[operator]
     top = model.classes[int(logits[0].argmax())]
     measures = gate.measure(probs, bool(seg["exclusive"]), list(seg["channels"]))
+    measures["feature_distance"] = gate.feature_distance(
+        embedding[0].float().numpy(), gate.rules_of(rules).get("feature_reference")
+    )
     return {"class": top, **gate.verdict(measures, rules, top)}

@@ -48,13 +48,19 @@ class DualHeadNet(nn.Module):
         )
         self.head = ClassificationHead(self.backbone.embed_channels, num_classes)
 
-    def both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(class logits, segmentation logits at the input size, the image embedding the
+        class head reads — the gate's familiarity rule compares it with training's)."""
         features, embedding = self.backbone.features_and_embed(x)
         if self.neck is not None:
             features = self.neck(features)
         seg = self.decoder(features)
         seg = F.interpolate(seg, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return self.head(embedding), seg
+        return self.head(embedding), seg, embedding.flatten(1)
+
+    def both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, seg, _ = self.outputs(x)
+        return logits, seg
 
     def channel_probs(self, seg: torch.Tensor) -> torch.Tensor:
         """Per-foreground-channel probabilities [N, K, H, W] (softmax drops background)."""
@@ -65,12 +71,13 @@ class DualHeadNet(nn.Module):
 
 
 class ExportedDualHead(nn.Module):
-    """Both heads as named outputs: class logits and per-channel probabilities."""
+    """Both heads as named outputs: class logits, per-channel probabilities and the image
+    embedding (for the gate's familiarity rule)."""
 
     def __init__(self, net: DualHeadNet) -> None:
         super().__init__()
         self.net = net
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, seg = self.net.both(x)
-        return logits, self.net.channel_probs(seg)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits, seg, embedding = self.net.outputs(x)
+        return logits, self.net.channel_probs(seg), embedding
