@@ -84,6 +84,12 @@ def test_dual_head_experiment_trains_in_phases_evaluates_and_exports(
     series = client.get(f"{base}/metrics").json()["series"]
     assert [p["value"] for p in series["val/stage"]] == [1.0, 2.0, 3.0]
     assert len(series["train/seg_loss"]) == 3 and len(series["val/seg_miou"]) == 3
+    listed = client.get(f"{base}/checkpoints").json()["items"]
+    by_name = {c["name"]: c["epoch"] for c in listed}
+    assert [c["name"] for c in listed][:2] == ["best", "last"]
+    assert {k: by_name.get(k) for k in ("best-1-A", "best-2-B", "best-3-C")} == {
+        "best-1-A": 1, "best-2-B": 2, "best-3-C": 3
+    }  # fmt: skip
 
     started = client.post(f"{base}/evaluation", json={"subsets": ["val", "test"]})
     assert started.status_code == 202, started.text

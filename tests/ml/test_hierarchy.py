@@ -224,3 +224,11 @@ def test_curriculum_stops_mid_stage_and_resumes(
     assert {"fine/accuracy", "coarse/accuracy", "hierarchical_accuracy", "violations"} <= set(
         done.provenance["test_metrics"]
     )
+    # a best checkpoint per stage; the resumed run remembers the stage's best so far
+    assert {"best", "last", "best-1-coarse", "best-2-fine"} <= set(done.checkpoints)
+    assert done.checkpoints["best-1-coarse"]["epoch"] == 1
+    acc = {p.epoch: p.value for p in points if p.key == "val/acc"}
+    loss = {p.epoch: p.value for p in points if p.key == "val/loss"}
+    expected = max((2, 3, 4), key=lambda e: (acc[e], -loss[e]))
+    assert done.checkpoints["best-2-fine"]["epoch"] == expected
+    assert storage.resolve(done.checkpoints["best-2-fine"]["path"]).is_file()

@@ -75,6 +75,11 @@ class StudioModule(L.LightningModule):
     def checkpoint_extras(self) -> dict[str, Any]:
         return {}
 
+    def checkpoint_stage(self) -> str | None:
+        """The curriculum stage (phase) of the current epoch, for a best checkpoint per stage
+        (`best-<stage>`); None for a run without stages."""
+        return None
+
     @property
     def train_metrics(self) -> dict[str, float]:
         """Metrics of this epoch's training batches as trained (keys without `train/`): the

@@ -41,6 +41,22 @@ logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
 Report = Callable[[dict[str, Any]], None]
 
 
+def better(
+    score: float | None,
+    loss: float | None,
+    best_score: float | None = None,
+    best_loss: float | None = None,
+) -> bool:
+    """Whether an epoch beats the best so far (scores: higher is better). A tie on a small
+    validation set (accuracy moves in steps of 1/n) goes to the lower validation loss: the
+    better-fitted later epoch, not the first lucky one."""
+    if score is None:
+        return False
+    if best_score is None or score > best_score:
+        return True
+    return score == best_score and loss is not None and (best_loss is None or loss < best_loss)
+
+
 class StopRequested(Exception):
     """Raised by the callback once the stop checkpoint is written; fit() returns "stopped"."""
 
@@ -143,6 +159,8 @@ class StudioCallback(Callback):
         self.history: list[dict[str, Any]] = []
         self.best_info: dict[str, Any] | None = None
         self.last_info: dict[str, Any] | None = None
+        # per curriculum stage (phase): [score, loss] of its best epoch so far
+        self.stage_best: dict[str, list[float | None]] = {}
         self._last_step_report = 0.0
         self._epoch_start = 0.0
         self._epoch_images = 0
@@ -161,6 +179,7 @@ class StudioCallback(Callback):
             "best_epoch": self.best_epoch,
             "wait": self.wait,
             "best_info": self.best_info,
+            "stage_best": self.stage_best,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -170,6 +189,7 @@ class StudioCallback(Callback):
         self.best_epoch = state_dict.get("best_epoch")
         self.wait = int(state_dict.get("wait") or 0)
         self.best_info = state_dict.get("best_info")
+        self.stage_best = dict(state_dict.get("stage_best") or {})
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: Any) -> None:
         self._epoch_start = time.monotonic()
@@ -239,17 +259,9 @@ class StudioCallback(Callback):
         else:
             score = None
         loss = metrics.get("val/loss")
-        improved = score is not None and (
-            self.best_score is None
-            or score > self.best_score
-            # A tie on a small validation set (accuracy moves in steps of 1/n) goes to the
-            # lower validation loss: the better-fitted later epoch, not the first lucky one.
-            or (
-                score == self.best_score
-                and loss is not None
-                and (self.best_loss is None or loss < self.best_loss)
-            )
-        )
+        improved = better(score, loss, self.best_score, self.best_loss)
+        stage = getattr(pl_module, "checkpoint_stage", lambda: None)()
+        stage_improved = stage is not None and better(score, loss, *self.stage_best.get(stage, []))
         if improved:
             self.best_metric, self.best_score = metric, score
             self.best_epoch, self.wait = epoch, 0
@@ -277,6 +289,12 @@ class StudioCallback(Callback):
         if improved:
             self.best_info = self._save(
                 trainer, pl_module, "best", epoch=epoch, metric=metric, trainer_state=False
+            )
+        if stage_improved:
+            assert stage is not None
+            self.stage_best[stage] = [score, loss]
+            self._save(
+                trainer, pl_module, f"best-{stage}", epoch=epoch, metric=metric, trainer_state=False
             )
         self.last_info = self._save(trainer, pl_module, "last", epoch=epoch, metric=metric)
         self.report(event)

@@ -20,6 +20,7 @@ stage) live in hierarchy_parts.py.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -168,6 +169,17 @@ def stage_at(plan: list[dict[str, Any]], *, epoch: int | None = None, step: int 
     return current
 
 
+def stage_label(plan: list[dict[str, Any]], stage: dict[str, Any]) -> str | None:
+    """`<n>-<name>` for stage n of a plan of two or more (a phase's name or a stage's level,
+    letters, digits, _ and - only): the suffix of the stage's best checkpoint."""
+    if len(plan) < 2:
+        return None
+    name = str(stage.get("name") or stage.get("level") or "")
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "", name)[:24]
+    index = plan.index(stage) + 1
+    return f"{index}-{slug}" if slug else str(index)
+
+
 def group_factor(
     config: dict[str, Any], plan: list[dict[str, Any]], part: str, warmup_steps: float
 ):  # type: ignore[no-untyped-def]
@@ -225,6 +237,9 @@ class HierarchicalModule(StudioModule):
 
     def stage(self) -> dict[str, Any]:
         return stage_at(self.plan, epoch=int(self.current_epoch))
+
+    def checkpoint_stage(self) -> str | None:
+        return stage_label(self.plan, self.stage())
 
     def group_matrix(self, level: str) -> torch.Tensor:
         """[classes, groups] 0/1: which group of `level` each fine class belongs to."""

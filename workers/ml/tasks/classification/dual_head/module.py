@@ -27,6 +27,7 @@ from workers.ml.tasks.classification.hierarchy import (
     group_factor,
     schedule,
     stage_at,
+    stage_label,
 )
 from workers.ml.tasks.classification.metrics import multiclass_metrics, multilabel_metrics
 
@@ -61,6 +62,9 @@ class DualHeadModule(StudioModule):
 
     def stage(self) -> dict[str, Any]:
         return stage_at(self.plan, epoch=int(self.current_epoch))
+
+    def checkpoint_stage(self) -> str | None:
+        return stage_label(self.plan, self.stage())
 
     def checkpoint_extras(self) -> dict[str, Any]:
         return {"thresholds": list(self.thresholds) if self.thresholds else None}
