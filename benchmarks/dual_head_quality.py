@@ -80,11 +80,17 @@ def train(config: dict[str, Any], classes: list[str], parts: dict[str, Any], out
     result = fit(FitRequest(TASK, config, classes, prepared, out))
     seconds = time.monotonic() - started
     model = load_for_inference(out / "best.ckpt")
-    evaluated = code.evaluate(
+    outcome = code.evaluate(
         model,
         prepared.samples["val"] + prepared.samples["test"],
         options={"reference_samples": prepared.samples["train"]},  # as the evaluate job does
-    ).aggregate
+    )
+    evaluated = outcome.aggregate
+    evaluated["rejected_in_domain"] = [
+        r["prediction"]["gate"]["reason"]
+        for r in outcome.rows
+        if r["subset"] == "test" and not r["prediction"].get("gate", {}).get("passed", True)
+    ]
     return model, evaluated, result.global_step, seconds
 
 
@@ -137,6 +143,7 @@ def main() -> None:
                 "in_domain_per_class": gate["per_class"],
                 "ood_rejection": rejected / len(ood),
                 "ood_passed": [v["reason"] for v in ood if v["passed"]][:5],
+                "in_domain_rejected": aggregate["rejected_in_domain"],
                 "rules": {
                     k: rules[k]
                     for k in ("default_min_ratio", "min_ratio", "max_ratio", "max_feature_distance")

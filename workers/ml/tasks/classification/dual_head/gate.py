@@ -11,7 +11,8 @@ Decision, in order:
    the embedding tells such images apart, and the rule is off until an evaluation calibrates
    it (`max_feature_distance` None);
 2. foreground ratio (share of pixels in any channel) below the predicted class's minimum
-   (calibrated, else the default 0.15) → reject "insufficient foreground";
+   (calibrated: the 5th percentile on the calibration images minus `ratio_margin`; else the
+   default 0.15) → reject "insufficient foreground";
 3. foreground ratio above the predicted class's calibrated maximum (the largest seen on the
    calibration images plus `ratio_margin`) → reject "foreground everywhere";
 4. the largest connected foreground component below the minimum area (500 px² at 224 px,
@@ -151,8 +152,8 @@ def calibrate(
     distances: list[float] | None = None,
     reference: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Per-class minimum ratio = 5th percentile and maximum = the largest ratio + the margin
-    (classes with enough images); the familiarity limit = the calibration images' largest
+    """Per-class minimum ratio = 5th percentile - the margin and maximum = the largest ratio +
+    the margin (classes with enough images); the familiarity limit = the calibration images' largest
     feature distance x (1 + feature_margin); and the calibration report (5th/25th/50th/max
     percentiles per class, the feature distances' median and maximum)."""
     rules = rules_of(rules)
@@ -166,7 +167,9 @@ def calibrate(
         top = float(max(values))
         per_class[name] = {"images": len(values), "p5": p5, "p25": p25, "p50": p50, "max": top}
         if len(values) >= int(rules["min_calibration_images"]):
-            minimum[name] = p5
+            # the margin on both sides: with a handful of calibration images a class's 5th
+            # percentile is about its smallest ratio, which 1 in n + 1 new images fall below
+            minimum[name] = max(0.0, p5 - float(rules["ratio_margin"]))
             maximum[name] = min(1.0, top + float(rules["ratio_margin"]))
     calibrated = {**rules, "min_ratio": minimum, "max_ratio": maximum}
     report: dict[str, Any] = {"per_class": per_class}
