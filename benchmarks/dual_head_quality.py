@@ -40,7 +40,9 @@ TASK = "classification"
 def recipe(args: argparse.Namespace, seed: int, dual: bool) -> dict[str, Any]:
     """The same epochs, batch and so optimizer steps for both. The phases' rates are scaled up
     from the seed's (1e-3 / 1e-5 / 1e-6, meant for pretrained backbones) because the benchmark's
-    small CNN starts from random weights; phase A still trains the decoder alone."""
+    small CNN starts from random weights; for the same reason phase A trains the backbone too
+    (on the segmentation loss alone: a frozen random backbone has nothing to keep, and the
+    masks teach it the features the classes are made of) unless `--freeze-a`."""
     a, b, c = (int(x) for x in args.phases.split(","))
     base: dict[str, Any] = {
         "model": "dualhead_" + args.model if dual else args.model,
@@ -58,7 +60,8 @@ def recipe(args: argparse.Namespace, seed: int, dual: bool) -> dict[str, Any]:
             "decoder_channels": args.decoder,
             "negative_share": args.negative_share,
             "phases": [
-                {"name": "A", "epochs": a, "lr_backbone": 0, "lr_seg": lr, "lr_cls": 0,
+                {"name": "A", "epochs": a, "lr_backbone": 0 if args.freeze_a else lr,
+                 "lr_seg": lr, "lr_cls": 0,
                  "lambda_seg": 1, "lambda_cls": 0},
                 {"name": "B", "epochs": b, "lr_backbone": lr, "lr_seg": lr, "lr_cls": lr,
                  "lambda_seg": 0.4, "lambda_cls": 0.6},
@@ -106,6 +109,9 @@ def main() -> None:
     parser.add_argument("--model", default="small_cnn")
     parser.add_argument("--negative-share", type=float, default=0.0, help="synthetic negatives")
     parser.add_argument("--seeds", default="0")
+    parser.add_argument(
+        "--freeze-a", action="store_true", help="phase A: backbone frozen (the seed's, pretrained)"
+    )
     args = parser.parse_args()
     from workers.ml.predict import open_image
     from workers.ml.tasks.classification.dual_head.evaluate import gate_image
@@ -148,6 +154,8 @@ def main() -> None:
                     k: rules[k]
                     for k in ("default_min_ratio", "min_ratio", "max_ratio", "max_feature_distance")
                 },
+                "calibration_distance": aggregate["gate"]["calibration"].get("feature_distance"),
+                "ood_distance_min": float(min(v["feature_distance"] or 0.0 for v in ood)),
                 "ood_distance_median": float(
                     np.median([v["feature_distance"] or 0.0 for v in ood])
                 ),

@@ -81,6 +81,8 @@ def test_dual_head_experiment_trains_in_phases_evaluates_and_exports(
     wait_job(session, job["id"])
     experiment = client.get(base).json()
     assert experiment["status"] == "completed" and experiment["epochs_done"] == 3, experiment
+    # phase A freezes a backbone that has no pretrained weights here: the record says so
+    assert any("keeps the backbone frozen" in n for n in experiment["provenance"]["notes"])
     series = client.get(f"{base}/metrics").json()["series"]
     assert [p["value"] for p in series["val/stage"]] == [1.0, 2.0, 3.0]
     assert len(series["train/seg_loss"]) == 3 and len(series["val/seg_miou"]) == 3

@@ -75,6 +75,11 @@ class StudioModule(L.LightningModule):
     def checkpoint_extras(self) -> dict[str, Any]:
         return {}
 
+    def training_notes(self) -> list[str]:
+        """Advice for the run's log and record, known once the model is built (e.g. a recipe
+        that does not fit the weights it found)."""
+        return []
+
     def checkpoint_stage(self) -> str | None:
         """The curriculum stage (phase) of the current epoch, for a best checkpoint per stage
         (`best-<stage>`); None for a run without stages."""

@@ -417,6 +417,7 @@ def fit(
     L.seed_everything(int(config["seed"]), workers=True, verbose=False)
     info = dict(request.prepared.info)
     module = code.build_module(config, request.classes, info)
+    notes.extend(module.training_notes())
     train_samples = request.prepared.samples.get("train", [])
     val_samples = request.prepared.samples.get("val", [])
     provenance = {

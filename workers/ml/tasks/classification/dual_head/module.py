@@ -63,6 +63,18 @@ class DualHeadModule(StudioModule):
     def stage(self) -> dict[str, Any]:
         return stage_at(self.plan, epoch=int(self.current_epoch))
 
+    def training_notes(self) -> list[str]:
+        first = self.plan[0]
+        if not self.weights_note.startswith("random-init") or "backbone" in first["active"]:
+            return []
+        return [
+            f"Phase {first.get('name', 1)} keeps the backbone frozen, but it starts from random "
+            "initialisation (no pretrained weights found): the decoder learns on random "
+            "features until a later phase trains the backbone. Without pretrained weights, "
+            "give that phase a backbone rate (lr_backbone) so that the masks train the backbone "
+            "too, or provide the weights (Weights page)."
+        ]
+
     def checkpoint_stage(self) -> str | None:
         return stage_label(self.plan, self.stage())
 
