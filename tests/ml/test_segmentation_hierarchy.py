@@ -10,13 +10,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from app.config import Settings
-from app.models import MetricPoint
+from app.models import Experiment, MetricPoint
 from app.services import experiments as experiment_service
 from app.services.experiments import resolve_config
 from app.storage import Storage
@@ -27,6 +28,8 @@ from workers.ml.tasks.segmentation.hierarchy import (
     HierarchicalSegmentationModule,
     HierarchicalSegmenter,
     LevelConv,
+    target_index,
+    violations,
 )
 
 # background (its own group), fine a, b (group G) and c (group H) under the root S
@@ -194,3 +197,23 @@ def test_curriculum_stops_mid_stage_and_resumes(
     keys = {p.key for p in points}
     assert {"train/coarse_loss", "train/fine_loss", "val/coarse_miou", "val/binary_miou"} <= keys
     assert "train/fine_loss" not in {p.key for p in points if p.epoch == 1}
+    done = session.get(Experiment, experiment.id)
+    assert done is not None
+    metrics = done.provenance["test_metrics"]
+    assert {"miou", "fine/miou", "coarse/miou", "binary/miou", "violations"} <= set(metrics)
+
+
+def test_violations_and_implied_groups_are_counted_per_pixel() -> None:
+    from workers.ml.tasks.segmentation.hierarchy_eval import _grouped
+
+    info = hierarchy_info(_config(), CLASSES)
+    net = HierarchicalSegmenter("unet_small", len(CLASSES), info)
+    fine = torch.tensor([[[1, 3], [0, 2]]])  # a, c / background, b
+    coarse = torch.tensor([[[0, 0], [2, 1]]])  # G, G / background, H
+    assert violations(net, fine, coarse) == 2  # c in G, b in H
+    # fine confusion (truth rows, prediction columns) summed into coarse groups
+    cm = np.zeros((len(CLASSES), len(CLASSES)), np.int64)
+    cm[1, 1], cm[1, 3], cm[3, 3], cm[0, 0], cm[4, 2] = 5, 2, 4, 7, 3  # a→a, a→c, c→c, bg, G→b
+    truth_groups = target_index(CLASSES, info)["coarse"]  # the G pixels count as G
+    implied = _grouped(cm, truth_groups, info["class_group"]["coarse"], 3)
+    assert implied.tolist() == [[5 + 3, 2, 0], [0, 4, 0], [0, 0, 7]]

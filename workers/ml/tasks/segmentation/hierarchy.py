@@ -126,6 +126,18 @@ class HierarchicalSegmenter(nn.Module):
         return self.route(self.levels(x))
 
 
+def target_index(classes: list[str], info: dict[str, Any]) -> dict[str, list[int]]:
+    """Per group level, each class's target group (-1: none). A leaf's group is its ancestor's;
+    a pixel of a group class (a mask painted with "G") is that group at G's own level."""
+    return {
+        level: [
+            names.index(c) if c in names else g
+            for c, g in zip(classes, info["class_group"][level], strict=True)
+        ]
+        for level, names in info["groups"].items()
+    }
+
+
 def level_lookup(index: torch.Tensor) -> torch.Tensor:
     """[256] map from a mask value (a class index or 255) to the level's target (a group
     index, 255 for ignore and for classes outside the level)."""
@@ -156,16 +168,9 @@ class HierarchicalSegmentationModule(SegmentationModule):
         super().__init__(config, classes, info)
         self.weights = dict(config["hierarchy"]["loss_weights"])
         self.plan = stage_plan(config, 1.0)
-        # A pixel of a group class (a mask painted with "G") is that group at G's own level.
-        hierarchy = info["hierarchy"]
         self.target_index = {
-            level: torch.tensor(
-                [
-                    names.index(c) if c in names else g
-                    for c, g in zip(classes, hierarchy["class_group"][level], strict=True)
-                ]
-            )
-            for level, names in hierarchy["groups"].items()
+            lv: torch.tensor(index)
+            for lv, index in target_index(classes, info["hierarchy"]).items()
         }
         self._levels: dict[str, PixelMetrics] = {}
         self._violations = 0
