@@ -5,8 +5,6 @@ mid-stage and resumes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from app.services.experiments import resolve_config
 from app.storage import Storage
 from app.tasks.segmentation import bind_hierarchy
 from tests.support.tasks import imported_project
+from tests.support.training import stop_then_resume
 from workers.ml.hierarchy import NEG, group_factor, hierarchy_info, stage_plan
 from workers.ml.tasks.segmentation.hierarchy import (
     HierarchicalSegmentationModule,
@@ -141,8 +140,6 @@ def test_backbone_and_decoder_train_in_every_stage() -> None:
 def test_curriculum_stops_mid_stage_and_resumes(
     tmp_path: Path, session: Session, storage: Storage, settings: Settings, engine: Engine
 ) -> None:
-    from workers.handlers.train import run_experiment
-
     settings = settings.model_copy(update={"import_roots": [tmp_path]})
     project, split = imported_project(
         session,
@@ -176,29 +173,10 @@ def test_curriculum_stops_mid_stage_and_resumes(
     )
     assert experiment.id is not None and experiment.config["epochs"] == 3
 
-    @contextmanager
-    def open_session() -> Iterator[Session]:
-        with Session(engine, expire_on_commit=False) as inner:
-            yield inner
-
-    epochs: list[int] = []
-
-    def on_event(event: dict[str, Any]) -> None:
-        if event["type"] == "epoch":
-            epochs.append(event["epoch"])
-
-    first = run_experiment(
-        open_session,
-        storage,
-        experiment.id,
-        on_event=on_event,
-        external_stop=lambda: len(epochs) >= 2,
-    )
+    first, second, epochs = stop_then_resume(session, storage, experiment.id, stop_after=2)
     assert first["status"] == "interrupted" and first["epochs_done"] == 2
-    second = run_experiment(open_session, storage, experiment.id, resume=True, on_event=on_event)
     assert second["status"] == "completed" and second["epochs_done"] == 3
     assert epochs == [1, 2, 3]
-    session.expire_all()
     points = session.exec(
         select(MetricPoint).where(MetricPoint.experiment_id == experiment.id)
     ).all()
