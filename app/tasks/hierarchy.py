@@ -1,6 +1,6 @@
-"""Hierarchical classification as data: the `hierarchy` block of a classification recipe and its
-binding to the project's taxonomy (no torch; the code half is workers/ml/tasks/classification/
-hierarchy.py).
+"""Hierarchical models as data: the `hierarchy` block of a classification or semantic
+segmentation recipe and its binding to the project's taxonomy (no torch; the code halves are
+workers/ml/hierarchy.py and the tasks' own hierarchy modules).
 
 Levels run from the top: `binary` (two root groups, e.g. "clean" vs "damaged"), `coarse` (the
 fine classes' parents) and `fine` (the leaf classes, always last). A fine class's group at a
@@ -105,15 +105,20 @@ def stages(config: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"level": "fine", "epochs": int(config["epochs"]), "lr": config["lr"], "freeze": []}]
 
 
-def bind_taxonomy(config: dict[str, Any], parents: dict[str, str | None]) -> dict[str, Any]:
+def bind_taxonomy(
+    config: dict[str, Any],
+    parents: dict[str, str | None],
+    own_groups: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
     """Fill `hierarchy.groups` from the project's classes {name: parent name}; 422s name the
-    classes that stop the taxonomy from serving the levels asked for."""
+    classes that stop the taxonomy from serving the levels asked for. A leaf in `own_groups`
+    without a parent (segmentation's background) is its own group at every level."""
     block = config.get("hierarchy")
     if not block:
         return config
     has_children = {p for p in parents.values() if p}
     leaves = [name for name in parents if name not in has_children]
-    orphans = [name for name in leaves if not parents.get(name)]
+    orphans = [name for name in leaves if not parents.get(name) and name not in own_groups]
     if orphans:
         raise Invalid(
             f"A hierarchical model needs a parent for every fine (leaf) class; these have "

@@ -2,14 +2,17 @@
 
 Background is an explicit class: a new project gets `background` at index 0 (a dataset's own
 map may name it), and every metric is reported with and without it, so the user sees which.
+A `hierarchy` block (app/tasks/hierarchy.py, shared with classification) makes the model
+hierarchical: per-pixel heads per level (workers/ml/tasks/segmentation/hierarchy.py).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, StrictBool
+from pydantic import Field, StrictBool, model_validator
 
+from app.tasks.hierarchy import HierarchyConfig, bind_taxonomy
 from app.tasks.hyperparams import Augmentations, TrainConfig, task_field
 from app.tasks.registry import MetricSpec, TaskSpec, register_task
 
@@ -68,6 +71,48 @@ class SegmentationConfig(TrainConfig):
         **task_field(label="Decoder width"),
     )
 
+    hierarchy: HierarchyConfig | None = Field(
+        None,
+        description="Hierarchical per-pixel model (JSON): heads per level on the decoder, e.g. "
+        '{"levels": ["coarse", "fine"], "curriculum": [{"level": "coarse", "epochs": 3, "lr": '
+        '0.003}, {"level": "fine", "epochs": 7, "lr": 0.003}], "gated_inference": true} '
+        "(docs/hierarchy.md); empty = flat.",
+        **task_field(label="Hierarchy"),
+    )
+
+    @model_validator(mode="after")
+    def _hierarchy_parts(self) -> SegmentationConfig:
+        """The classification-only parts of a hierarchy are refused by name, and a curriculum
+        sets the epochs (as for classification)."""
+        if self.hierarchy is None:
+            return self
+        unsupported = [
+            name
+            for name, on in (
+                ("adapters", self.hierarchy.adapters is not None),
+                ("distill", self.hierarchy.distill is not None),
+                ("freeze_early_layers", self.hierarchy.freeze_early_layers > 0),
+            )
+            if on
+        ]
+        if unsupported:
+            raise ValueError(
+                f"hierarchical segmentation does not support {', '.join(unsupported)} (they are "
+                "classification's optional parts); leave them out"
+            )
+        if self.hierarchy.curriculum:
+            self.epochs = sum(stage.epochs for stage in self.hierarchy.curriculum)
+        return self
+
+
+def bind_hierarchy(config: dict[str, Any], parents: dict[str, str | None]) -> dict[str, Any]:
+    """Classification's taxonomy binding, with the background class needing no parent: without
+    one it is the group "background" at every level (the POC plan's "clean" pixels)."""
+    return bind_taxonomy(config, parents, frozenset(IMPLICIT_CLASSES))
+
+
+IMPLICIT_CLASSES = ("background",)
+
 
 def map_sample(
     sample: Sample, w: int, h: int, book: ClassBook, source_root: Path, warn: Warn
@@ -113,6 +158,13 @@ METRICS = (
     MetricSpec("dice", "Mean Dice (with background)", percent=True),
     MetricSpec("dice_no_bg", "Mean Dice (without background)", percent=True),
     MetricSpec("image_miou", "Per-image mIoU, averaged over images", percent=True),
+    # Hierarchical models (docs/hierarchy.md); absent keys are not shown.
+    MetricSpec("fine/miou", "Fine mIoU", percent=True),
+    MetricSpec("coarse/miou", "Coarse mIoU (coarse head)", percent=True),
+    MetricSpec("coarse/implied_miou", "Coarse mIoU (implied by fine)", percent=True),
+    MetricSpec("binary/miou", "Binary mIoU (binary head)", percent=True),
+    MetricSpec("binary/implied_miou", "Binary mIoU (implied by fine)", percent=True),
+    MetricSpec("violations", "Hierarchy violations (pixels, fine outside coarse)", mode="min"),
     MetricSpec("loss", "Loss (cross-entropy per pixel)", mode="min"),
 )
 
@@ -129,7 +181,13 @@ register_task(
         ),
         default_model="unet_small",
         primary_metric="val/miou",
-        curve_metrics=("val/miou", "val/miou_no_bg", "val/pixel_accuracy"),
+        curve_metrics=(
+            "val/miou",
+            "val/miou_no_bg",
+            "val/pixel_accuracy",
+            "val/coarse_miou",
+            "val/binary_miou",
+        ),
         metrics=METRICS,
         summary_metric="miou",
         config_model=SegmentationConfig,
@@ -152,6 +210,7 @@ register_task(
             ("multiscale", "multi-scale (0.75x, 1x, 1.25x)"),
         ),
         map_sample=map_sample,
-        implicit_classes=("background",),
+        bind_classes=bind_hierarchy,
+        implicit_classes=IMPLICIT_CLASSES,
     )
 )

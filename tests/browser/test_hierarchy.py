@@ -1,6 +1,8 @@
-"""Hierarchical classification in a real browser: the imported taxonomy as a tree (and a
-parent edit), a hierarchical recipe from the training form, per-level evaluation, and a
-domain-generalisation report whose experiments real workers train (tiny, 32 px)."""
+"""Hierarchical models in a real browser. Classification: the imported taxonomy as a tree (and
+a parent edit), a hierarchical recipe from the training form, per-level evaluation, and a
+domain-generalisation report whose experiments real workers train (tiny, 32 px). Semantic
+segmentation: a hierarchical recipe from the form, trained by a worker, and the per-level
+mIoU and pixel matrices on the evaluation page."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from sqlmodel import Session
 
 from app.db import engine_for
 from app.storage import Storage
+from benchmarks.synthetic import write_dataset
 from benchmarks.synthetic.hierarchy import write_hierarchical
 from tests.browser.conftest import LiveStudio
 from tests.importers.builders import class_folders, import_folder, zip_folder
@@ -157,3 +160,50 @@ def test_nested_class_folders_as_a_taxonomy_from_the_import_dialog(
     tree = studio.api.get(f"/api/projects/{pid}/taxonomy").json()
     groups = {n["name"]: sorted(c["name"] for c in n["children"]) for n in tree["items"]}
     assert groups == {"solid": ["block", "disc"], "hollow": ["ring"]}
+
+
+@pytest.mark.timeout(600)
+def test_hierarchical_segmentation_from_the_form_to_per_level_figures(
+    page: Page, studio: LiveStudio, tmp_path: Path
+) -> None:
+    """Semantic segmentation: the taxonomy from taxonomy.csv, a hierarchical recipe from the
+    training form trained by a real worker, and the per-level mIoU and pixel matrices."""
+    project_id = studio.api.post(
+        "/api/projects", json={"name": "Scenes", "task_type": "segmentation"}
+    ).json()["id"]
+    engine = engine_for(f"sqlite:///{studio.workspace / 'studio.db'}")
+    write_dataset("segmentation/hierarchy", tmp_path / "data", images=16, size=32)
+    with Session(engine, expire_on_commit=False) as session:
+        row = import_folder(
+            session, engine, Storage(studio.workspace), project_id, tmp_path / "data"
+        )
+        assert row.status == "succeeded", row.errors
+    studio.api.post(
+        f"/api/projects/{project_id}/splits",
+        json={"name": "main", "ratios": {"train": 0.6, "val": 0.2, "test": 0.2}},
+    )
+
+    page.goto(f"/projects/{project_id}/training")
+    page.get_by_test_id("experiment-name").fill("tiny hierarchy")
+    page.get_by_test_id("field-image_size").fill("32")
+    page.get_by_test_id("field-batch_size").fill("8")
+    page.get_by_test_id("field-decoder_channels").fill("4")
+    levels = {**HIERARCHY, "levels": ["binary", "coarse", "fine"]}
+    page.get_by_test_id("field-hierarchy").fill(json.dumps(levels))
+    page.get_by_test_id("experiment-create").click()
+    expect(page.get_by_test_id("experiment-status")).to_have_text("created")
+    page.get_by_test_id("train").click()
+    expect(page.get_by_test_id("experiment-status")).to_have_text("completed", timeout=SLOW)
+
+    page.goto(f"/projects/{project_id}/evaluation")
+    page.get_by_test_id("evaluate").click()
+    expect(page.get_by_test_id("eval-metrics")).to_be_visible(timeout=SLOW)
+    expect(page.get_by_test_id("metric-coarse/miou")).to_be_visible()
+    expect(page.get_by_test_id("metric-binary/miou")).to_be_visible()
+    expect(page.get_by_test_id("metric-violations")).to_have_text("0.0000")  # gated
+    per_level = page.get_by_test_id("eval-levels")
+    expect(per_level).to_contain_text("gated coarse → fine inference")
+    expect(per_level.get_by_test_id("level-coarse")).to_contain_text("mIoU")
+    expect(per_level.get_by_test_id("level-coarse")).to_contain_text("spiky")
+    expect(per_level.get_by_test_id("level-binary")).to_contain_text("shape")
+    expect(per_level.get_by_test_id("level-fine")).to_contain_text("cross")

@@ -1,7 +1,7 @@
-"""A tiny hierarchical experiment end to end in real worker processes: taxonomy.csv import,
-staged training (with the optional parts on: a frozen first backbone stage, FiLM adapters per
-group, distillation from the coarse stage), per-level evaluation, ONNX export of the gated
-model with a valid parity check."""
+"""Tiny hierarchical experiments end to end in real worker processes: taxonomy.csv import,
+staged training (classification with the optional parts on: a frozen first backbone stage,
+FiLM adapters per group, distillation from the coarse stage; semantic segmentation with
+per-pixel heads), per-level evaluation, ONNX export with a valid parity check."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from app.storage import Storage
+from benchmarks.synthetic import write_dataset
 from benchmarks.synthetic.hierarchy import write_hierarchical
 from tests.factories import make_project
 from tests.importers.builders import import_folder
@@ -98,6 +99,59 @@ def test_hierarchical_experiment_trains_evaluates_and_exports_in_workers(
     fine = aggregate["levels"]["fine"]
     assert sum(map(sum, fine["matrix"])) == aggregate["samples"]
 
+    exported = client.post(f"{base}/exports", json={"format": "onnx", "checkpoint": "best"})
+    assert exported.status_code == 202, exported.text
+    wait_job(session, exported.json()["job"]["id"])
+    record = client.get(f"{base}/exports").json()["items"][0]
+    assert record["status"] == "completed" and record["valid"] is True, record["validation"]
+
+
+def test_hierarchical_segmentation_trains_evaluates_and_exports_in_workers(
+    session: Session,
+    engine: Engine,
+    storage: Storage,
+    client: TestClient,
+    pool: PoolRunner,
+    tmp_path: Path,
+) -> None:
+    """Flat fine inference this time (the API test exports a gated one): the violations are
+    counted, and the exported fine logits pass parity."""
+    project = make_project(session, name="Scenes", task_type="segmentation")
+    pid = project.id
+    assert pid is not None
+    write_dataset("segmentation/hierarchy", tmp_path / "data", images=20, size=32)
+    assert import_folder(session, engine, storage, pid, tmp_path / "data").status == "succeeded"
+    split = client.post(
+        f"/api/projects/{pid}/splits",
+        json={"name": "main", "ratios": {"train": 0.6, "val": 0.2, "test": 0.2}},
+    ).json()
+    hierarchy = {**HIERARCHY, "levels": ["binary", "coarse", "fine"], "gated_inference": False}
+    for part in ("freeze_early_layers", "adapters", "distill"):
+        hierarchy.pop(part)
+    created = client.post(
+        f"/api/projects/{pid}/experiments",
+        json={
+            "name": "staged",
+            "split_id": split["id"],
+            "model": "unet_small",
+            "decoder_channels": 4,
+            "image_size": 32,
+            "batch_size": 8,
+            "hierarchy": hierarchy,
+        },
+    )
+    assert created.status_code == 201, created.text
+    base = f"/api/projects/{pid}/experiments/{created.json()['id']}"
+    wait_job(session, client.post(f"{base}/train").json()["job"]["id"])
+    assert client.get(base).json()["status"] == "completed"
+    wait_job(
+        session, client.post(f"{base}/evaluation", json={"subsets": ["test"]}).json()["job"]["id"]
+    )
+    aggregate = client.get(f"{base}/evaluation").json()["aggregate"]
+    assert aggregate["gated_inference"] is False and aggregate["fine/miou"] == aggregate["miou"]
+    assert isinstance(aggregate["violations"], int) and aggregate["violations"] >= 0
+    assert aggregate["violations"] == aggregate["by_subset"]["test"]["violations"]
+    assert 0.0 <= aggregate["binary/miou"] <= 1.0
     exported = client.post(f"{base}/exports", json={"format": "onnx", "checkpoint": "best"})
     assert exported.status_code == 202, exported.text
     wait_job(session, exported.json()["job"]["id"])

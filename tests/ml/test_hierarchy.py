@@ -4,8 +4,6 @@ parent group, and a curriculum that stops mid-stage and resumes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -19,6 +17,7 @@ from app.services.experiments import resolve_config
 from app.storage import Storage
 from app.tasks.hierarchy import bind_taxonomy
 from tests.factories import make_class, make_image, make_split
+from tests.support.training import stop_then_resume
 from workers.ml.tasks.classification.hierarchy import (
     NEG,
     HierarchicalClassifier,
@@ -154,8 +153,6 @@ def test_level_scores_carry_macro_f1_and_balanced_accuracy_per_level() -> None:
 def test_curriculum_stops_mid_stage_and_resumes(
     session: Session, storage: Storage, project: Project
 ) -> None:
-    from workers.handlers.train import run_experiment
-
     pid = project.id
     assert pid is not None
     images = [
@@ -185,31 +182,11 @@ def test_curriculum_stops_mid_stage_and_resumes(
         },
     )
     assert experiment.id is not None and experiment.config["epochs"] == 4
-    engine = session.get_bind()
 
-    @contextmanager
-    def open_session() -> Iterator[Session]:
-        with Session(engine, expire_on_commit=False) as inner:
-            yield inner
-
-    epochs: list[int] = []
-
-    def on_event(event: dict[str, Any]) -> None:
-        if event["type"] == "epoch":
-            epochs.append(event["epoch"])
-
-    first = run_experiment(
-        open_session,
-        storage,
-        experiment.id,
-        on_event=on_event,
-        external_stop=lambda: len(epochs) >= 2,
-    )
+    first, second, epochs = stop_then_resume(session, storage, experiment.id, stop_after=2)
     assert first["status"] == "interrupted" and first["epochs_done"] == 2
-    second = run_experiment(open_session, storage, experiment.id, resume=True, on_event=on_event)
     assert second["status"] == "completed" and second["epochs_done"] == 4
     assert epochs == [1, 2, 3, 4]
-    session.expire_all()
     points = session.exec(
         select(MetricPoint).where(MetricPoint.experiment_id == experiment.id)
     ).all()

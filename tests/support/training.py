@@ -60,3 +60,35 @@ def train_tiny_experiment(
     result = session.get(Experiment, experiment.id)
     assert result is not None
     return result
+
+
+def stop_then_resume(
+    session: Session, storage: Storage, experiment_id: int, stop_after: int
+) -> tuple[dict[str, Any], dict[str, Any], list[int]]:
+    """Train in-process, stop after `stop_after` epochs (as the stop button does), then resume
+    to the end; returns both runs' results and the epochs reported, in order."""
+    from workers.handlers.train import run_experiment
+
+    engine = session.get_bind()
+
+    @contextmanager
+    def open_session() -> Iterator[Session]:
+        with Session(engine, expire_on_commit=False) as inner:
+            yield inner
+
+    epochs: list[int] = []
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event["type"] == "epoch":
+            epochs.append(event["epoch"])
+
+    first = run_experiment(
+        open_session,
+        storage,
+        experiment_id,
+        on_event=on_event,
+        external_stop=lambda: len(epochs) >= stop_after,
+    )
+    second = run_experiment(open_session, storage, experiment_id, resume=True, on_event=on_event)
+    session.expire_all()
+    return first, second, epochs

@@ -62,7 +62,7 @@ class ClassificationCode(TaskCode):
     ) -> Prepared:
         """One fine (leaf) label per image; images labelled with a group or with several
         labels cannot train a hierarchical model and are left out (counted)."""
-        from workers.ml.tasks.classification.hierarchy import hierarchy_info
+        from workers.ml.hierarchy import hierarchy_info
 
         info = hierarchy_info(config, classes)
         index = {name: i for i, name in enumerate(classes) if info["leaves"][i]}

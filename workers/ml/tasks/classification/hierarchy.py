@@ -8,19 +8,14 @@ model. `levels()` gives every head's logits for training and the per-level evalu
 Training (HierarchicalModule): loss = Σ w_level · CE_level over the stage's active levels, the
 fine CE over logits masked to the sample's true coarse group, so a fine class only competes
 with its siblings (soft targets, so MixUp/CutMix mix two samples' targets at every level).
-The optimizer keeps one parameter group per part (backbone, each head) so a checkpoint
-resumes mid-stage; the learning rate of each group is a pure function of the step
-(stage rate, warm-up of heads new in the stage, cosine within the stage, 0 for inactive or
-frozen heads), and the optimizer's state is cleared at each stage boundary, which is what
-rebuilding it would do, without losing the parameter-group layout a resume loads into.
+The curriculum in time (stages, per-group learning rates, the optimizer's fresh start at a
+boundary) is shared with hierarchical segmentation: workers/ml/hierarchy.py.
 Optional parts (frozen early stages, per-group adapters, distillation from the previous
 stage) live in hierarchy_parts.py.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from typing import Any
 
 import numpy as np
@@ -28,9 +23,19 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from app.tasks.hierarchy import stages
 from workers.ml.backbones import build_backbone, freeze_backbone, pretrained_wanted
 from workers.ml.heads import ClassificationHead
+from workers.ml.hierarchy import (
+    NEG,
+    fresh_optimizer_at_boundary,
+    stage_at,
+    stage_plan,
+    staged_optimizers,
+)
+from workers.ml.hierarchy import group_factor as group_factor
+from workers.ml.hierarchy import hierarchy_info as hierarchy_info  # re-exported: tests, dual head
+from workers.ml.hierarchy import schedule as schedule
+from workers.ml.hierarchy import stage_label as stage_label  # re-exported: the dual head
 from workers.ml.module import StudioModule
 from workers.ml.tasks.classification.hierarchy_parts import (
     Distiller,
@@ -42,30 +47,6 @@ from workers.ml.tasks.classification.hierarchy_parts import (
 )
 from workers.ml.tasks.classification.metrics import _f1_per_class, multiclass_metrics
 from workers.ml.tasks.classification.module import mix_batch
-
-NEG = -1e4  # a masked logit: finite, so softmax and ONNX stay well defined
-
-
-def hierarchy_info(config: dict[str, Any], classes: list[str]) -> dict[str, Any]:
-    """What the network needs, as plain types (kept in the checkpoint's provenance): the levels,
-    each level's group names, and each class's group index per level (-1: not a fine class)."""
-    block = config["hierarchy"]
-    groups: dict[str, dict[str, str]] = block["groups"]
-    info: dict[str, Any] = {
-        "levels": list(block["levels"]),
-        "gated": bool(block["gated_inference"]),
-        "adapters": block.get("adapters"),
-        "groups": {},
-        "class_group": {},
-    }
-    for level in block["levels"][:-1]:
-        names = sorted(set(groups[level].values()))
-        info["groups"][level] = names
-        info["class_group"][level] = [
-            names.index(groups[level][c]) if c in groups[level] else -1 for c in classes
-        ]
-    info["leaves"] = [c in groups["coarse"] for c in classes]
-    return info
 
 
 class HierarchicalClassifier(nn.Module):
@@ -125,93 +106,6 @@ class HierarchicalClassifier(nn.Module):
         routed = out["coarse"].argmax(dim=1, keepdim=True)  # [N, 1]
         allowed = self.group_of("coarse").unsqueeze(0) == routed  # [N, C]
         return out["fine"].masked_fill(~allowed, NEG)
-
-
-def stage_plan(config: dict[str, Any], steps_per_epoch: float) -> list[dict[str, Any]]:
-    """Stages with their first epoch/step, active and new heads."""
-    levels = list(config["hierarchy"]["levels"])
-    runs = []
-    for stage in stages(config):
-        upto = levels[: levels.index(stage["level"]) + 1]
-        runs.append({**stage, "active": [lv for lv in upto if lv not in stage.get("freeze", [])]})
-    return schedule(runs, steps_per_epoch)
-
-
-def schedule(runs: list[dict[str, Any]], steps_per_epoch: float) -> list[dict[str, Any]]:
-    """Curriculum stages (each with `epochs`, `lr` or `lrs` per part, and its `active` parts)
-    placed in time: first epoch and step, length in steps, parts new in the stage. Shared by
-    the hierarchical and dual-head models (their phases)."""
-    plan: list[dict[str, Any]] = []
-    epoch = 0
-    previous: set[str] = set()
-    for stage in runs:
-        active = list(stage["active"])
-        plan.append(
-            {
-                **stage,
-                "start_epoch": epoch,
-                "start_step": round(epoch * steps_per_epoch),
-                "steps": max(1, round(stage["epochs"] * steps_per_epoch)),
-                "new": [part for part in active if part not in previous],
-            }
-        )
-        previous |= set(active)
-        epoch += int(stage["epochs"])
-    return plan
-
-
-def stage_at(plan: list[dict[str, Any]], *, epoch: int | None = None, step: int | None = None):  # type: ignore[no-untyped-def]
-    key, value = ("start_epoch", epoch) if epoch is not None else ("start_step", step)
-    current = plan[0]
-    for stage in plan:
-        if value is not None and value >= stage[key]:
-            current = stage
-    return current
-
-
-def stage_label(plan: list[dict[str, Any]], stage: dict[str, Any]) -> str | None:
-    """`<n>-<name>` for stage n of a plan of two or more (a phase's name or a stage's level,
-    letters, digits, _ and - only): the suffix of the stage's best checkpoint."""
-    if len(plan) < 2:
-        return None
-    name = str(stage.get("name") or stage.get("level") or "")
-    slug = re.sub(r"[^A-Za-z0-9_-]+", "", name)[:24]
-    index = plan.index(stage) + 1
-    return f"{index}-{slug}" if slug else str(index)
-
-
-def group_factor(
-    config: dict[str, Any], plan: list[dict[str, Any]], part: str, warmup_steps: float
-):  # type: ignore[no-untyped-def]
-    """LR multiplier of one parameter group (`part` = "backbone" or a level) per step; a
-    stage's `lrs` ({part: rate}, 0 = frozen) overrides its one `lr`."""
-    base = float(config["lr"])
-    cosine = config["scheduler"] != "none"
-
-    def factor(step: int) -> float:
-        stage = stage_at(plan, step=step)
-        if part != "backbone" and part not in stage["active"]:
-            return 0.0
-        into = step - stage["start_step"]
-        value = float(stage.get("lrs", {}).get(part, stage["lr"])) / base
-        if part == "backbone" and config.get("freeze_backbone"):
-            value *= float(config.get("backbone_lr_factor", 0.1))  # unfrozen last blocks
-        if cosine:
-            progress = min(1.0, into / stage["steps"])
-            value *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-        if part in stage["new"] and stage["start_step"] > 0 and warmup_steps > 0:
-            value *= min(1.0, (into + 1) / warmup_steps)
-        return value
-
-    return factor
-
-
-def fresh_optimizer_at_boundary(module: StudioModule, stage: dict[str, Any]) -> None:
-    """At a stage's first epoch (not the run's), clear the optimizer's state: what rebuilding
-    it would do, keeping the parameter-group layout a mid-stage resume loads into."""
-    if module.current_epoch == stage["start_epoch"] and module.current_epoch > 0:
-        for optimizer in module.trainer.optimizers:
-            optimizer.state.clear()
 
 
 class HierarchicalModule(StudioModule):
@@ -316,15 +210,7 @@ class HierarchicalModule(StudioModule):
         return [g for g in groups if g["params"]]
 
     def configure_optimizers(self) -> Any:
-        answer = super().configure_optimizers()
-        optimizer = answer["optimizer"]
-        total = int(self.trainer.estimated_stepping_batches)
-        per_epoch = total / max(1, int(self.trainer.max_epochs or 1))
-        plan = stage_plan(self.config, per_epoch)
-        warm = float(self.config["hierarchy"]["head_warmup_epochs"]) * per_epoch
-        factors = [group_factor(self.config, plan, g["name"], warm) for g in optimizer.param_groups]
-        answer["lr_scheduler"]["scheduler"] = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
-        return answer
+        return staged_optimizers(self, super().configure_optimizers())
 
     def on_validation_epoch_start(self) -> None:
         self._val = []

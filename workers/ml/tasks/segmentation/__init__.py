@@ -56,11 +56,19 @@ class SegmentationCode(TaskCode):
                 + "."
             )
         info = {"background": background, "class_weights": weights}
+        if config.get("hierarchy"):
+            from workers.ml.hierarchy import hierarchy_info
+
+            info["hierarchy"] = hierarchy_info(config, classes)
         return Prepared(samples=kept, info=info, dropped=dropped, notes=notes)
 
     def build_module(self, config: dict[str, Any], classes: list[str], info: dict[str, Any]) -> Any:
         from workers.ml.tasks.segmentation.module import SegmentationModule
 
+        if info.get("hierarchy"):
+            from workers.ml.tasks.segmentation.hierarchy import HierarchicalSegmentationModule
+
+            return HierarchicalSegmentationModule(config, classes, info)
         return SegmentationModule(config, classes, info)
 
     def datasets(
@@ -90,6 +98,17 @@ class SegmentationCode(TaskCode):
         from workers.ml.tasks.segmentation.models import build_segmenter
 
         config = provenance["config"]
+        hierarchy = (provenance.get("task_info") or {}).get("hierarchy")
+        if hierarchy:
+            from workers.ml.tasks.segmentation.hierarchy import HierarchicalSegmenter
+
+            return HierarchicalSegmenter(
+                provenance["model"],
+                len(provenance["classes"]),
+                hierarchy,
+                width=config.get("decoder_channels"),
+                arch=provenance.get("arch"),
+            )
         model, _ = build_segmenter(
             provenance["model"],
             len(provenance["classes"]),
@@ -101,7 +120,10 @@ class SegmentationCode(TaskCode):
 
     def model_info(self, provenance: dict[str, Any]) -> dict[str, Any]:
         info = dict(provenance.get("task_info") or {})
-        return {"background": info.get("background", background_of(provenance["classes"]))}
+        return {
+            "background": info.get("background", background_of(provenance["classes"])),
+            "hierarchy": info.get("hierarchy"),
+        }
 
     def parity_images(self, model: InferenceModel) -> int:
         per_image = len(model.classes) * model.image_size**2 * 4 * 2

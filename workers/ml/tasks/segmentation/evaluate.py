@@ -223,6 +223,10 @@ def evaluate(
             if report is not None:
                 report(min(start + batch_size, len(scored)), len(scored))
     aggregate = _aggregate(metrics, by_subset, rows, losses, classes, background)
+    if model.info.get("hierarchy"):
+        from workers.ml.tasks.segmentation.hierarchy_eval import hierarchical_aggregate
+
+        aggregate.update(hierarchical_aggregate(model, scored, aggregate, batch_size))
     aggregate["tta"] = {
         "enabled": len(chosen) > 1,
         "hflip": any(flip for _, flip in chosen),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 
 from workers.ml.backbones import freeze_backbone, pretrained_wanted
 from workers.ml.module import StudioModule
@@ -14,14 +15,28 @@ from workers.ml.tasks.segmentation.metrics import PixelMetrics
 from workers.ml.tasks.segmentation.models import build_segmenter
 
 
+def at_least_two(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """BatchNorm after global pooling (ASPP) needs two values per channel: a last batch of one
+    gets its mirrored image added rather than fail."""
+    if x.shape[0] == 1:
+        return torch.cat([x, x.flip(-1)]), torch.cat([y, y.flip(-1)])
+    return x, y
+
+
 class SegmentationModule(StudioModule):
-    def __init__(self, config: dict[str, Any], classes: list[str], info: dict[str, Any]) -> None:
-        model, note = build_segmenter(
+    def build_network(
+        self, config: dict[str, Any], classes: list[str], info: dict[str, Any], pretrained: bool
+    ) -> tuple[nn.Module, str]:
+        """The network and its weights note (the hierarchical module builds its own)."""
+        return build_segmenter(
             config["model"],
             len(classes),
             width=config.get("decoder_channels"),
-            pretrained=pretrained_wanted(config),
+            pretrained=pretrained,
         )
+
+    def __init__(self, config: dict[str, Any], classes: list[str], info: dict[str, Any]) -> None:
+        model, note = self.build_network(config, classes, info, pretrained_wanted(config))
         slow = freeze_backbone(model.backbone, config)
         super().__init__(config, model, note)
         self.slow_params = slow
@@ -38,10 +53,7 @@ class SegmentationModule(StudioModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y, _ = batch
-        if x.shape[0] == 1:
-            # BatchNorm after global pooling (ASPP) needs two values per channel: add the
-            # mirrored image rather than fail on a last batch of one.
-            x, y = torch.cat([x, x.flip(-1)]), torch.cat([y, y.flip(-1)])
+        x, y = at_least_two(x, y)
         loss, parts = segmentation_loss(
             self.model(x), y, dice_weight=self.dice_weight, weights=self.class_weights
         )
