@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -136,14 +137,23 @@ def fresh_optimizer_at_boundary(module: StudioModule, stage: dict[str, Any]) -> 
             optimizer.state.clear()
 
 
-def staged_optimizers(module: StudioModule, answer: dict[str, Any]) -> dict[str, Any]:
+def staged_optimizers(
+    module: StudioModule,
+    answer: dict[str, Any],
+    plan_of: Callable[[float], list[dict[str, Any]]] | None = None,
+    warmup_epochs: float | None = None,
+) -> dict[str, Any]:
     """The module's optimizer (named parameter groups) with the curriculum's per-group
-    learning-rate factors in place of the recipe's one schedule."""
+    learning-rate factors in place of the recipe's one schedule. `plan_of(steps per epoch)`
+    places the stages (default: the hierarchy block's); `warmup_epochs` warms up new parts
+    (default: the hierarchy block's head warm-up)."""
     optimizer = answer["optimizer"]
     total = int(module.trainer.estimated_stepping_batches)
     per_epoch = total / max(1, int(module.trainer.max_epochs or 1))
-    plan = stage_plan(module.config, per_epoch)
-    warm = float(module.config["hierarchy"]["head_warmup_epochs"]) * per_epoch
+    plan = plan_of(per_epoch) if plan_of else stage_plan(module.config, per_epoch)
+    if warmup_epochs is None:
+        warmup_epochs = float(module.config["hierarchy"]["head_warmup_epochs"])
+    warm = float(warmup_epochs) * per_epoch
     factors = [group_factor(module.config, plan, g["name"], warm) for g in optimizer.param_groups]
     answer["lr_scheduler"]["scheduler"] = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
     return answer

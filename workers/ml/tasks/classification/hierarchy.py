@@ -29,13 +29,13 @@ from workers.ml.hierarchy import (
     NEG,
     fresh_optimizer_at_boundary,
     stage_at,
+    stage_label,
     stage_plan,
     staged_optimizers,
 )
 from workers.ml.hierarchy import group_factor as group_factor
-from workers.ml.hierarchy import hierarchy_info as hierarchy_info  # re-exported: tests, dual head
+from workers.ml.hierarchy import hierarchy_info as hierarchy_info  # re-exported: tests
 from workers.ml.hierarchy import schedule as schedule
-from workers.ml.hierarchy import stage_label as stage_label  # re-exported: the dual head
 from workers.ml.module import StudioModule
 from workers.ml.tasks.classification.hierarchy_parts import (
     Distiller,

@@ -18,17 +18,17 @@ from torch import nn
 
 from app.tasks.dual_head import plan as phase_list
 from workers.ml.backbones import freeze_backbone, pretrained_wanted
+from workers.ml.hierarchy import (
+    fresh_optimizer_at_boundary,
+    schedule,
+    stage_at,
+    stage_label,
+    staged_optimizers,
+)
 from workers.ml.module import StudioModule
 from workers.ml.tasks.classification.dual_head.losses import seg_loss
 from workers.ml.tasks.classification.dual_head.metrics import ChannelIoU, fired
 from workers.ml.tasks.classification.dual_head.net import DualHeadNet
-from workers.ml.tasks.classification.hierarchy import (
-    fresh_optimizer_at_boundary,
-    group_factor,
-    schedule,
-    stage_at,
-    stage_label,
-)
 from workers.ml.tasks.classification.metrics import multiclass_metrics, multilabel_metrics
 
 
@@ -130,15 +130,12 @@ class DualHeadModule(StudioModule):
         return [g for g in groups if g["params"]]  # a wholly frozen backbone has none
 
     def configure_optimizers(self) -> Any:
-        answer = super().configure_optimizers()
-        optimizer = answer["optimizer"]
-        total = int(self.trainer.estimated_stepping_batches)
-        per_epoch = total / max(1, int(self.trainer.max_epochs or 1))
-        plan = schedule(phase_list(self.config), per_epoch)
-        warm = float(self.config["warmup_epochs"]) * per_epoch
-        factors = [group_factor(self.config, plan, g["name"], warm) for g in optimizer.param_groups]
-        answer["lr_scheduler"]["scheduler"] = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
-        return answer
+        return staged_optimizers(
+            self,
+            super().configure_optimizers(),
+            lambda per_epoch: schedule(phase_list(self.config), per_epoch),
+            float(self.config["warmup_epochs"]),
+        )
 
     def on_validation_epoch_start(self) -> None:
         self._val = []
