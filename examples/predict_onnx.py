@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Predict with an AI Studio ONNX export, without AI Studio: classification, detection,
-oriented detection and semantic segmentation.
+oriented detection, semantic and instance segmentation.
 
 Needs only numpy, Pillow and onnxruntime. Preprocessing and the reading of the outputs come
 from the export's metadata (the `<model>.json` downloaded beside it, or the same JSON stored in
@@ -10,6 +10,7 @@ size, mean, std or output layout.
     python predict_onnx.py model.onnx img1.png img2.jpg
     python predict_onnx.py model.onnx --metadata model.json --labels truth.tsv --json
     python predict_onnx.py detector.onnx street.jpg --score-threshold 0.4 --json
+    python predict_onnx.py instances.onnx street.jpg   # boxes and polygons
     python predict_onnx.py seg.onnx img1.png --out-dir masks/
 
 Classification prints the top class per image; `--labels` (a TSV of `<image path>\t<class
@@ -29,6 +30,15 @@ follows the metadata's "postprocess" steps: keep scores ≥ threshold, the best 
 NMS at rotated IoU > nms_iou (exact convex-polygon clipping), the long edge as w with the angle
 in [-90, 90) degrees, and the corners scaled to the original image. It prints class, score,
 cx, cy, w, h, angle per object.
+
+Instance-segmentation exports ("task": "instance_segmentation") output detection's `boxes`,
+`scores`, `labels` plus `masks` [N, S, S] (probabilities pasted into the input image). Each
+object scoring ≥ the threshold becomes class, score, box (as detection) and a polygon: the
+outer outline of its mask's (≥ 0.5) largest 4-connected piece, traced along pixel edges from
+its top-left corner clockwise, simplified by Douglas-Peucker with a tolerance of one model
+pixel, scaled to the original image — the studio's rules (workers/ml/tasks/
+instance_segmentation/decode.py), restated so that the outline is the studio's vertex for
+vertex; an object whose mask is empty is left out. Lines end with the polygon as `x,y` pairs.
 
 Segmentation exports (metadata "task": "segmentation") output logits [N, C, H, W]: each
 class's logits are resized bilinearly to the original image size, the argmax is the class
@@ -82,25 +92,30 @@ def scores_of(logits: np.ndarray, meta: dict) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def largest_component(mask: np.ndarray) -> int:
-    """Pixels of the largest 4-connected region (a plain flood fill: no SciPy needed)."""
+def largest_region(mask: np.ndarray) -> np.ndarray:
+    """The largest 4-connected region of a boolean mask, as a mask (a plain flood fill: no
+    SciPy needed; the first found wins a tie)."""
     seen = np.zeros_like(mask, dtype=bool)
-    best = 0
+    best: list[tuple[int, int]] = []
     height, width = mask.shape
     for y0, x0 in zip(*np.nonzero(mask), strict=True):
         if seen[y0, x0]:
             continue
-        stack, size = [(y0, x0)], 0
+        stack, region = [(y0, x0)], []
         seen[y0, x0] = True
         while stack:
             y, x = stack.pop()
-            size += 1
+            region.append((y, x))
             for ny, nx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
                 if 0 <= ny < height and 0 <= nx < width and mask[ny, nx] and not seen[ny, nx]:
                     seen[ny, nx] = True
                     stack.append((ny, nx))
-        best = max(best, size)
-    return best
+        if len(region) > len(best):
+            best = region
+    out = np.zeros(mask.shape, dtype=bool)
+    if best:
+        out[tuple(np.array(best).T)] = True
+    return out
 
 
 def feature_distance(embedding: np.ndarray, reference: dict | None) -> float | None:
@@ -124,7 +139,7 @@ def gate(probs: np.ndarray, meta: dict, predicted: str, embedding=None) -> dict:
         on = probs >= 0.5
     foreground = on.any(axis=0)
     ratio = float(foreground.mean())
-    region = largest_component(foreground)
+    region = int(largest_region(foreground).sum())
     threshold = float(rules["min_ratio"].get(predicted, rules["default_min_ratio"]))
     ceiling = float((rules.get("max_ratio") or {}).get(predicted, 1.0))
     scale = (probs.shape[-1] / float(rules["reference_side"])) ** 2
@@ -178,16 +193,21 @@ def segment(path: Path, logits: np.ndarray, classes: list, out_dir: Path | None)
     return result
 
 
-def detect(session: ort.InferenceSession, path: Path, meta: dict, threshold: float) -> list[dict]:
-    """One image through an exported detector: boxes come out in the model's input pixels
-    (an S x S resize of the image) and go back to the original image's pixels."""
+def infer(session: ort.InferenceSession, path: Path, meta: dict) -> tuple[dict, int, int]:
+    """One image through an export that runs one image at a time: its named outputs and the
+    original image's width and height (EXIF orientation applied, as the studio does)."""
     with Image.open(path) as image:
         width, height = ImageOps.exif_transpose(image).size
     batch = preprocess(path, meta["preprocess"])[None]
     names = [o.name for o in session.get_outputs()]
-    outputs = dict(
-        zip(names, session.run(None, {session.get_inputs()[0].name: batch}), strict=True)
-    )
+    outputs = session.run(None, {session.get_inputs()[0].name: batch})
+    return dict(zip(names, outputs, strict=True)), width, height
+
+
+def detect(session: ort.InferenceSession, path: Path, meta: dict, threshold: float) -> list[dict]:
+    """One image through an exported detector: boxes come out in the model's input pixels
+    (an S x S resize of the image) and go back to the original image's pixels."""
+    outputs, width, height = infer(session, path, meta)
     side = float(meta["input"]["shape"][-1])
     sx, sy = width / side, height / side
     found = []
@@ -205,6 +225,92 @@ def detect(session: ort.InferenceSession, path: Path, meta: dict, threshold: flo
             }
         )
     return sorted(found, key=lambda o: -o["score"])
+
+
+def outline(mask: np.ndarray) -> np.ndarray:
+    """The outer ring of a boolean mask's largest 4-connected piece, along pixel edges (pixel
+    (x, y) spans x..x+1, y..y+1), one vertex per corner; empty if the mask is."""
+    piece = largest_region(mask)
+    if not piece.any():
+        return np.zeros((0, 2))
+    edges: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    padded = np.pad(piece, 1)
+    # Each side of the piece facing outside, directed with the piece on its right (y down).
+    for (dy, dx), start, step in (
+        ((-1, 0), (0, 0), (1, 0)),  # top: left to right
+        ((0, 1), (1, 0), (0, 1)),  # right: downwards
+        ((1, 0), (1, 1), (-1, 0)),  # bottom: right to left
+        ((0, -1), (0, 1), (0, -1)),  # left: upwards
+    ):
+        beside = padded[1 + dy : padded.shape[0] - 1 + dy, 1 + dx : padded.shape[1] - 1 + dx]
+        for y, x in zip(*np.nonzero(piece & ~beside), strict=True):
+            edges.setdefault((int(x) + start[0], int(y) + start[1]), []).append(step)
+    y0, x0 = (int(v[0]) for v in np.nonzero(piece))
+    here, heading = (x0, y0), (1, 0)
+    ring: list[tuple[int, int]] = []
+    while True:
+        steps = edges[here]
+        # Where the piece touches itself at a corner, turn left: that keeps to the outside.
+        step = steps[0] if len(steps) == 1 else (heading[1], -heading[0])
+        if step != heading or not ring:
+            ring.append(here)
+        heading = step
+        here = (here[0] + step[0], here[1] + step[1])
+        if here == (x0, y0):
+            break
+    return np.array(ring, dtype=float)
+
+
+def simplify_ring(ring: np.ndarray, tolerance: float) -> np.ndarray:
+    """Douglas-Peucker on a closed ring, split at its first vertex and the vertex farthest
+    from it; a ring that would fall under 3 vertices is kept as it is."""
+    if len(ring) <= 3:
+        return ring
+
+    def keep(points: np.ndarray) -> list[int]:
+        a, b = points[0], points[-1]
+        d = points[1:-1] - a
+        ab = b - a
+        norm = float(np.hypot(*ab))
+        dist = np.abs(ab[0] * d[:, 1] - ab[1] * d[:, 0]) / norm if norm else np.hypot(*d.T)
+        if not len(dist) or dist.max() <= tolerance:
+            return [0]
+        k = int(dist.argmax()) + 1
+        return keep(points[: k + 1]) + [k + i for i in keep(points[k:])]
+
+    far = int(np.hypot(*(ring - ring[0]).T).argmax())
+    closed = np.vstack([ring, ring[:1]])
+    chosen = keep(closed[: far + 1]) + [far + i for i in keep(closed[far:])]
+    return ring if len(chosen) < 3 else ring[chosen]
+
+
+def segment_instances(
+    session: ort.InferenceSession, path: Path, meta: dict, threshold: float
+) -> list[dict]:
+    """One image through an exported instance segmenter: objects best first, each with its box
+    and the simplified outline of its mask (≥ 0.5, largest piece) in original pixels; an object
+    whose mask is empty is left out, as the studio does."""
+    outputs, width, height = infer(session, path, meta)
+    side = float(meta["input"]["shape"][-1])
+    sx, sy = width / side, height / side
+    scores = outputs["scores"].reshape(-1)
+    found = []
+    for i in np.argsort(-scores, kind="stable"):
+        if scores[i] < threshold:
+            break
+        ring = outline(outputs["masks"][i] >= 0.5)
+        if not len(ring):
+            continue
+        x0, y0, x1, y1 = (float(v) for v in outputs["boxes"][i])
+        found.append(
+            {
+                "class": meta["classes"][int(outputs["labels"][i])],
+                "score": float(scores[i]),
+                "bbox": {"x": x0 * sx, "y": y0 * sy, "w": (x1 - x0) * sx, "h": (y1 - y0) * sy},
+                "polygon": (simplify_ring(ring, 1.0) * [sx, sy]).round(2).tolist(),
+            }
+        )
+    return found
 
 
 def _area(points: np.ndarray) -> float:
@@ -258,13 +364,7 @@ def detect_oriented(
     session: ort.InferenceSession, path: Path, meta: dict, threshold: float
 ) -> list[dict]:
     """One image through an exported oriented detector, decoded as its metadata says."""
-    with Image.open(path) as image:
-        width, height = ImageOps.exif_transpose(image).size
-    batch = preprocess(path, meta["preprocess"])[None]
-    names = [o.name for o in session.get_outputs()]
-    outputs = dict(
-        zip(names, session.run(None, {session.get_inputs()[0].name: batch}), strict=True)
-    )
+    outputs, width, height = infer(session, path, meta)
     post = meta["postprocess"]
     obb, scores = outputs["obb"][0].astype(np.float64), outputs["scores"][0].astype(np.float64)
     where, label = np.nonzero(scores >= threshold)
@@ -315,7 +415,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     meta = load_metadata(args.model, args.metadata)
-    if meta["task"] in ("detection", "oriented_detection"):
+    if meta["task"] in ("detection", "oriented_detection", "instance_segmentation"):
         session = ort.InferenceSession(str(args.model), providers=["CPUExecutionProvider"])
         threshold = (
             args.score_threshold
@@ -323,7 +423,9 @@ def main(argv: list[str]) -> int:
             else float(meta.get("score_threshold", 0.25))
         )
         oriented = meta["task"] == "oriented_detection"
-        run = detect_oriented if oriented else detect
+        run = {"detection": detect, "oriented_detection": detect_oriented}.get(
+            meta["task"], segment_instances
+        )
         found = {str(p): run(session, p, meta, threshold) for p in args.images}
         if args.json:
             print(json.dumps({"predictions": found}))
@@ -333,6 +435,8 @@ def main(argv: list[str]) -> int:
                 g = o["obb"] if oriented else o["bbox"]
                 keys = ("cx", "cy", "w", "h", "angle") if oriented else ("x", "y", "w", "h")
                 place = "\t".join(f"{g[k]:.1f}" for k in keys)
+                if "polygon" in o:
+                    place += "\t" + " ".join(f"{x:.1f},{y:.1f}" for x, y in o["polygon"])
                 print(f"{image}\t{o['class']}\t{o['score']:.4f}\t{place}")
         return 0
     if meta["task"] == "segmentation":
@@ -352,7 +456,8 @@ def main(argv: list[str]) -> int:
         return 0
     if meta["task"] != "classification":
         print(
-            "this script reads classification, (oriented) detection and segmentation, "
+            "this script reads classification, (oriented) detection, segmentation and "
+            "instance segmentation, "
             f"not {meta['task']}"
         )
         return 2

@@ -2,10 +2,14 @@
 (polygons, compressed and uncompressed RLE) → stratified split → small Mask R-CNN training with
 its loss parts → evaluation with mask and box mAP, per-instance TP/FP/FN rows and a confusion
 matrix with background → ONNX export with instance-matching parity → prediction of polygons in
-original pixels, with COCO RLE masks on request."""
+original pixels, with COCO RLE masks on request, and the plain onnxruntime example
+(examples/predict_onnx.py) reading the same objects from the exported file alone."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +18,7 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image, ImageDraw
 
 from benchmarks.synthetic import write_dataset
 from tests.jobs.conftest import PoolRunner
@@ -21,6 +26,7 @@ from tests.jobs.test_detection_jobs import wait_job, zipped
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 CLASSES = {"circle", "square", "triangle"}
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def post(client: TestClient, url: str, **kwargs: Any) -> httpx.Response:
@@ -32,6 +38,17 @@ def post(client: TestClient, url: str, **kwargs: Any) -> httpx.Response:
             return response
         time.sleep(3)
     return response
+
+
+def polygon_iou(a: list[list[float]], b: list[list[float]], width: int, height: int) -> float:
+    """IoU of two polygons rasterised at 8 samples per pixel."""
+    drawn = []
+    for points in (a, b):
+        canvas = Image.new("1", (width * 8, height * 8))
+        ImageDraw.Draw(canvas).polygon([(x * 8, y * 8) for x, y in points], fill=1)
+        drawn.append(np.asarray(canvas))
+    union = (drawn[0] | drawn[1]).sum()
+    return float((drawn[0] & drawn[1]).sum() / union) if union else 1.0
 
 
 def test_instance_segmentation_from_coco_upload_to_polygons(
@@ -139,11 +156,40 @@ def test_instance_segmentation_from_coco_upload_to_polygons(
         points = np.array(obj["polygon"])
         assert points.min() >= 0 and points.max() <= 48
         assert obj["rle"]["size"] == [48, 48] and sum(obj["rle"]["counts"]) == 48 * 48
-    plain = post(
+    images = sorted((data / "images").glob("*.png"))[:3]
+    with Image.open(images[0]) as picture:  # not the model's size nor square: boxes scale
+        picture.resize((72, 60)).save(tmp_path / "wide.png")
+    images.append(tmp_path / "wide.png")
+    answers = post(
         client,
         f"/api/projects/{pid}/predict",
-        files=[("files", (image.name, image.read_bytes(), "image/png"))],
+        files=[("files", (i.name, i.read_bytes(), "image/png")) for i in images],
         data={"export_id": str(export["id"]), "score_threshold": "0.0"},
         params={"wait": 120},
-    ).json()["results"][0]
-    assert all("rle" not in o for o in plain["objects"])
+    ).json()["results"]
+    assert all("rle" not in o for r in answers for o in r["objects"])
+
+    # The plain onnxruntime example reads the same objects from the file and its metadata.
+    model = tmp_path / "instances.onnx"
+    model.write_bytes(client.get(f"{base}/exports/{export['id']}/download").content)
+    script = [sys.executable, "-I", str(ROOT / "examples" / "predict_onnx.py"), str(model)]
+    script += [*map(str, images), "--score-threshold", "0"]
+    ran = subprocess.run([*script, "--json"], capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    found = json.loads(ran.stdout)["predictions"]
+    compared = 0
+    for path, answer in zip(images, answers, strict=True):
+        mine, theirs = found[str(path)], answer["objects"]
+        assert [o["class"] for o in mine] == [o["class"] for o in theirs]
+        for o, t in zip(mine, theirs, strict=True):
+            assert o["score"] == pytest.approx(t["score"], abs=1e-4)
+            assert all(abs(o["bbox"][k] - t["bbox"][k]) <= 1 for k in ("x", "y", "w", "h"))
+            size = answer["image"]["width"], answer["image"]["height"]
+            assert polygon_iou(o["polygon"], t["polygon"], *size) >= 0.9
+            # the same rules restated: the same outline vertex for vertex (to rounding)
+            assert np.allclose(o["polygon"], t["polygon"], atol=0.02)
+            compared += 1
+    assert compared > 0
+    lines = subprocess.run(script, capture_output=True, text=True, timeout=300).stdout.splitlines()
+    assert len(lines) == compared  # image, class, score, x, y, w, h, polygon
+    assert all(len(line.split("\t")) == 8 for line in lines)

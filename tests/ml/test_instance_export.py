@@ -4,11 +4,13 @@ turning the file's outputs into polygons (and RLE on request) in original pixels
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from benchmarks.synthetic import write_dataset
 from benchmarks.task_quality import studio_samples
@@ -22,6 +24,7 @@ from workers.ml.tasks.instance_segmentation.export import OUTPUTS, ExportedInsta
 from workers.ml.tasks.instance_segmentation.models import build_instance_model
 
 SIZE = 48
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "predict_onnx.py"
 
 
 def test_mask_outline_and_rle_by_hand() -> None:
@@ -37,6 +40,35 @@ def test_mask_outline_and_rle_by_hand() -> None:
     rle = rle_encode(mask)
     decoded = coco_mask.decode(coco_mask.frPyObjects(rle, 20, 30)).astype(bool)
     assert np.array_equal(decoded, mask) and mask_rings(np.zeros((4, 4), bool)) == []
+
+
+def test_the_example_script_traces_the_same_outlines_without_shapely() -> None:
+    """examples/predict_onnx.py restates the outline rules with numpy and Pillow; on random
+    blobs (pieces, holes, corners touching) it gives the studio's rings vertex for vertex."""
+    loaded = importlib.util.spec_from_file_location("predict_onnx", EXAMPLE)
+    assert loaded is not None and loaded.loader is not None
+    script = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(script)
+    rng = np.random.default_rng(0)
+    compared = 0
+    for _ in range(120):
+        side = int(rng.integers(8, 48))
+        noise = rng.random((max(2, side // int(rng.integers(2, 8))),) * 2).astype(np.float32)
+        big = np.asarray(Image.fromarray(noise, "F").resize((side, side), Image.BILINEAR))
+        mask = big > rng.uniform(0.3, 0.8)
+        rings, ring = mask_rings(mask), script.outline(mask)
+        if not rings:
+            assert not len(ring)
+            continue
+        assert mask_rings(mask, tolerance=0)[0] == ring.tolist()
+        assert rings[0] == script.simplify_ring(ring, 1.0).tolist()
+        compared += 1
+    assert compared > 100
+    twins = np.zeros((12, 12), bool)
+    twins[7:10, 1:4] = twins[2:5, 6:9] = True  # a tie: the piece met first row by row wins
+    assert (
+        mask_rings(twins)[0] == script.outline(twins).tolist() == [[6, 2], [9, 2], [9, 5], [6, 5]]
+    )
 
 
 def test_decoder_scales_objects_to_the_original_image() -> None:

@@ -1,10 +1,15 @@
 """Instance outputs (boxes xyxy, scores, labels, masks [N, S, S] probabilities in input pixels)
-→ objects in original pixels. Numpy, PIL and shapely only: the predictor and
-examples/predict_onnx.py use it without torch.
+→ objects in original pixels. Numpy, PIL and shapely only: the predictor uses it without
+torch.
 
 A mask becomes a polygon by tracing its pixel edges (the union of each row's runs, so the
-outline follows pixel corners), simplified with a tolerance of one model pixel, then
-scaled to the original image; an object in several pieces gives its largest piece's outline.
+outline follows pixel corners), then simplified by Douglas-Peucker with a tolerance of one
+model pixel and scaled to the original image; an object in several pieces gives its largest
+piece's outline. The ring is made canonical before simplifying (it starts at its top-left
+corner and runs clockwise on screen, one vertex per corner), and the simplification is plain
+numpy rather than GEOS's, so the outline depends on the mask alone — not on the order GEOS
+happens to emit a union's vertices in — and examples/predict_onnx.py, which restates these
+rules with numpy and Pillow, reproduces it exactly.
 On request ("rle": true) each object also carries its mask at the original size as COCO
 uncompressed RLE (column-major counts starting with background).
 """
@@ -23,9 +28,45 @@ MASK_THRESHOLD = 0.5
 SIMPLIFY = 1.0  # px of the mask's own grid: removes the staircase of pixel edges
 
 
+def canonical_ring(ring: np.ndarray) -> np.ndarray:
+    """A closed ring (first vertex not repeated) without collinear vertices, starting at its
+    smallest (y, x) vertex and heading right from it (clockwise on screen, y down)."""
+    ring = np.asarray(ring, np.float64)
+    before, after = ring - np.roll(ring, 1, axis=0), np.roll(ring, -1, axis=0) - ring
+    turns = before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0]
+    ring = ring[turns != 0]
+    start = int(np.lexsort((ring[:, 0], ring[:, 1]))[0])
+    ring = np.roll(ring, -start, axis=0)
+    return ring if ring[1][1] == ring[0][1] else np.vstack([ring[:1], ring[:0:-1]])
+
+
+def simplify_ring(ring: np.ndarray, tolerance: float) -> np.ndarray:
+    """Douglas-Peucker on a closed ring, split at its first vertex and the vertex farthest
+    from it; a ring that would fall under 3 vertices is kept as it is."""
+    if len(ring) <= 3:
+        return ring
+
+    def keep(points: np.ndarray) -> list[int]:
+        a, b = points[0], points[-1]
+        d = points[1:-1] - a
+        ab = b - a
+        norm = float(np.hypot(*ab))
+        dist = np.abs(ab[0] * d[:, 1] - ab[1] * d[:, 0]) / norm if norm else np.hypot(*d.T)
+        if not len(dist) or dist.max() <= tolerance:
+            return [0]
+        k = int(dist.argmax()) + 1
+        return keep(points[: k + 1]) + [k + i for i in keep(points[k:])]
+
+    far = int(np.hypot(*(ring - ring[0]).T).argmax())
+    closed = np.vstack([ring, ring[:1]])
+    chosen = keep(closed[: far + 1]) + [far + i for i in keep(closed[far:])]
+    return ring if len(chosen) < 3 else ring[chosen]
+
+
 def mask_rings(mask: np.ndarray, tolerance: float = SIMPLIFY) -> list[list[list[float]]]:
-    """Outer rings of a boolean [H, W] mask's pieces, largest first, in pixel-corner coordinates
-    of the mask's grid (a pixel (x, y) spans x..x+1)."""
+    """Outer rings of a boolean [H, W] mask's 4-connected pieces, largest first (ties: the
+    piece whose top-left corner comes first row by row), in pixel-corner coordinates of the
+    mask's grid (a pixel (x, y) spans x..x+1)."""
     from shapely import box, union_all
     from shapely.geometry import MultiPolygon, Polygon
 
@@ -37,11 +78,14 @@ def mask_rings(mask: np.ndarray, tolerance: float = SIMPLIFY) -> list[list[list[
     rows_on, starts = np.nonzero(edges == 1)
     _, ends = np.nonzero(edges == -1)
     shape = union_all(box(starts, rows_on, ends, rows_on + 1))
-    shape = shape.simplify(tolerance, preserve_topology=True)
     pieces = list(shape.geoms) if isinstance(shape, MultiPolygon) else [shape]
-    pieces = [p for p in pieces if isinstance(p, Polygon) and not p.is_empty]
-    pieces.sort(key=lambda p: -p.area)
-    return [[[float(x), float(y)] for x, y in p.exterior.coords[:-1]] for p in pieces]
+    rings = [
+        (-p.area, canonical_ring(np.asarray(p.exterior.coords[:-1])))
+        for p in pieces
+        if isinstance(p, Polygon) and not p.is_empty
+    ]
+    rings.sort(key=lambda r: (r[0], r[1][0][1], r[1][0][0]))
+    return [simplify_ring(r, tolerance).tolist() for _, r in rings]
 
 
 def scaled_ring(ring: list[list[float]], sx: float, sy: float) -> list[list[float]]:
