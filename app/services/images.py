@@ -207,7 +207,9 @@ def list_images(*, session: Session, project_id: int, query: ImageQuery) -> Imag
     if cursor is None and filters.bound is not None:
         # Few candidates: one query sorts them all and counts them (the name index is read
         # once per request, not once for the total and again for the page).
-        counted = _page_counted(session, filters, query.sort, page, size)
+        counted = paging.page_counted(session, filters.where(), query.sort, page, size)
+        if counted[1] < 0:  # a page past the end has no row to carry the count
+            counted = ([], 0 if page == 1 else _count(session, filters))
     total = cursor.total if cursor else counted[1] if counted else _count(session, filters)
     pages = max(1, -(-total // size))
     # How many pages an index walk steps over: none from a cursor, else from the nearer end.
@@ -219,7 +221,7 @@ def list_images(*, session: Session, project_id: int, query: ImageQuery) -> Imag
         where = and_(
             where, paging.beyond(query.sort, cursor.value, cursor.image_id, forward=cursor.forward)
         )
-        found = _page_ids(
+        found = paging.page_ids(
             session, where, query.sort, reverse=not cursor.forward, offset=0, size=size + 1
         )
         more = len(found) > size
@@ -233,11 +235,13 @@ def list_images(*, session: Session, project_id: int, query: ImageQuery) -> Imag
         # Deep pages count from the end: the last page costs what the first does.
         skip = max(0, total - page * size)
         count = min(size, total - (page - 1) * size)
-        ids = _page_ids(session, where, query.sort, reverse=True, offset=skip, size=max(0, count))
+        ids = paging.page_ids(
+            session, where, query.sort, reverse=True, offset=skip, size=max(0, count)
+        )
         has_next, has_prev = page < pages, page > 1
     else:
         offset = (page - 1) * size
-        ids = _page_ids(session, where, query.sort, reverse=False, offset=offset, size=size)
+        ids = paging.page_ids(session, where, query.sort, reverse=False, offset=offset, size=size)
         has_next, has_prev = page < pages, page > 1
     rows = {i.id: i for i in session.exec(select(Image).where(col(Image.id).in_(ids))).all()}
     images = [rows[i] for i in ids if i in rows]
@@ -260,42 +264,6 @@ def list_images(*, session: Session, project_id: int, query: ImageQuery) -> Imag
         prev_cursor=cursor_from(images[0], page - 1, False) if images and has_prev else None,
         search=name_search.search_mode(session),
     )
-
-
-def _page_counted(
-    session: Session, filters: _Filters, sort: str, page: int, size: int
-) -> tuple[list[int], int]:
-    """A page by OFFSET and the total of all matches, from one query (a window count)."""
-    rows = session.exec(
-        select(Image.id, func.count().over())
-        .where(filters.where())
-        .order_by(*paging.order(sort))
-        .offset((page - 1) * size)
-        .limit(size)
-    ).all()
-    if rows:
-        return [int(i) for i, _ in rows if i is not None], int(rows[0][1])
-    # A page past the end has no row to carry the count.
-    return [], 0 if page == 1 else _count(session, filters)
-
-
-def _page_ids(
-    session: Session, where: Any, sort: str, *, reverse: bool, offset: int, size: int
-) -> list[int]:
-    """Deferred join: page through ids on an index (cheap to skip), then load only the rows of
-    the page. Reversed pages are read backwards and returned in the sort's order."""
-    ids = [
-        int(i)
-        for i in session.exec(
-            select(Image.id)
-            .where(where)
-            .order_by(*paging.order(sort, reverse=reverse))
-            .offset(offset)
-            .limit(size)
-        ).all()
-        if i is not None
-    ]
-    return ids[::-1] if reverse else ids
 
 
 def neighbours(
