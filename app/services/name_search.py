@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Integer, LargeBinary, and_, cast, column, func, or_, text
+from sqlalchemy import Integer, LargeBinary, and_, bindparam, cast, column, func, or_, text
 from sqlmodel import Session, col
 
 from app.models import Image
@@ -94,10 +94,13 @@ def _phrase(q: str) -> str:
 
 
 def _matching(q: str) -> Any:
-    """Ids of the names containing q (every project's), from the FTS table."""
+    """Ids of the names containing q (every project's), from the FTS table. The parameter is
+    unique: a text clause's parameters otherwise merge by name, and one statement may hold two
+    of these (a rare trigram's and the whole text's)."""
+    phrase = bindparam("phrase", _phrase(q), unique=True)
     return (
         text("SELECT rowid FROM image_name_fts WHERE image_name_fts MATCH :phrase")
-        .bindparams(phrase=_phrase(q))
+        .bindparams(phrase)
         .columns(column("rowid", Integer))
     )
 

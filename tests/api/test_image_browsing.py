@@ -197,12 +197,15 @@ def test_rare_trigram_plan_answers_what_the_phrase_match_does(
     alphabet = "abcAB_%/\\\"'. 0Üüß\u212a"  # \u212a: the Kelvin sign, folded to k by FTS5
     names = ["".join(rng.choices(alphabet, k=rng.randrange(3, 10))) for _ in range(160)]
     names += ["x\u212abc.png", "ÜBER.png"]
+    # For "xyzab" the rarest trigram is "yza": "Üyzab" holds it (and is not ASCII) but not
+    # the text, so only the whole text's phrase match may turn it away.
+    names += ["xyzab.png", "Üyzab.png", "Üxyz1.png", "Üxyz2.png", "zab.png"]
     ids = _rows(session, project.id, names)
     other = make_project(session, name="Other")
     assert other.id is not None
     _rows(session, other.id, names[:40], seed=1)  # the name index holds every project's names
-    queries = ["abc", "AB_", "_%/", 'a"b', "\\a", "ÜBE", "ab.", "\u212abc", "kbc", "ber", "b c"]
-    queries += [n[i : i + rng.randrange(3, 6)] for n in rng.sample(names, 12) for i in [0]]
+    queries = ["abc", "AB_", "_%/", 'a"b', "\\a", "ÜBE", "ab.", "\u212abc", "kbc", "ber"]
+    queries += ["b c", "xyzab"] + [n[: rng.randrange(3, 6)] for n in rng.sample(names, 12)]
 
     def answer(q: str) -> list[tuple[int, list[int]]]:
         pages, page = [], 1
