@@ -18,7 +18,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Integer, LargeBinary, and_, bindparam, cast, column, func, or_, text
+from sqlalchemy import (
+    BindParameter,
+    Integer,
+    LargeBinary,
+    and_,
+    bindparam,
+    cast,
+    column,
+    func,
+    or_,
+    text,
+)
 from sqlmodel import Session, col
 
 from app.models import Image
@@ -97,7 +108,7 @@ def _matching(q: str) -> Any:
     """Ids of the names containing q (every project's), from the FTS table. The parameter is
     unique: a text clause's parameters otherwise merge by name, and one statement may hold two
     of these (a rare trigram's and the whole text's)."""
-    phrase = bindparam("phrase", _phrase(q), unique=True)
+    phrase: BindParameter[str] = bindparam("phrase", _phrase(q), unique=True)
     return (
         text("SELECT rowid FROM image_name_fts WHERE image_name_fts MATCH :phrase")
         .bindparams(phrase)
