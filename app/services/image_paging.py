@@ -1,5 +1,5 @@
-"""Keyset paging for the image list: sort orders, "rows after this one" clauses and the opaque
-cursor the list returns beside its page numbers.
+"""Paging for the image list: sort orders, the page queries, "rows after this one" clauses and
+the opaque cursor the list returns beside its page numbers.
 
 A page reached by a cursor costs the same at page 1 and page 1,000 (an index range from the
 last row seen), while a page number needs OFFSET, which steps over every skipped row. The
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_
-from sqlmodel import col
+from sqlalchemy import and_, func, or_
+from sqlmodel import Session, col, select
 
 from app.errors import Invalid
 from app.models import Image
@@ -57,6 +57,43 @@ def beyond(sort: str, value: Any, image_id: int, *, forward: bool = True) -> Any
     if later:
         return and_(column >= value, or_(column > value, key > image_id))
     return and_(column <= value, or_(column < value, key < image_id))
+
+
+def page_ids(
+    session: Session, where: Any, sort: str, *, reverse: bool, offset: int, size: int
+) -> list[int]:
+    """Deferred join: page through ids on an index (cheap to skip), then load only the rows of
+    the page. Reversed pages are read backwards and returned in the sort's order."""
+    ids = [
+        int(i)
+        for i in session.exec(
+            select(Image.id)
+            .where(where)
+            .order_by(*order(sort, reverse=reverse))
+            .offset(offset)
+            .limit(size)
+        ).all()
+        if i is not None
+    ]
+    return ids[::-1] if reverse else ids
+
+
+def page_counted(
+    session: Session, where: Any, sort: str, page: int, size: int
+) -> tuple[list[int], int]:
+    """A page by OFFSET and the number of all matches, from one query (a window count) that
+    sorts every match: for filters known to match few images. The count is -1 past the end,
+    where no row carries it."""
+    rows = session.exec(
+        select(Image.id, func.count().over())
+        .where(where)
+        .order_by(*order(sort))
+        .offset((page - 1) * size)
+        .limit(size)
+    ).all()
+    if not rows:
+        return [], -1
+    return [int(i) for i, _ in rows if i is not None], int(rows[0][1])
 
 
 def sort_value(image: Image, sort: str) -> Any:

@@ -51,6 +51,9 @@ class _Filters:
     clauses: list[Any]
     members: list[Any]
     scoped: bool = True  # every id set holds only this project's images
+    # At most this many images match (known for a rare name trigram): few enough to sort them
+    # all in the query that also counts them.
+    bound: int | None = None
 
     def where(self, *, walk: bool = False) -> Any:
         # `id + 0` hides the primary key from SQLite's planner, so it walks the ORDER BY index
@@ -106,15 +109,16 @@ def _filtered(session: Session, project_id: int, query: ImageQuery) -> _Filters:
                 session, project_id, query.target, query.target_min, query.target_max
             )
         )
-    scoped = True
+    scoped, bound = True, None
     if query.q:
         found = name_search.name_filter(session, query.q)
         if found.ids is not None:
             members.append(found.ids)
             scoped = False  # the name index holds every project's names
-        else:
+        if found.clause is not None:
             clauses.append(found.clause)
-    return _Filters(clauses=clauses, members=members, scoped=scoped)
+        bound = found.bound
+    return _Filters(clauses=clauses, members=members, scoped=scoped, bound=bound)
 
 
 def _count(session: Session, filters: _Filters) -> int:
@@ -197,10 +201,17 @@ def list_images(*, session: Session, project_id: int, query: ImageQuery) -> Imag
     get_project(session=session, project_id=project_id)
     filters = _filtered(session, project_id, query)
     cursor = paging.decode(query.cursor, query) if query.cursor else None
-    total = cursor.total if cursor else _count(session, filters)
     size = query.page_size
-    pages = max(1, -(-total // size))
     page = cursor.page if cursor else query.page
+    counted: tuple[list[int], int] | None = None
+    if cursor is None and filters.bound is not None:
+        # Few candidates: one query sorts them all and counts them (the name index is read
+        # once per request, not once for the total and again for the page).
+        counted = paging.page_counted(session, filters.where(), query.sort, page, size)
+        if counted[1] < 0:  # a page past the end has no row to carry the count
+            counted = ([], 0 if page == 1 else _count(session, filters))
+    total = cursor.total if cursor else counted[1] if counted else _count(session, filters)
+    pages = max(1, -(-total // size))
     # How many pages an index walk steps over: none from a cursor, else from the nearer end.
     depth = 1 if cursor else max(1, min(page, pages - page + 1))
     walk = bool(filters.members) and _walk(session, project_id, depth * size, total)
@@ -210,22 +221,27 @@ def list_images(*, session: Session, project_id: int, query: ImageQuery) -> Imag
         where = and_(
             where, paging.beyond(query.sort, cursor.value, cursor.image_id, forward=cursor.forward)
         )
-        found = _page_ids(
+        found = paging.page_ids(
             session, where, query.sort, reverse=not cursor.forward, offset=0, size=size + 1
         )
         more = len(found) > size
         ids = (found[:size] if cursor.forward else found[-size:]) if more else found
         has_next = more if cursor.forward else True
         has_prev = more if not cursor.forward else page > 1
+    elif counted is not None:
+        ids = counted[0]
+        has_next, has_prev = page < pages, page > 1
     elif (page - 1) * size > total // 2:
         # Deep pages count from the end: the last page costs what the first does.
         skip = max(0, total - page * size)
         count = min(size, total - (page - 1) * size)
-        ids = _page_ids(session, where, query.sort, reverse=True, offset=skip, size=max(0, count))
+        ids = paging.page_ids(
+            session, where, query.sort, reverse=True, offset=skip, size=max(0, count)
+        )
         has_next, has_prev = page < pages, page > 1
     else:
         offset = (page - 1) * size
-        ids = _page_ids(session, where, query.sort, reverse=False, offset=offset, size=size)
+        ids = paging.page_ids(session, where, query.sort, reverse=False, offset=offset, size=size)
         has_next, has_prev = page < pages, page > 1
     rows = {i.id: i for i in session.exec(select(Image).where(col(Image.id).in_(ids))).all()}
     images = [rows[i] for i in ids if i in rows]
@@ -248,25 +264,6 @@ def list_images(*, session: Session, project_id: int, query: ImageQuery) -> Imag
         prev_cursor=cursor_from(images[0], page - 1, False) if images and has_prev else None,
         search=name_search.search_mode(session),
     )
-
-
-def _page_ids(
-    session: Session, where: Any, sort: str, *, reverse: bool, offset: int, size: int
-) -> list[int]:
-    """Deferred join: page through ids on an index (cheap to skip), then load only the rows of
-    the page. Reversed pages are read backwards and returned in the sort's order."""
-    ids = [
-        int(i)
-        for i in session.exec(
-            select(Image.id)
-            .where(where)
-            .order_by(*paging.order(sort, reverse=reverse))
-            .offset(offset)
-            .limit(size)
-        ).all()
-        if i is not None
-    ]
-    return ids[::-1] if reverse else ids
 
 
 def neighbours(

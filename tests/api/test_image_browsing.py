@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from app.db import utcnow
 from app.models import Image, Project
-from app.services import image_index
+from app.services import image_index, name_search
 from tests.factories import make_project
 from tests.helpers import assert_api_error
 
@@ -178,3 +178,75 @@ def test_neighbours_step_through_the_filtered_sorted_list(
         "total": None,
     }
     assert_api_error(client.get(url.format(999999)), 404, "image_not_found")
+
+
+def test_rare_trigram_plan_answers_what_the_phrase_match_does(
+    client: TestClient,
+    session: Session,
+    project: Project,
+    db_backend: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The name search's plan (match the rarest trigram, check the whole text) gives the same
+    totals and pages as the plain phrase match, for random names with letters in both cases,
+    LIKE's wildcards, quotes, a backslash and non-ASCII letters (which FTS5 folds and LIKE does
+    not), also after renames, deletions and inserts; ASCII names are found exactly when they
+    contain the text, ignoring case, on both databases."""
+    assert project.id is not None
+    rng = random.Random(20)
+    alphabet = "abcAB_%/\\\"'. 0Üüß\u212a"  # \u212a: the Kelvin sign, folded to k by FTS5
+    names = ["".join(rng.choices(alphabet, k=rng.randrange(3, 10))) for _ in range(160)]
+    names += ["x\u212abc.png", "ÜBER.png"]
+    # For "xyzab" the rarest trigram is "yza": "Üyzab" holds it (and is not ASCII) but not
+    # the text, so only the whole text's phrase match may turn it away.
+    names += ["xyzab.png", "Üyzab.png", "Üxyz1.png", "Üxyz2.png", "zab.png"]
+    ids = _rows(session, project.id, names)
+    other = make_project(session, name="Other")
+    assert other.id is not None
+    _rows(session, other.id, names[:40], seed=1)  # the name index holds every project's names
+    queries = ["abc", "AB_", "_%/", 'a"b', "\\a", "ÜBE", "ab.", "\u212abc", "kbc", "ber"]
+    queries += ["b c", "xyzab"] + [n[: rng.randrange(3, 6)] for n in rng.sample(names, 12)]
+
+    def answer(q: str) -> list[tuple[int, list[int]]]:
+        pages, page = [], 1
+        while True:
+            body = _list(client, project.id, q=q, sort="-size", page_size=7, page=page)  # type: ignore[arg-type]
+            pages.append((body["total"], _ids(body)))
+            if body["next_cursor"] is None:
+                return pages
+            page += 1
+
+    def compare() -> None:
+        current = {
+            int(i): n
+            for i, n in session.execute(
+                text("SELECT id, original_name FROM image WHERE project_id = :p"),
+                {"p": project.id},
+            )
+        }
+        for q in queries:
+            if len(q) < 3:
+                continue
+            if db_backend == "sqlite" and q.isascii():
+                assert name_search.name_filter(session, q).bound is not None, q  # plan used
+            planned = answer(q)
+            found = {i for _, page in planned for i in page}
+            assert len(found) == planned[0][0], q
+            # Past the last page no row carries the window count: counted apart.
+            beyond = _list(client, project.id, q=q, page_size=7, page=len(planned) + 1)  # type: ignore[arg-type]
+            assert beyond["items"] == [] and beyond["total"] == len(found), q
+            expected = {i for i, n in current.items() if n.isascii() and q.lower() in n.lower()}
+            assert {i for i in found if current[i].isascii()} == expected, q
+            if db_backend == "sqlite":
+                with monkeypatch.context() as m:
+                    m.setattr(name_search, "RARE", 0)  # never rare: the plain phrase match
+                    assert answer(q) == planned, q
+
+    compare()
+    session.execute(
+        text("UPDATE image SET original_name = 'ÜBER_abc.png' WHERE id IN (:a, :b)"),
+        {"a": ids[0], "b": ids[1]},
+    )
+    session.execute(text("DELETE FROM image WHERE id = :c"), {"c": ids[2]})
+    _rows(session, project.id, ["xabcx.png", "AB_%/.png", "\u212aBC.png"], seed=2)
+    compare()
