@@ -131,7 +131,7 @@ def main() -> None:
             model, aggregate, steps, seconds = runs[True]
             rules = aggregate["gate"]["rules"]
             ood = [
-                gate_image(model, open_image(p), rules)
+                {"file": p.name, **gate_image(model, open_image(p), rules)}
                 for p in sorted((root / "set" / "ood").iterdir())
             ]
             rejected = sum(1 for v in ood if not v["passed"])
@@ -148,7 +148,11 @@ def main() -> None:
                 "in_domain_pass": gate["pass_rate"],
                 "in_domain_per_class": gate["per_class"],
                 "ood_rejection": rejected / len(ood),
-                "ood_passed": [v["reason"] for v in ood if v["passed"]][:5],
+                "ood_passed": [
+                    {k: v[k] for k in ("file", "class", "foreground_ratio", "feature_distance")}
+                    for v in ood
+                    if v["passed"]
+                ][:5],
                 "in_domain_rejected": aggregate["rejected_in_domain"],
                 "rules": {
                     k: rules[k]
