@@ -63,7 +63,8 @@ class ClassificationConfig(TrainConfig):
         description="Dual-head (dualhead_* models) phases A/B/C and segmentation loss (JSON), "
         'e.g. {"phases": [{"name": "A", "epochs": 2, "lr_backbone": 0, "lr_seg": 0.001, '
         '"lr_cls": 0, "lambda_seg": 1, "lambda_cls": 0}, ...], "decoder_channels": 256}; '
-        "empty = the defaults (A 30, B 25, C 15 epochs).",
+        "empty = the defaults (A 30, B 25, C 15 epochs; patience 5, 5, 3: a phase ends early "
+        "after that many epochs without improvement, 0 = off).",
         **task_field(label="Dual-head phases"),
     )
 

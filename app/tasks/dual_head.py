@@ -7,7 +7,8 @@ Phases (seed plan §7, §14): A trains the segmentation decoder on a frozen back
 C refines the classifier with the decoder frozen. They run as the staged curriculum
 hierarchical models use (workers/ml/tasks/classification/hierarchy.py): one experiment,
 learning rates per part as a function of the step, optimizer state cleared at each boundary,
-`val/stage` marking the phases on the live chart.
+`val/stage` marking the phases on the live chart; a phase out of patience ends early and the
+later phases move up (the run gets shorter).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ def is_dual_head(model_id: str | None) -> bool:
 
 
 class Phase(BaseModel):
-    """One phase: its epochs, a learning rate per part (0 = frozen) and the loss weights."""
+    """One phase: its epochs, a learning rate per part (0 = frozen), the loss weights and its
+    patience: the phase ends early once the validation primary metric (the run's rule) has not
+    improved for that many epochs, and the next phase starts at the next epoch (0 = off)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -36,18 +39,19 @@ class Phase(BaseModel):
     lr_cls: float = Field(ge=0, le=10)
     lambda_seg: float = Field(ge=0, le=100)
     lambda_cls: float = Field(ge=0, le=100)
+    patience: int = Field(0, ge=0, le=1000)
 
 
 # Seed §14: A 30 epochs (decoder 1e-3), B 25 (backbone 1e-5, heads 1e-4), C 15 (backbone
-# 1e-6, classifier 1e-4). Patience per phase (5/5/3) is not applied: the experiment's early
-# stopping works on the whole run.
+# 1e-6, classifier 1e-4), patience 5 / 5 / 3 epochs per phase (workers/ml/hierarchy.py
+# StagePatience); the experiment's early stopping still works on the whole run.
 DEFAULT_PHASES: tuple[dict[str, Any], ...] = (
     {"name": "A", "epochs": 30, "lr_backbone": 0.0, "lr_seg": 1e-3, "lr_cls": 0.0,
-     "lambda_seg": 1.0, "lambda_cls": 0.0},
+     "lambda_seg": 1.0, "lambda_cls": 0.0, "patience": 5},
     {"name": "B", "epochs": 25, "lr_backbone": 1e-5, "lr_seg": 1e-4, "lr_cls": 1e-4,
-     "lambda_seg": 0.4, "lambda_cls": 0.6},
+     "lambda_seg": 0.4, "lambda_cls": 0.6, "patience": 5},
     {"name": "C", "epochs": 15, "lr_backbone": 1e-6, "lr_seg": 0.0, "lr_cls": 1e-4,
-     "lambda_seg": 0.0, "lambda_cls": 1.0},
+     "lambda_seg": 0.0, "lambda_cls": 1.0, "patience": 3},
 )  # fmt: skip
 
 

@@ -103,6 +103,31 @@ def test_every_hyperparameter_is_validated_with_a_helpful_message(
     assert client.get(url(project)).json()["total"] == 0
 
 
+def test_dual_head_phases_take_a_patience(
+    client: TestClient, project: Project, split_id: int
+) -> None:
+    body = create(client, project, split_id, model="dualhead_small_cnn").json()
+    assert [p["patience"] for p in body["config"]["dual_head"]["phases"]] == [5, 5, 3]  # seed §14
+    phase = {"name": "A", "epochs": 2, "lr_backbone": 0, "lr_seg": 0.001, "lr_cls": 0,
+             "lambda_seg": 1, "lambda_cls": 0}  # fmt: skip
+    made = create(
+        client, project, split_id, name="p", model="dualhead_small_cnn",
+        dual_head={"phases": [{**phase, "patience": 1}, phase]},
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    assert [p["patience"] for p in made.json()["config"]["dual_head"]["phases"]] == [1, 0]
+    for bad in (-1, 1.5, "soon"):
+        error = assert_api_error(
+            create(
+                client, project, split_id, name="q", model="dualhead_small_cnn",
+                dual_head={"phases": [{**phase, "patience": bad}]},
+            ),
+            422,
+            "invalid_hyperparameters",
+        )  # fmt: skip
+        assert "patience" in str(error["details"])
+
+
 def test_warmup_must_be_shorter_than_training(
     client: TestClient, project: Project, split_id: int
 ) -> None:

@@ -6,8 +6,8 @@ the same Lightning module and checkpoint writer the worker uses) without a worke
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from sqlmodel import Session
@@ -15,6 +15,18 @@ from sqlmodel import Session
 from app.models import Experiment
 from app.services import experiments as experiment_service
 from app.storage import Storage
+
+
+def open_session_for(session: Session) -> Callable[[], AbstractContextManager[Session]]:
+    """What run_experiment opens its sessions with: new ones on the test session's engine."""
+    engine = session.get_bind()
+
+    @contextmanager
+    def open_session() -> Iterator[Session]:
+        with Session(engine, expire_on_commit=False) as inner:
+            yield inner
+
+    return open_session
 
 
 def train_tiny_experiment(
@@ -48,13 +60,7 @@ def train_tiny_experiment(
     }
     experiment = experiment_service.create_experiment(session, project_id, body)
     assert experiment.id is not None
-    engine = session.get_bind()
-
-    @contextmanager
-    def open_session() -> Iterator[Session]:
-        with Session(engine, expire_on_commit=False) as inner:
-            yield inner
-
+    open_session = open_session_for(session)
     run_experiment(open_session, storage, experiment.id)
     session.expire_all()
     result = session.get(Experiment, experiment.id)
@@ -69,13 +75,7 @@ def stop_then_resume(
     to the end; returns both runs' results and the epochs reported, in order."""
     from workers.handlers.train import run_experiment
 
-    engine = session.get_bind()
-
-    @contextmanager
-    def open_session() -> Iterator[Session]:
-        with Session(engine, expire_on_commit=False) as inner:
-            yield inner
-
+    open_session = open_session_for(session)
     epochs: list[int] = []
 
     def on_event(event: dict[str, Any]) -> None:

@@ -60,26 +60,32 @@ def stage_plan(config: dict[str, Any], steps_per_epoch: float) -> list[dict[str,
     return schedule(runs, steps_per_epoch)
 
 
-def schedule(runs: list[dict[str, Any]], steps_per_epoch: float) -> list[dict[str, Any]]:
+def schedule(
+    runs: list[dict[str, Any]], steps_per_epoch: float, lengths: list[int] | None = None
+) -> list[dict[str, Any]]:
     """Curriculum stages (each with `epochs`, `lr` or `lrs` per part, and its `active` parts)
     placed in time: first epoch and step, length in steps, parts new in the stage. Shared by
-    the hierarchical and dual-head models (their phases)."""
+    the hierarchical and dual-head models (their phases). `lengths`: the epochs each stage
+    runs where one ended early (its `planned_epochs` stay), the later ones moved up."""
     plan: list[dict[str, Any]] = []
     epoch = 0
     previous: set[str] = set()
-    for stage in runs:
+    for index, stage in enumerate(runs):
         active = list(stage["active"])
+        epochs = int(lengths[index]) if lengths else int(stage["epochs"])
         plan.append(
             {
                 **stage,
+                "planned_epochs": int(stage["epochs"]),
+                "epochs": epochs,
                 "start_epoch": epoch,
                 "start_step": round(epoch * steps_per_epoch),
-                "steps": max(1, round(stage["epochs"] * steps_per_epoch)),
+                "steps": max(1, round(epochs * steps_per_epoch)),
                 "new": [part for part in active if part not in previous],
             }
         )
         previous |= set(active)
-        epoch += int(stage["epochs"])
+        epoch += epochs
     return plan
 
 
@@ -151,9 +157,93 @@ def staged_optimizers(
     total = int(module.trainer.estimated_stepping_batches)
     per_epoch = total / max(1, int(module.trainer.max_epochs or 1))
     plan = plan_of(per_epoch) if plan_of else stage_plan(module.config, per_epoch)
+    module.step_plan = (per_epoch, plan)  # re-placed in place when a stage ends early
     if warmup_epochs is None:
         warmup_epochs = float(module.config["hierarchy"]["head_warmup_epochs"])
     warm = float(warmup_epochs) * per_epoch
     factors = [group_factor(module.config, plan, g["name"], warm) for g in optimizer.param_groups]
     answer["lr_scheduler"]["scheduler"] = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
     return answer
+
+
+class StagePatience:
+    """Mixin for a StudioModule whose curriculum stages have a `patience` (0 = off): a stage
+    whose validation primary metric has not improved for that many epochs (the run's own rule,
+    counted by the training callback per stage) ends after the current epoch, and the later
+    stages move up, shortening the run. The epochs each stage runs (`stage_lengths`) are the
+    one source for the stage lookup (`plan`), the learning-rate factors (the LambdaLR closures
+    read `step_plan`, re-placed in place) and `val/stage`; they travel in the checkpoint, so a
+    resume places the stages as they ran before the plan is used."""
+
+    plan: list[dict[str, Any]]
+    step_plan: tuple[float, list[dict[str, Any]]] | None = None
+    stage_lengths: list[int] | None = None  # None: as planned
+
+    def plan_of(self, steps_per_epoch: float) -> list[dict[str, Any]]:
+        """The stages placed at `steps_per_epoch`, with `stage_lengths` applied."""
+        raise NotImplementedError
+
+    def end_stalled_stage(self, epoch: int, waited: int) -> str | None:
+        """After (1-based) `epoch`, the current stage having gone `waited` epochs without
+        improving: end it if that reaches its patience and it has epochs left; the log line."""
+        stage = stage_at(self.plan, epoch=epoch - 1)
+        patience = int(stage.get("patience") or 0)
+        ran = epoch - int(stage["start_epoch"])
+        if not patience or waited < patience or ran >= int(stage["epochs"]):
+            return None
+        index = self.plan.index(stage)
+        self.stage_lengths = [int(s["epochs"]) for s in self.plan]
+        self.stage_lengths[index] = ran
+        self._replace()
+        name = stage.get("name") or stage.get("level") or index + 1
+        what = f"{'Phase' if 'name' in stage else 'Stage'} {name}"
+        done = f"stopped early after {waited} epoch{'s' * (waited != 1)} without improvement"
+        if index + 1 < len(self.plan):
+            after = self.plan[index + 1]
+            upcoming = after.get("name") or after.get("level") or index + 2
+            return (
+                f"{what} {done}; {what.split()[0].lower()} {upcoming} starts at epoch {epoch + 1}."
+            )
+        return f"{what} {done}; it was the last, so the run ends at epoch {epoch}."
+
+    def _replace(self) -> None:
+        self.plan = self.plan_of(1.0)
+        trainer = getattr(self, "_trainer", None)
+        if trainer is not None:
+            trainer.fit_loop.max_epochs = sum(int(s["epochs"]) for s in self.plan)
+        if self.step_plan is None:
+            return
+        per_epoch, step_plan = self.step_plan
+        step_plan[:] = self.plan_of(per_epoch)
+        # The rate of the next step was set with the old plan: set it with the new one.
+        for config in trainer.lr_scheduler_configs if trainer is not None else []:
+            scheduler = config.scheduler
+            if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+                groups = scheduler.optimizer.param_groups
+                for group, base, factor in zip(
+                    groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True
+                ):
+                    group["lr"] = base * factor(scheduler.last_epoch)
+                scheduler._last_lr = [group["lr"] for group in groups]  # type: ignore[attr-defined]
+
+    def stages_run(self) -> list[dict[str, Any]]:
+        """The stages as they ran (for the experiment's record)."""
+        return [
+            {
+                "name": s.get("name") or s.get("level"),
+                "planned_epochs": s["planned_epochs"],
+                "epochs": s["epochs"],
+                "start_epoch": s["start_epoch"] + 1,
+                "ended_early": s["epochs"] < s["planned_epochs"],
+            }
+            for s in self.plan
+        ]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["stage_lengths"] = self.stage_lengths
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning restores the module before configure_optimizers: the plan is right by then.
+        if checkpoint.get("stage_lengths"):
+            self.stage_lengths = list(checkpoint["stage_lengths"])
+            self._replace()

@@ -85,6 +85,16 @@ class StudioModule(L.LightningModule):
         (`best-<stage>`); None for a run without stages."""
         return None
 
+    def end_stalled_stage(self, epoch: int, waited: int) -> str | None:
+        """After `epoch`, the current stage having gone `waited` epochs without improving: a
+        curriculum with a patience per stage ends it here (workers/ml/hierarchy.py
+        StagePatience) and returns the log line; None: nothing ended."""
+        return None
+
+    def stages_run(self) -> list[dict[str, Any]] | None:
+        """The curriculum's stages as they ran (an early end shortens one), for the record."""
+        return None
+
     @property
     def train_metrics(self) -> dict[str, float]:
         """Metrics of this epoch's training batches as trained (keys without `train/`): the

@@ -161,6 +161,7 @@ class StudioCallback(Callback):
         self.last_info: dict[str, Any] | None = None
         # per curriculum stage (phase): [score, loss] of its best epoch so far
         self.stage_best: dict[str, list[float | None]] = {}
+        self.stage_wait: dict[str, int] = {}  # epochs since the stage's best (its patience)
         self._last_step_report = 0.0
         self._epoch_start = 0.0
         self._epoch_images = 0
@@ -180,6 +181,7 @@ class StudioCallback(Callback):
             "wait": self.wait,
             "best_info": self.best_info,
             "stage_best": self.stage_best,
+            "stage_wait": self.stage_wait,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -190,6 +192,7 @@ class StudioCallback(Callback):
         self.wait = int(state_dict.get("wait") or 0)
         self.best_info = state_dict.get("best_info")
         self.stage_best = dict(state_dict.get("stage_best") or {})
+        self.stage_wait = dict(state_dict.get("stage_wait") or {})
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: Any) -> None:
         self._epoch_start = time.monotonic()
@@ -268,6 +271,10 @@ class StudioCallback(Callback):
             self.best_loss = loss
         else:
             self.wait += 1
+        ended = None  # a stage out of patience ends here: the run's length and "last" see it
+        if stage is not None:
+            self.stage_wait[stage] = 0 if stage_improved else self.stage_wait.get(stage, 0) + 1
+            ended = pl_module.end_stalled_stage(epoch, self.stage_wait[stage])
         max_epochs = int(trainer.max_epochs or epoch)
         per_epoch = (time.monotonic() - self._fit_start) / max(
             1, epoch - self._first_epoch(trainer)
@@ -298,6 +305,8 @@ class StudioCallback(Callback):
             )
         self.last_info = self._save(trainer, pl_module, "last", epoch=epoch, metric=metric)
         self.report(event)
+        if ended:
+            self.report({"type": "log", "message": ended})
         if self.should_stop():
             raise StopRequested
         patience = int(self.request.config["early_stopping_patience"])
@@ -506,6 +515,8 @@ def fit(
             ckpt_path.unlink(missing_ok=True)
     epochs_done = callback.last_info["epoch"] if callback.last_info else int(trainer.current_epoch)
     provenance["finished_at"] = now_iso()
+    if module.stages_run() is not None:
+        provenance["stages_run"] = module.stages_run()
     return FitResult(
         status=status,
         epochs_done=int(epochs_done),

@@ -1,6 +1,7 @@
 """The dual-head LightningModule: phases A/B/C as curriculum stages (the hierarchical model's
 mechanism: per-part learning rates as a pure function of the step, optimizer state cleared at
-each phase boundary, `val/stage` on the live chart, mid-phase resume), loss
+each phase boundary, `val/stage` on the live chart, mid-phase resume; a phase out of patience
+ends early and the later ones move up: StagePatience), loss
 λ_cls · classification loss + λ_seg · tier-weighted segmentation loss. A part whose rate is 0
 in a phase is frozen: no step, and a frozen backbone's BatchNorm statistics stay put. A recipe
 that freezes the backbone (DINOv3's default) keeps it frozen in every phase but its unfrozen
@@ -19,6 +20,7 @@ from torch import nn
 from app.tasks.dual_head import plan as phase_list
 from workers.ml.backbones import freeze_backbone, pretrained_wanted
 from workers.ml.hierarchy import (
+    StagePatience,
     fresh_optimizer_at_boundary,
     schedule,
     stage_at,
@@ -32,7 +34,7 @@ from workers.ml.tasks.classification.dual_head.net import DualHeadNet
 from workers.ml.tasks.classification.metrics import multiclass_metrics, multilabel_metrics
 
 
-class DualHeadModule(StudioModule):
+class DualHeadModule(StagePatience, StudioModule):
     def __init__(self, config: dict[str, Any], classes: list[str], info: dict[str, Any]) -> None:
         block = config["dual_head"]
         model = DualHeadNet(
@@ -51,7 +53,7 @@ class DualHeadModule(StudioModule):
         self.channels: list[str] = list(info["segmentation"]["channels"])
         self.exclusive = bool(info["segmentation"]["exclusive"])
         self.dice_weight = float(block["dice_weight"])
-        self.plan = schedule(phase_list(config), 1.0)
+        self.plan = self.plan_of(1.0)
         self.thresholds: list[float] | None = [0.5] * self.num_classes if self.multi_label else None
         self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._iou: ChannelIoU | None = None
@@ -59,6 +61,9 @@ class DualHeadModule(StudioModule):
     @property
     def net(self) -> DualHeadNet:
         return self.model  # type: ignore[return-value]
+
+    def plan_of(self, steps_per_epoch: float) -> list[dict[str, Any]]:
+        return schedule(phase_list(self.config), steps_per_epoch, self.stage_lengths)
 
     def stage(self) -> dict[str, Any]:
         return stage_at(self.plan, epoch=int(self.current_epoch))
@@ -133,7 +138,7 @@ class DualHeadModule(StudioModule):
         return staged_optimizers(
             self,
             super().configure_optimizers(),
-            lambda per_epoch: schedule(phase_list(self.config), per_epoch),
+            self.plan_of,
             float(self.config["warmup_epochs"]),
         )
 
