@@ -173,7 +173,7 @@ def test_dual_head_on_a_vit_trains_in_phases_rebuilds_and_exports_both_heads(
     samples, classes = studio_samples(tmp_path / "set" / "data", "classification", "folders",
                                       tmp_path / "masks")  # fmt: skip
     args = Namespace(phases="1,1,1", model="dinov3_vit_small", size=32, batch=8, lr=3e-3,
-                     decoder=16, negative_share=0.0)  # fmt: skip
+                     decoder=16, negative_share=0.0, freeze_a=False)  # fmt: skip
     config = recipe(args, 0, dual=True)
     assert config["freeze_backbone"] is True  # DINOv3's default holds in every phase
     code = get_task_code("classification")
