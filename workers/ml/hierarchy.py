@@ -194,7 +194,7 @@ class StagePatience:
         index = self.plan.index(stage)
         self.stage_lengths = [int(s["epochs"]) for s in self.plan]
         self.stage_lengths[index] = ran
-        self._replace()
+        self._move_stages()
         name = stage.get("name") or stage.get("level") or index + 1
         what = f"{'Phase' if 'name' in stage else 'Stage'} {name}"
         done = f"stopped early after {waited} epoch{'s' * (waited != 1)} without improvement"
@@ -206,7 +206,7 @@ class StagePatience:
             )
         return f"{what} {done}; it was the last, so the run ends at epoch {epoch}."
 
-    def _replace(self) -> None:
+    def _move_stages(self) -> None:
         self.plan = self.plan_of(1.0)
         trainer = getattr(self, "_trainer", None)
         if trainer is not None:
@@ -246,4 +246,4 @@ class StagePatience:
         # Lightning restores the module before configure_optimizers: the plan is right by then.
         if checkpoint.get("stage_lengths"):
             self.stage_lengths = list(checkpoint["stage_lengths"])
-            self._replace()
+            self._move_stages()
