@@ -59,6 +59,8 @@ def test_oriented_import_train_evaluate_export_try(
     expect(page.get_by_test_id("test-metrics")).to_contain_text("mAP@.5")
 
     page.get_by_test_id("next-evaluate").click()
+    # the page's scripts must have bound the form (a click before that submits it natively)
+    page.wait_for_url(re.compile(r".*/evaluation.*"), wait_until="load")
     page.get_by_test_id("evaluate").click()
     expect(page.get_by_test_id("eval-metrics")).to_be_visible(timeout=SLOW)
     expect(page.get_by_test_id("metric-map50")).to_have_text(re.compile(r"^\d\.\d{4}$"))
