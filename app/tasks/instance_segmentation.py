@@ -107,7 +107,11 @@ def map_sample(
             book.add(s.label)
             out.append(m.Mapped("polygon", s.label, geometry, attrs))
         elif s.kind == "rle":
-            region = m.rle_mask(g)
+            try:
+                region = m.rle_mask(g)
+            except (ValueError, TypeError, KeyError) as exc:
+                warn(f"bad RLE ({exc}); skipped")
+                continue
             if region.shape != (h, w):
                 warn("RLE size differs from the image; skipped")
                 continue

@@ -174,16 +174,37 @@ def quad_to_obb(points: list[list[float]]) -> dict[str, float] | None:
 
 
 def rle_mask(geometry: dict[str, Any]) -> np.ndarray:
+    """A COCO RLE (compressed string, or uncompressed count list) as an [H, W] 0/1 mask."""
     from pycocotools import mask as coco_mask
 
-    height, width = geometry["size"]
+    height, width = (int(v) for v in geometry["size"])
     counts = geometry["counts"]
-    rle = (
-        coco_mask.frPyObjects({"counts": counts, "size": [height, width]}, height, width)
-        if isinstance(counts, list)
-        else {"counts": counts.encode(), "size": [height, width]}
-    )
+    if isinstance(counts, list):
+        return counts_mask(counts, height, width)
+    rle = {"counts": counts.encode(), "size": [height, width]}
     return np.asarray(coco_mask.decode(rle), dtype=np.uint8)
+
+
+def counts_mask(counts: list[Any], height: int, width: int) -> np.ndarray:
+    """An uncompressed RLE (alternating background / foreground runs, column by column).
+    Decoded here rather than by pycocotools, whose decoder leaves the pixels after the last
+    run uninitialised when the counts add up to less than the image (files often omit the
+    trailing background run): those pixels are background. Counts that are negative or add
+    up to more than the image are refused."""
+    total = height * width
+    flat = np.zeros(total, dtype=np.uint8)
+    position, value = 0, 0
+    for count in counts:
+        if isinstance(count, bool) or not isinstance(count, int | float) or count < 0:
+            raise ValueError("RLE counts must be non-negative numbers")
+        run = int(count)
+        if position + run > total:
+            raise ValueError("RLE counts add up to more pixels than the mask has")
+        if value:
+            flat[position : position + run] = 1
+        position += run
+        value ^= 1
+    return flat.reshape(width, height).T.copy()
 
 
 def polygon_mask(rings: list[list[list[float]]], w: int, h: int) -> np.ndarray:
@@ -314,7 +335,11 @@ def shape_box(
     if shape.kind in {"polygon", "quad"}:
         return clip_box(extent([p for r in rings_of(g) for p in r]), w, h, warn)
     if shape.kind == "rle":
-        ys, xs = np.nonzero(rle_mask(g))
+        try:
+            ys, xs = np.nonzero(rle_mask(g))
+        except (ValueError, TypeError, KeyError) as exc:
+            warn(f"bad RLE ({exc}); skipped")
+            return None
         if not len(xs):
             return None
         box = {
