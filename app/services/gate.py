@@ -52,14 +52,14 @@ class GateRules(BaseModel):
 
     default_min_ratio: float = Field(ge=0, le=1)
     min_ratio: dict[str, float]
-    max_ratio: dict[str, float] = Field(default_factory=dict)
-    ratio_margin: float = Field(0.1, ge=0, le=1)
+    max_ratio: dict[str, float]
+    ratio_margin: float = Field(ge=0, le=1)
     min_component_px: float = Field(ge=0, le=1e7)
     reference_side: int = Field(ge=8, le=4096)
     min_calibration_images: int = Field(ge=1, le=100000)
-    max_feature_distance: float | None = Field(None, gt=0, le=1e6)
-    feature_margin: float = Field(0.25, ge=0, le=100)
-    feature_reference: dict[str, Any] | None = None
+    max_feature_distance: float | None = Field(gt=0, le=1e6)
+    feature_margin: float = Field(ge=0, le=100)
+    feature_reference: dict[str, Any] | None
 
 
 def is_dual(experiment: Experiment) -> bool:

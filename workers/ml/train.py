@@ -263,7 +263,7 @@ class StudioCallback(Callback):
             score = None
         loss = metrics.get("val/loss")
         improved = better(score, loss, self.best_score, self.best_loss)
-        stage = getattr(pl_module, "checkpoint_stage", lambda: None)()
+        stage = pl_module.checkpoint_stage()
         stage_improved = stage is not None and better(score, loss, *self.stage_best.get(stage, []))
         if improved:
             self.best_metric, self.best_score = metric, score
@@ -515,8 +515,9 @@ def fit(
             ckpt_path.unlink(missing_ok=True)
     epochs_done = callback.last_info["epoch"] if callback.last_info else int(trainer.current_epoch)
     provenance["finished_at"] = now_iso()
-    if module.stages_run() is not None:
-        provenance["stages_run"] = module.stages_run()
+    stages_run = module.stages_run()
+    if stages_run is not None:
+        provenance["stages_run"] = stages_run
     return FitResult(
         status=status,
         epochs_done=int(epochs_done),

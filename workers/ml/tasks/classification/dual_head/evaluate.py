@@ -56,7 +56,14 @@ def reference_of(model: InferenceModel, samples: list[Sample]) -> dict[str, Any]
         labelled = [labelled[int(i * step)] for i in range(REFERENCE_IMAGES)]
     if not labelled:
         return None
-    _, embeddings = channel_probs(model, [s.path for s, _ in labelled])
+    net = model.model
+    paths = [s.path for s, _ in labelled]
+    chunks = []
+    with torch.inference_mode():  # the backbone's pass only: no masks are needed here
+        for start in range(0, len(paths), 32):
+            x = torch.stack([preprocess(load_image(p), model) for p in paths[start : start + 32]])
+            chunks.append(net.embed(x).float().cpu().numpy())  # type: ignore[operator]
+    embeddings = np.concatenate(chunks)
     by_class: dict[str, list[np.ndarray]] = {}
     for (_, name), vector in zip(labelled, embeddings, strict=True):
         by_class.setdefault(name, []).append(vector)

@@ -58,6 +58,10 @@ class DualHeadNet(nn.Module):
         seg = F.interpolate(seg, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return self.head(embedding), seg, embedding.flatten(1)
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The image embedding alone (the backbone's pass, no decoder)."""
+        return self.backbone.features_and_embed(x)[1].flatten(1)
+
     def both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits, seg, _ = self.outputs(x)
         return logits, seg
