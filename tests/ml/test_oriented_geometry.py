@@ -193,3 +193,39 @@ def test_quarter_turn_turns_the_angle_by_ninety_degrees() -> None:
     moved = map_boxes(box, augment_matrix(64, {"rotate90": True}, Turn()))[0]  # type: ignore[arg-type]
     assert moved[:4] == pytest.approx([44.0, 32.0, 10.0, 4.0])
     assert math.degrees(moved[4]) == pytest.approx(-80.0)
+
+
+def test_rotated_nms_keeps_what_greedy_nms_over_the_whole_iou_matrix_keeps() -> None:
+    """The pruned NMS (only the pairs greedy NMS reads, skipping pairs whose circles or area
+    ratio rule a suppression out) against the plain algorithm on the full IoU matrix."""
+    rng = np.random.default_rng(7)
+    for trial in range(40):
+        n = int(rng.integers(1, 120))
+        boxes = np.stack(
+            [
+                rng.uniform(0, 64, n),
+                rng.uniform(0, 64, n),
+                rng.uniform(0, 30, n) * (rng.random(n) > 0.05),  # some degenerate
+                rng.uniform(1, 20, n),
+                rng.uniform(-90, 90, n),
+            ],
+            1,
+        )
+        if trial % 4 == 0:  # clusters of near-copies, as a trained model's locations give
+            boxes[n // 2 :] = boxes[: n - n // 2] + rng.normal(0, 1.5, (n - n // 2, 5))
+        scores = rng.random(n)
+        scores[: n // 3] = 0.5  # ties keep their order
+        labels = rng.integers(0, 3, n)
+        threshold = float(rng.choice([0.1, 0.3, 0.5, 0.7]))
+        order = np.argsort(-scores, kind="stable")
+        iou = rotated_iou(boxes[order], boxes[order])
+        same = labels[order][:, None] == labels[order][None, :]
+        suppressed = np.zeros(n, bool)
+        expected = []
+        for i in range(n):
+            if suppressed[i]:
+                continue
+            expected.append(int(order[i]))
+            suppressed |= same[i] & (iou[i] > threshold)
+        kept = rotated_nms(boxes, scores, labels, threshold, degrees=True)
+        assert kept.tolist() == expected, trial

@@ -108,21 +108,43 @@ def rotated_nms(
     degrees: bool = False,
 ) -> np.ndarray:
     """Indices kept by class-wise greedy NMS, best first: a box is dropped when it overlaps a
-    kept box of its class by more than `iou_threshold` (rotated IoU)."""
+    kept box of its class by more than `iou_threshold` (rotated IoU).
+
+    Only the IoUs greedy NMS reads are computed: each kept box against the later boxes of its
+    class still alive whose circumscribed circles meet it and whose area ratio lets the IoU
+    exceed the threshold (IoU ≤ smaller area / larger area). An untrained model's 300
+    candidates would otherwise cost 90,000 polygon intersections per image, which made
+    validation cost more than training in the first epochs."""
+    import shapely
+
     scores = np.asarray(scores, np.float64).reshape(-1)
     labels = np.asarray(labels).reshape(-1)
     order = np.argsort(-scores, kind="stable")
     if not len(order):
         return order.astype(np.int64)
-    iou = rotated_iou(obb[order], obb[order], degrees)
-    same = labels[order][:, None] == labels[order][None, :]
-    suppressed = np.zeros(len(order), bool)
+    boxes = np.asarray(obb, np.float64).reshape(-1, 5)[order]
+    label = labels[order]
+    area = np.clip(boxes[:, 2], 0, None) * np.clip(boxes[:, 3], 0, None)
+    radius = np.hypot(boxes[:, 2], boxes[:, 3]) / 2
+    polygons = shapely.polygons(corners(boxes, degrees))
+    alive = np.ones(len(order), bool)
     keep: list[int] = []
     for i in range(len(order)):
-        if suppressed[i]:
+        if not alive[i]:
             continue
         keep.append(i)
-        suppressed |= same[i] & (iou[i] > iou_threshold)
+        if area[i] <= 0:  # a degenerate box overlaps nothing: kept, never suppressing
+            continue
+        rest = np.flatnonzero(alive[i + 1 :]) + i + 1
+        rest = rest[(label[rest] == label[i]) & (area[rest] > 0)]
+        gap = np.hypot(boxes[rest, 0] - boxes[i, 0], boxes[rest, 1] - boxes[i, 1])
+        ratio = np.minimum(area[rest], area[i]) / np.maximum(area[rest], area[i])
+        rest = rest[(gap < radius[rest] + radius[i]) & (ratio > iou_threshold)]
+        if not len(rest):
+            continue
+        inter = shapely.area(shapely.intersection(polygons[i], polygons[rest]))
+        iou = inter / (area[i] + area[rest] - inter)
+        alive[rest[iou > iou_threshold]] = False
     return order[np.asarray(keep, np.int64)]
 
 
