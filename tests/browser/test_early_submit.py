@@ -27,9 +27,7 @@ def studio(tmp_path: Path) -> Iterator[LiveStudio]:
     live.stop()
 
 
-def test_a_form_sent_before_htmx_is_ready_goes_through_htmx(
-    page: Page, studio: LiveStudio
-) -> None:
+def test_a_form_sent_before_htmx_is_ready_goes_through_htmx(page: Page, studio: LiveStudio) -> None:
     held: list[Route] = []
 
     def hold(route: Route) -> None:
