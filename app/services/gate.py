@@ -21,6 +21,7 @@ from app.services.evaluations import find_evaluation, get_experiment
 from app.services.jobs import submit_job
 from app.services.predictions import store_inputs
 from app.storage import Storage
+from app.tasks.dual_head import GATE_DEFAULT_RULES as DEFAULT_RULES
 from app.tasks.dual_head import is_dual_head
 
 OVERRIDE, OUT_OF_DOMAIN, BASELINE = "gate_rules", "gate_ood", "gate_baseline"
@@ -28,18 +29,6 @@ OVERRIDE, OUT_OF_DOMAIN, BASELINE = "gate_rules", "gate_ood", "gate_baseline"
 # accuracy falls more than 0.5 points below it or its mean IoU stays under 0.5.
 MAX_ACCURACY_DROP, MIN_SEG_MIOU = 0.005, 0.5
 MAX_FILES, MAX_BYTES = 2000, 512 * 1024 * 1024
-DEFAULT_RULES: dict[str, Any] = {  # as workers/ml/tasks/classification/dual_head/gate.py
-    "default_min_ratio": 0.15,
-    "min_ratio": {},
-    "max_ratio": {},
-    "ratio_margin": 0.1,
-    "min_component_px": 500.0,
-    "reference_side": 224,
-    "min_calibration_images": 5,
-    "max_feature_distance": None,
-    "feature_margin": 0.25,
-    "feature_reference": None,
-}
 CALIBRATED_ONLY = "feature_reference"  # measured from training images, never typed in
 
 

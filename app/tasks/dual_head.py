@@ -20,6 +20,22 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 PREFIX = "dualhead_"
 PARTS = ("backbone", "seg", "cls")
 
+# The gate's rules before calibration (seed §10 plus the familiarity and upper-ratio rules);
+# one copy read by the web process and the workers (examples/predict_onnx.py restates the
+# decision on purpose: it runs without the studio).
+GATE_DEFAULT_RULES: dict[str, Any] = {
+    "default_min_ratio": 0.15,
+    "min_ratio": {},  # class → calibrated minimum foreground ratio
+    "max_ratio": {},  # class → calibrated maximum foreground ratio (none: no upper bound)
+    "ratio_margin": 0.1,
+    "min_component_px": 500.0,
+    "reference_side": 224,
+    "min_calibration_images": 5,
+    "max_feature_distance": None,  # calibrated; None: the familiarity rule is off
+    "feature_margin": 0.25,
+    "feature_reference": None,  # {"means": [[...] per class], "scale": [...]} from training
+}
+
 
 def is_dual_head(model_id: str | None) -> bool:
     return bool(model_id) and str(model_id).startswith(PREFIX)

@@ -26,20 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from app.tasks.dual_head import GATE_DEFAULT_RULES as DEFAULT_RULES
 from workers.ml.tasks.classification.dual_head.metrics import fired
 
-DEFAULT_RULES: dict[str, Any] = {
-    "default_min_ratio": 0.15,
-    "min_ratio": {},  # class → calibrated minimum foreground ratio
-    "max_ratio": {},  # class → calibrated maximum foreground ratio (none: no upper bound)
-    "ratio_margin": 0.1,
-    "min_component_px": 500.0,
-    "reference_side": 224,
-    "min_calibration_images": 5,
-    "max_feature_distance": None,  # calibrated; None: the familiarity rule is off
-    "feature_margin": 0.25,
-    "feature_reference": None,  # {"means": [[...] per class], "scale": [...]} from training
-}
 SCALE_FLOOR = 0.1  # a dimension's scale is at least this share of the median scale
 
 
