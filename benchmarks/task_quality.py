@@ -55,6 +55,7 @@ def studio_samples(
     """The folder read by the studio's importer and the task's import mapping; masks are
     written as PNG files, as the import job stores them (to `masks`, by default a `_masks`
     folder inside the data)."""
+    import numpy as np
     from PIL import Image
 
     from app.importers import read_source
@@ -72,6 +73,16 @@ def studio_samples(
         anns = []
         for m in map_sample(item, task, width, height, book, folder, lambda _message: None):
             geometry = dict(m.geometry)
+            if m.mask is not None and m.label is None and "channels" not in m.geometry:
+                # a semantic index mask: stored as it is, one annotation per class in it
+                masks.mkdir(exist_ok=True)
+                file = masks / f"{index}.png"
+                Image.fromarray(m.mask).save(file)
+                names = {i: name for name, i in book.index.items()}
+                for value in sorted(int(v) for v in np.unique(m.mask) if int(v) in names):
+                    found = {"file": str(file), "index": value}
+                    anns.append(Ann("mask", names[value], found, dict(m.attributes)))
+                continue
             if m.mask is not None:
                 masks.mkdir(exist_ok=True)
                 file = masks / f"{index}_{len(anns)}.png"  # one file per mask (instances)

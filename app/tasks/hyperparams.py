@@ -154,7 +154,13 @@ class TrainConfig(BaseModel):
         json_schema_extra={"label": "Backbone LR factor"},
     )
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Random seed (0 to 2^31-1).")
-    deterministic: StrictBool = Field(True, description="Deterministic algorithms (reproducible).")
+    deterministic: StrictBool = Field(
+        True,
+        description=(
+            "Deterministic algorithms (reproducible); on a GPU the few operations without one "
+            "run anyway, with a warning in the log."
+        ),
+    )
     num_workers: int = Field(
         0,
         ge=0,

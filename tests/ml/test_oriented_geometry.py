@@ -229,3 +229,15 @@ def test_rotated_nms_keeps_what_greedy_nms_over_the_whole_iou_matrix_keeps() -> 
             suppressed |= same[i] & (iou[i] > threshold)
         kept = rotated_nms(boxes, scores, labels, threshold, degrees=True)
         assert kept.tolist() == expected, trial
+
+
+def test_kld_loss_runs_in_float32_under_mixed_precision() -> None:
+    """Under autocast the head's boxes arrive in 16 bits; the 2x2 determinants of thin boxes
+    need float32 (CUDA has no half-precision `det`; the CUDA check found the failure)."""
+    pred = torch.tensor([[20.0, 30.0, 12.0, 3.0, 0.3], [40.0, 41.0, 30.0, 2.0, -1.2]])
+    target = torch.tensor([[21.0, 29.0, 11.0, 3.5, 0.25], [40.0, 40.0, 28.0, 2.5, -1.1]])
+    expected = kld_loss(pred, target)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = kld_loss(pred.bfloat16(), target)
+    assert got.dtype == torch.float32
+    assert torch.allclose(got, expected, atol=2e-2)

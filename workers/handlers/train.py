@@ -67,13 +67,12 @@ def run_experiment(
 ) -> dict[str, Any]:
     """Train (or resume) one experiment; returns a result summary. Stop requests (experiment
     status "stopping", or external_stop) end the run after the current step with a checkpoint."""
-    import torch
 
     from workers.hardware import record_hardware
     from workers.ml.checkpoints import load_checkpoint, load_for_inference
     from workers.ml.tasks import get_task_code
     from workers.ml.tasks.base import samples_from_rows
-    from workers.ml.train import FitRequest, fit, now_iso, oom_policy
+    from workers.ml.train import FitRequest, fit_within_memory, now_iso
 
     record_hardware(storage)
 
@@ -195,43 +194,32 @@ def run_experiment(
                 session, experiment_id, int(checkpoints["last"]["epoch"])
             )
     notes: list[str] = list(prepared.notes)
-    while True:
-        request = FitRequest(
-            task=project.task_type,
-            config=config,
-            classes=classes,
-            prepared=prepared,
-            out_dir=out_dir,
-            primary_metric=spec.primary_metric,
-            metric_mode=spec.metric_mode,
-            provenance=base_provenance,
-            resume_from=resume_from,
-        )
-        try:
-            result = fit(request, report, should_stop)
-            break
-        except torch.cuda.OutOfMemoryError:
-            changed = oom_policy(int(config["batch_size"]), int(config["accumulate_grad_batches"]))
-            if changed is None:
-                raise RuntimeError(
-                    "CUDA out of memory even at batch size 1; choose a smaller model or image size"
-                ) from None
-            torch.cuda.empty_cache()
-            config = {**config, "batch_size": changed[0], "accumulate_grad_batches": changed[1]}
-            note = (
-                f"CUDA out of memory: batch size now {changed[0]}, gradient accumulation "
-                f"{changed[1]} (same effective batch); resuming from the last checkpoint."
-            )
-            notes.append(note)
-            emit({"type": "log", "message": note, "level": "warning"})
-            with open_session() as session:
-                row = session.get(Experiment, experiment_id)
-                assert row is not None
-                row.config = config
-                session.add(row)
-                session.commit()
-                last = row.checkpoints.get("last")
-            resume_from = storage.resolve(last["path"]) if last else None
+    request = FitRequest(
+        task=project.task_type,
+        config=config,
+        classes=classes,
+        prepared=prepared,
+        out_dir=out_dir,
+        primary_metric=spec.primary_metric,
+        metric_mode=spec.metric_mode,
+        provenance=base_provenance,
+        resume_from=resume_from,
+    )
+
+    def shrunk(changed: dict[str, Any], note: str) -> Path | None:
+        """Keep the smaller batch in the experiment; resume from its last checkpoint."""
+        emit({"type": "log", "message": note, "level": "warning"})
+        with open_session() as session:
+            row = session.get(Experiment, experiment_id)
+            assert row is not None
+            row.config = changed
+            session.add(row)
+            session.commit()
+            last = row.checkpoints.get("last")
+        return storage.resolve(last["path"]) if last else None
+
+    result, shrink_notes = fit_within_memory(request, report, should_stop, shrunk)
+    notes.extend(shrink_notes)
     provenance = {**result.provenance, "notes": [*result.notes, *notes]}
     best_path = out_dir / "best.ckpt"
     if best_path.exists():

@@ -17,7 +17,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -124,6 +124,38 @@ def cpu_threads() -> int:
     """Intra-op threads on CPU: half the cores. On a small shared box (2 cores) one thread is
     several times faster than two fighting other processes for the same cores."""
     return max(1, (os.cpu_count() or 1) // 2)
+
+
+def fit_within_memory(
+    request: FitRequest,
+    report: Callable[[dict[str, Any]], None] | None,
+    should_stop: Callable[[], bool] | None,
+    shrunk: Callable[[dict[str, Any], str], Path | None],
+) -> tuple[FitResult, list[str]]:
+    """`fit`, and on CUDA out-of-memory the same run again with half the batch and twice the
+    gradient accumulation (the same effective batch) until it fits or the batch is 1.
+    `shrunk(config, note)` keeps the new config where the caller keeps it and returns the
+    checkpoint to resume from (None: start over). Returns the result and the notes said."""
+    notes: list[str] = []
+    while True:
+        try:
+            return fit(request, report, should_stop), notes
+        except torch.cuda.OutOfMemoryError:
+            config = request.config
+            changed = oom_policy(int(config["batch_size"]), int(config["accumulate_grad_batches"]))
+            if changed is None:
+                raise RuntimeError(
+                    "CUDA out of memory even at batch size 1; choose a smaller model or image size"
+                ) from None
+            torch.cuda.empty_cache()
+            config = {**config, "batch_size": changed[0], "accumulate_grad_batches": changed[1]}
+            note = (
+                f"CUDA out of memory: batch size now {changed[0]}, gradient accumulation "
+                f"{changed[1]} (same effective batch); resuming from the last checkpoint."
+            )
+            notes.append(note)
+            resume = shrunk(config, note)
+            request = replace(request, config=config, resume_from=resume)
 
 
 def resolve_device() -> str:
@@ -546,7 +578,10 @@ def make_trainer(
         max_epochs=int(config["epochs"]),
         precision=precision,  # type: ignore[arg-type]
         accumulate_grad_batches=int(config["accumulate_grad_batches"]),
-        deterministic=bool(config["deterministic"]),
+        # "warn": deterministic algorithms wherever PyTorch has them; the few CUDA kernels
+        # without one (weighted 2-D cross-entropy, which segmentation uses) run anyway with a
+        # warning instead of failing the run on a GPU.
+        deterministic="warn" if config["deterministic"] else False,
         callbacks=callbacks,
         logger=False,
         enable_checkpointing=False,

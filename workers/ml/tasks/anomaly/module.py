@@ -152,7 +152,7 @@ class AnomalyModule(StudioModule):
         share = float(self.config.get("synthetic_share", 0.5))
         defective, masks = paste_defects(x, share, self.generator, self.mean, self.std)
         logits = self.model.logits(defective)
-        pixel = F.binary_cross_entropy_with_logits(logits, masks, pos_weight=torch.tensor(5.0))
+        pixel = F.binary_cross_entropy_with_logits(logits, masks, pos_weight=logits.new_tensor(5.0))
         dice = dice_loss(logits, masks)
         self.loss_parts = {"pixel_bce": float(pixel.detach()), "dice": float(dice.detach())}
         return pixel + dice

@@ -40,23 +40,26 @@ def paste_defects(
     """Images with synthetic defects on about `share` of them, and the defect masks.
 
     x: [N, C, H, W] images normalized with `mean`/`std` ([1, C, 1, 1]); the foreign texture
-    comes from another image of the batch, recoloured in pixel space (0-1).
+    comes from another image of the batch, recoloured in pixel space (0-1). The random draws
+    come from `generator` on the CPU (the same defects on any device) and move to x's device.
     """
     n, _, h, w = x.shape
+    device = x.device
+    mean, std = mean.to(device), std.to(device)
     chosen = (torch.rand(n, generator=generator) < share).float()[:, None, None, None]
     if n < 2 or not chosen.any():
-        return x, torch.zeros(n, 1, h, w)
-    masks = blob_masks(n, max(h, w), generator)[..., :h, :w] * chosen
+        return x, torch.zeros(n, 1, h, w, device=device)
+    masks = (blob_masks(n, max(h, w), generator)[..., :h, :w] * chosen).to(device)
     pixels = x * std + mean
     shift = 1 + int(torch.randint(n - 1, (1,), generator=generator))
     source = torch.roll(pixels, shifts=shift, dims=0)
     source = torch.rot90(source, int(torch.randint(4, (1,), generator=generator)), dims=(2, 3))
     if source.shape[-2:] != (h, w):
         source = F.interpolate(source, size=(h, w), mode="bilinear", align_corners=False)
-    gain = torch.empty(n, x.shape[1], 1, 1).uniform_(0.6, 1.4, generator=generator)
-    offset = torch.empty(n, 1, 1, 1).uniform_(-0.2, 0.2, generator=generator)
+    gain = torch.empty(n, x.shape[1], 1, 1).uniform_(0.6, 1.4, generator=generator).to(device)
+    offset = torch.empty(n, 1, 1, 1).uniform_(-0.2, 0.2, generator=generator).to(device)
     source = (source * gain + offset).clamp(0, 1)
-    strength = torch.empty(n, 1, 1, 1).uniform_(0.15, 1.0, generator=generator)
+    strength = torch.empty(n, 1, 1, 1).uniform_(0.15, 1.0, generator=generator).to(device)
     blend = masks * strength
     mixed = pixels * (1 - blend) + source * blend
     return (mixed - mean) / std, masks

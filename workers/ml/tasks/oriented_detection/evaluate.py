@@ -40,7 +40,7 @@ def detect(
     for start in range(0, len(samples), batch_size):
         chunk = samples[start : start + batch_size]
         pictures = [load_image(s.path) for s in chunk]
-        batch = torch.stack([preprocess(p, model) for p in pictures])
+        batch = torch.stack([preprocess(p, model) for p in pictures]).to(model.device)
         for picture, found in zip(pictures, detections(model.model(batch), config), strict=True):
             found["obb"] = to_original(found["obb"], float(model.image_size), picture.size)
             out.append(found)

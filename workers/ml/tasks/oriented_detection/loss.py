@@ -33,7 +33,15 @@ def gaussian(obb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def kld_loss(pred: torch.Tensor, target: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
-    """mmrotate's KLD loss (sqrt, log1p, τ): 1 - 1 / (τ + log1p(√KL(target ‖ pred)))."""
+    """mmrotate's KLD loss (sqrt, log1p, τ): 1 - 1 / (τ + log1p(√KL(target ‖ pred))).
+
+    Always in float32, also under mixed precision: the 2x2 determinants and inverses of thin
+    boxes' covariances lose everything in 16 bits (and CUDA has no half-precision `det`)."""
+    with torch.autocast(pred.device.type, enabled=False):
+        return _kld(pred.float(), target.float(), tau)
+
+
+def _kld(pred: torch.Tensor, target: torch.Tensor, tau: float) -> torch.Tensor:
     xy_p, sigma_p = gaussian(pred)
     xy_t, sigma_t = gaussian(target)
     det_p = sigma_p.det().clamp_min(1e-9)

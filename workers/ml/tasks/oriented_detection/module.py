@@ -61,14 +61,14 @@ class OrientedModule(StudioModule):
         found = detections(self.inference_model()(images), self.config)
         assert self._metric is not None
         for f, t in zip(found, targets, strict=True):
-            truth = torch.cat([t["obb"], t["ignore_obb"]]).double().numpy()
+            truth = torch.cat([t["obb"], t["ignore_obb"]]).double().cpu().numpy()
             truth[:, 4] = np.degrees(truth[:, 4])
             self._metric.update(
                 f["obb"],
                 f["scores"],
                 f["labels"],
                 truth,
-                torch.cat([t["labels"], t["ignore_labels"]]).numpy(),
+                torch.cat([t["labels"], t["ignore_labels"]]).cpu().numpy(),
                 np.array([False] * len(t["obb"]) + [True] * len(t["ignore_obb"])),
             )
 
