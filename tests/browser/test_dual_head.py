@@ -55,6 +55,9 @@ def test_dual_head_evaluation_gate_and_try_it(
     assert experiment.status == "completed" and experiment.epochs_done == 3
 
     page.goto(f"/projects/{project_id}/evaluation")
+    choice = page.get_by_test_id("eval-checkpoint")
+    for phase in ("best-1-A", "best-2-B", "best-3-C"):  # each phase's own best, to evaluate
+        expect(choice).to_contain_text(phase)
     page.get_by_test_id("evaluate").click()
     expect(page.get_by_test_id("eval-metrics")).to_be_visible(timeout=SLOW)
     expect(page.get_by_test_id("eval-segmentation")).to_contain_text("Mean IoU")
