@@ -98,14 +98,11 @@ def _params(name: str, ids: dict[str, int]) -> dict[str, str]:
     return params
 
 
-def _pages(client: TestClient, project_id: int, params: dict[str, str], fresh: bool) -> list[Any]:
-    """(ids, total) of every page and one past the end; `fresh`: the cache forgotten before
-    each request, so the total is counted and pages are read by OFFSET."""
+def _pages(client: TestClient, project_id: int, params: dict[str, str]) -> list[Any]:
+    """(ids, total) of every page and one past the end."""
     found = []
     page, pages = 1, 1
     while page <= pages + 1:
-        if fresh:
-            browse_cache.clear()
         response = client.get(
             f"/api/projects/{project_id}/images", params={**params, "page": str(page)}
         )
@@ -120,11 +117,12 @@ def _pages(client: TestClient, project_id: int, params: dict[str, str], fresh: b
 def _reference(
     client: TestClient, project_id: int, params: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> list[Any]:
+    """The pages without the cache: an empty one that keeps nothing (every total counted), and
+    no anchors (every page by OFFSET); the real cache is left as it was."""
     with monkeypatch.context() as patch:
-        patch.setattr(browse_cache, "MAX_ANCHORS", -1)  # never build anchors
-        expected = _pages(client, project_id, params, fresh=True)
-    browse_cache.clear()
-    return expected
+        patch.setattr(browse_cache, "_CACHE", browse_cache._Lru(0))
+        patch.setattr(browse_cache, "MAX_ANCHORS", -1)
+        return _pages(client, project_id, params)
 
 
 def _cached(session: Session, project: Project, params: dict[str, str]) -> browse_cache.Entry:
@@ -148,10 +146,10 @@ def _agree(
     assert project.id is not None
     expected = _reference(client, project.id, params, monkeypatch)
     assert len(expected) > 10
-    assert _pages(client, project.id, params, fresh=False) == expected
+    assert _pages(client, project.id, params) == expected
     if warm:
         assert _cached(session, project, params).anchors is not None
-    assert _pages(client, project.id, params, fresh=False) == expected
+    assert _pages(client, project.id, params) == expected
 
 
 def _version(session: Session, project_id: int) -> int:
@@ -299,13 +297,13 @@ def test_every_query_pages_alike_with_and_without_anchors(
     for name in QUERIES:
         _agree(client, session, project, _params(name, ids), monkeypatch, warm=True)
     # Too many pages for the cap: the OFFSET path, the same pages.
-    monkeypatch.setattr(browse_cache, "MAX_ANCHORS", 5)
-    browse_cache.clear()
     params = _params("none", ids)
     assert project.id is not None
-    assert _pages(client, project.id, params, fresh=False) == _reference(
-        client, project.id, params, monkeypatch
-    )
+    expected = _reference(client, project.id, params, monkeypatch)
+    monkeypatch.setattr(browse_cache, "MAX_ANCHORS", 5)
+    browse_cache.clear()
+    assert _pages(client, project.id, params) == expected
+    assert _cached(session, project, params).anchors is None
 
 
 def test_a_split_deleted_and_made_again_through_the_api(
