@@ -222,7 +222,10 @@ def list_images(*, session: Session, project_id: int, query: ImageQuery) -> Imag
     # How many pages an index walk steps over: none from a cursor, else from the nearer end.
     depth = 1 if cursor else max(1, min(page, pages - page + 1))
     anchor = None
-    if key and counted is None and depth > browse_cache.NEAR_END and page <= pages:
+    # Without a filter OFFSET skips along the sort's covering index (2 ms for 50k rows at
+    # 100k), far less than building anchors (~0.8 µs per row): only the total is cached.
+    narrowed = bool(filters.members) or len(filters.clauses) > 1
+    if key and narrowed and counted is None and depth > browse_cache.NEAR_END and page <= pages:
         # Deep page numbers: the previous page's last row, from the version's anchors (built
         # on a miss by one pass over every match: walk the sort index or sort them all).
         def everything() -> Any:
