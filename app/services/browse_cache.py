@@ -43,7 +43,8 @@ from app.services import name_search
 
 # Queries remembered per process (least recently used dropped first).
 MAX_ENTRIES = 64
-# Queries with more pages than this keep the OFFSET path (an entry stays a few hundred KB).
+# Queries with more pages than this keep the OFFSET path: an entry holds at most this many
+# (value, id) pairs: 0.85 MB with 26-character names (measured), so 64 entries stay near 55 MB.
 MAX_ANCHORS = 5_000
 # Pages this close to either end of the result are read by OFFSET from the nearer end, which
 # costs about what a keyset page does; anchors are built for pages deeper than this.
