@@ -40,7 +40,7 @@ from app.models import (
     Split,
     SplitMember,
 )
-from app.services import image_index
+from app.services import browse_cache, image_index
 
 N_CLASSES = 20
 CHUNK = 10_000
@@ -137,6 +137,9 @@ QUERIES: dict[str, dict[str, Any]] = {
 }
 
 
+MODES = ("first", "spread", "miss", "cursor")
+
+
 def _p95(values: list[float]) -> float:
     ordered = sorted(values)
     return round(ordered[max(0, -(-len(ordered) * 95 // 100) - 1)], 1)
@@ -150,7 +153,7 @@ def _request(
     params = dict(params)
     if mode == "first":
         params["page"] = str(1 + r % min(pages, 3))
-    else:
+    else:  # spread, miss and cursor: page numbers over the whole result
         params["page"] = str(1 + (r * 7919) % min(pages, 1000))
     if mode == "cursor":
         cursor = client.get(url, params=params).json()["next_cursor"]
@@ -159,6 +162,8 @@ def _request(
             return None
         params.pop("page")
         params["cursor"] = cursor
+    if mode == "miss":
+        browse_cache.clear()  # as after a write: the first visit to a page builds the anchors
     start, start_cpu = time.perf_counter(), time.process_time()
     response = client.get(url, params=params)
     timing = ((time.perf_counter() - start) * 1000, (time.process_time() - start_cpu) * 1000)
@@ -169,10 +174,12 @@ def _request(
 def measure(
     targets: dict[int, tuple[TestClient, dict[str, int]]], repeats: int
 ) -> dict[int, dict[str, dict[str, float]]]:
-    """Per query, three page patterns: the first pages (what a user mostly looks at), page
-    numbers spread over the whole result (first to last; OFFSET, from the nearer end), and
-    "Next" from those spread pages (the answer's next_cursor: keyset, what the grid's Next
-    button and an API client paging through the result use). Requests to the databases of
+    """Per query, four page patterns: the first pages (what a user mostly looks at), page
+    numbers spread over the whole result (first to last; served from the browse cache's
+    anchors, built by the first of them), the same pages each right after the cache was
+    emptied ("miss": what the first visit to a deep page after a write costs), and "Next" from
+    the spread pages (the answer's next_cursor: keyset, what the grid's Next button and an API
+    client paging through the result use). Requests to the databases of
     each size alternate, so a change in the machine's load hits every size alike and the
     ratios between sizes hold even on a shared machine."""
     results: dict[int, dict[str, dict[str, float]]] = {n: {} for n in targets}
@@ -186,7 +193,7 @@ def measure(
             assert first.status_code == 200, first.text
             setup[n] = (client, url, params, first.json())
             results[n][name] = {"total": first.json()["total"]}
-        for mode in ("first", "spread", "cursor"):
+        for mode in MODES:
             wall: dict[int, list[float]] = {n: [] for n in targets}
             cpu: dict[int, list[float]] = {n: [] for n in targets}
             order = list(targets)
@@ -239,14 +246,12 @@ def main() -> None:
         print(f"p95 ms, {args.sizes[0]} -> {args.sizes[-1]} images (ratio); wall | cpu")
         for name in QUERIES:
             cells = []
-            for mode in ("first", "spread", "cursor"):
+            for mode in MODES:
                 for key in (f"{mode}_p95_ms", f"{mode}_cpu_p95_ms"):
                     a, b = small[name].get(key, 0.0), large[name].get(key, 0.0)
                     cells.append(f"{a:6.1f} -> {b:6.1f} ({b / max(a, 0.1):.2f}x)")
-            print(
-                f"{name:32s} first: {cells[0]} | {cells[1]}   spread: {cells[2]} | {cells[3]}"
-                f"   cursor: {cells[4]} | {cells[5]}"
-            )
+            parts = [f"{m}: {cells[2 * k]} | {cells[2 * k + 1]}" for k, m in enumerate(MODES)]
+            print(f"{name:32s} " + "   ".join(parts))
     print(f"load average: {os.getloadavg()}")
 
 

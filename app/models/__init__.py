@@ -6,7 +6,14 @@ from app.models.dg_report import DGReport
 from app.models.evaluation import Evaluation, EvaluationMatch, EvaluationResult
 from app.models.experiment import Experiment, MetricPoint
 from app.models.export import Export, ExportCreate, ExportRead
-from app.models.image import ANNOTATION_KINDS, UNLABELLED_SORT, Annotation, Image, ImageAttribute
+from app.models.image import (
+    ANNOTATION_KINDS,
+    UNLABELLED_SORT,
+    Annotation,
+    BrowseVersion,
+    Image,
+    ImageAttribute,
+)
 from app.models.job import (
     TERMINAL_STATUSES,
     Job,
@@ -31,6 +38,7 @@ __all__ = [
     "TERMINAL_STATUSES",
     "UNLABELLED_SORT",
     "Annotation",
+    "BrowseVersion",
     "DGReport",
     "DatasetImport",
     "Evaluation",

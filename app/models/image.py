@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index
+from sqlalchemy import BigInteger, Index
 from sqlmodel import Field, SQLModel
 
 from app.models.common import created_at_field, json_field
@@ -94,3 +94,16 @@ class Annotation(SQLModel, table=True):
     kind: str = Field(max_length=16)
     geometry: dict[str, Any] = json_field()
     attributes: dict[str, Any] = json_field()
+
+
+class BrowseVersion(SQLModel, table=True):
+    """A project's data version for the image list: triggers (migration 0e2fdd88d1db)
+    bump it in the same transaction as every write to a table the list reads, so a cached
+    answer keyed by it (app.services.browse_cache) is never older than the version it names.
+    A table of its own rather than a column of project: editing a project's name or
+    description does not contend with the writers that bump it."""
+
+    __tablename__ = "browse_version"
+
+    project_id: int = Field(foreign_key="project.id", ondelete="CASCADE", primary_key=True)
+    version: int = Field(default=0, sa_type=BigInteger, nullable=False)

@@ -37,20 +37,21 @@ SORT_COLUMNS: dict[str, Any] = {
 _FILTER_FIELDS = tuple(name for name in ImageQuery.model_fields if name not in ("page", "cursor"))
 
 
-def _column(sort: str) -> Any:
+def sort_column(sort: str) -> Any:
+    """The column a sort key orders by (without its direction)."""
     return col(SORT_COLUMNS[sort.lstrip("-")])
 
 
 def order(sort: str, *, reverse: bool = False) -> list[Any]:
     """ORDER BY for a sort key (prefix "-" descending), ties broken by id the same way."""
     descending = sort.startswith("-") != reverse
-    column, key = _column(sort), col(Image.id)
+    column, key = sort_column(sort), col(Image.id)
     return [column.desc(), key.desc()] if descending else [column.asc(), key.asc()]
 
 
 def beyond(sort: str, value: Any, image_id: int, *, forward: bool = True) -> Any:
     """Rows after (forward) or before the row (value, image_id) in the sort's order."""
-    column, key = _column(sort), col(Image.id)
+    column, key = sort_column(sort), col(Image.id)
     later = forward != sort.startswith("-")
     # The bare bound (column >= value) lets the database start an index range there; the OR
     # then only trims the rows that tie with the cursor's row.

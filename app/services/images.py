@@ -20,8 +20,8 @@ from app.models.browse import (
     ImageQuery,
     ImageRead,
 )
+from app.services import browse_cache, name_search, targets
 from app.services import image_paging as paging
-from app.services import name_search, targets
 from app.services.projects import get_project
 
 
@@ -197,26 +197,50 @@ def _read(
 def list_images(*, session: Session, project_id: int, query: ImageQuery) -> ImagePage:
     """One page of the project's images, the total matching the filters and cursors to the
     pages on either side. `query.cursor` (from an earlier answer) replaces `query.page`; a
-    cursor page reuses the first page's total instead of counting again."""
-    get_project(session=session, project_id=project_id)
-    filters = _filtered(session, project_id, query)
+    cursor page reuses the first page's total instead of counting again. Page numbers read
+    the total, and deep pages their start, from app.services.browse_cache when it has them."""
+    project = get_project(session=session, project_id=project_id)
     cursor = paging.decode(query.cursor, query) if query.cursor else None
+    # The data version is read before anything the cache may keep is computed.
+    key = None if cursor else browse_cache.key(session, project, query)
+    cached = browse_cache.get(key) if key else None
+    filters = _filtered(session, project_id, query)
     size = query.page_size
     page = cursor.page if cursor else query.page
     counted: tuple[list[int], int] | None = None
-    if cursor is None and filters.bound is not None:
+    if cursor is None and cached is None and filters.bound is not None:
         # Few candidates: one query sorts them all and counts them (the name index is read
         # once per request, not once for the total and again for the page).
         counted = paging.page_counted(session, filters.where(), query.sort, page, size)
         if counted[1] < 0:  # a page past the end has no row to carry the count
             counted = ([], 0 if page == 1 else _count(session, filters))
-    total = cursor.total if cursor else counted[1] if counted else _count(session, filters)
+    known = cursor.total if cursor else cached.total if cached else counted[1] if counted else None
+    total = _count(session, filters) if known is None else known
+    if key:
+        browse_cache.keep_total(key, total)
     pages = max(1, -(-total // size))
     # How many pages an index walk steps over: none from a cursor, else from the nearer end.
     depth = 1 if cursor else max(1, min(page, pages - page + 1))
+    anchor = None
+    # Without a filter OFFSET skips along the sort's covering index (2 ms for 50k rows at
+    # 100k), far less than building anchors (~0.8 µs per row): only the total is cached.
+    narrowed = bool(filters.members) or len(filters.clauses) > 1
+    if key and narrowed and counted is None and depth > browse_cache.NEAR_END and page <= pages:
+        # Deep page numbers: the previous page's last row, from the version's anchors (built
+        # on a miss by one pass over every match: walk the sort index or sort them all).
+        def everything() -> Any:
+            walk = bool(filters.members) and _walk(session, project_id, total, total)
+            return filters.where(walk=walk)
+
+        anchor = browse_cache.anchor(session, key, everything, query.sort, page, size, total)
+        depth = 1 if anchor else depth
     walk = bool(filters.members) and _walk(session, project_id, depth * size, total)
     where = filters.where(walk=walk)
-    if cursor is not None:
+    if anchor is not None:
+        where = and_(where, paging.beyond(query.sort, *anchor))
+        ids = paging.page_ids(session, where, query.sort, reverse=False, offset=0, size=size)
+        has_next, has_prev = page < pages, page > 1
+    elif cursor is not None:
         # One row more than a page says whether the list goes on in that direction.
         where = and_(
             where, paging.beyond(query.sort, cursor.value, cursor.image_id, forward=cursor.forward)
