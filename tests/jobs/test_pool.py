@@ -44,7 +44,16 @@ def test_job_runs_in_its_own_process_group_and_reports_progress(
     done = wait_status(session, job.id, "succeeded")
     assert done.result == {"counted": 5}
     assert done.progress == 1.0 and done.exit_code == 0
-    events = list_events(session, job_id=job.id)
+    # The final status event is written just after the row changes (jobs.poll_events reads
+    # once more for it), so it may be a moment behind the row that wait_status saw.
+    events = wait_for(
+        lambda: (
+            (found := list_events(session, job_id=job.id))
+            and any(e.type == "status" and e.payload["status"] == "succeeded" for e in found)
+            and found
+        ),
+        what="the final status event",
+    )
     progress = [e.payload["done"] for e in events if e.type == "progress"]
     assert progress == [1, 2, 3, 4, 5]
     assert [e.payload["status"] for e in events if e.type == "status"] == [
