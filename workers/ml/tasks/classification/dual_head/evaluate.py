@@ -9,6 +9,7 @@ subset, at most REFERENCE_IMAGES of them); without them the rule stays off."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,13 @@ from .data import mask_of
 REFERENCE_IMAGES = 2000  # training images the familiarity reference is estimated from
 
 
+def _batches(model: InferenceModel, paths: list[Any], batch: int) -> Iterator[torch.Tensor]:
+    """The images as preprocessed batches on the model's device (call under inference mode)."""
+    for start in range(0, len(paths), batch):
+        x = torch.stack([preprocess(load_image(p), model) for p in paths[start : start + batch]])
+        yield x.to(model.device)
+
+
 def channel_probs(
     model: InferenceModel, paths: list[Any], batch: int = 32
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -34,10 +42,7 @@ def channel_probs(
     net = model.model
     probs, embeddings = [], []
     with torch.inference_mode():
-        for start in range(0, len(paths), batch):
-            x = torch.stack(
-                [preprocess(load_image(p), model) for p in paths[start : start + batch]]
-            )
+        for x in _batches(model, paths, batch):
             _, seg, embedding = net.outputs(x)  # type: ignore[operator]
             probs.append(net.channel_probs(seg).float().cpu().numpy())  # type: ignore[operator]
             embeddings.append(embedding.float().cpu().numpy())
@@ -56,13 +61,12 @@ def reference_of(model: InferenceModel, samples: list[Sample]) -> dict[str, Any]
         labelled = [labelled[int(i * step)] for i in range(REFERENCE_IMAGES)]
     if not labelled:
         return None
-    net = model.model
     paths = [s.path for s, _ in labelled]
-    chunks = []
     with torch.inference_mode():  # the backbone's pass only: no masks are needed here
-        for start in range(0, len(paths), 32):
-            x = torch.stack([preprocess(load_image(p), model) for p in paths[start : start + 32]])
-            chunks.append(net.embed(x).float().cpu().numpy())  # type: ignore[operator]
+        chunks = [
+            model.model.embed(x).float().cpu().numpy()  # type: ignore[operator]
+            for x in _batches(model, paths, 32)
+        ]
     embeddings = np.concatenate(chunks)
     by_class: dict[str, list[np.ndarray]] = {}
     for (_, name), vector in zip(labelled, embeddings, strict=True):
