@@ -131,8 +131,10 @@ def cancel_job(session: Session, *, job_id: int) -> Job:
             return job
         session.refresh(job)  # the pool claimed it meanwhile: cancel it as a running job
     session.execute(update(Job).where(col(Job.id) == job_id).values(cancel_requested=True))
-    add_event(session, job_id=job_id, type="log", payload={"message": "Cancel requested"})
+    # Committed on its own: add_event retries a clash with the worker's own events (the same
+    # sequence number) by rolling back, which took the request with it — the cancel was lost.
     session.commit()
+    add_event(session, job_id=job_id, type="log", payload={"message": "Cancel requested"})
     session.refresh(job)
     return job
 
